@@ -1,0 +1,26 @@
+"""Test setup: CPU only, no accelerator probing."""
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import contextlib
+
+import jax
+import pytest
+
+
+@contextlib.contextmanager
+def _x64():
+  previous = jax.config.jax_enable_x64
+  jax.config.update("jax_enable_x64", True)
+  try:
+    yield
+  finally:
+    jax.config.update("jax_enable_x64", previous)
+
+
+@pytest.fixture
+def x64():
+  """Runs the test with float64 enabled (restored afterwards)."""
+  with _x64():
+    yield

@@ -1,0 +1,3 @@
+"""tripjax: the Tensor Ring Induced Prior (TRIP) for JAX/Flax generative models."""
+
+__version__ = "0.1.0"
