@@ -1,0 +1,201 @@
+"""Tests for tripjax/data.py: TFDS sets under `tfds.testing.mock_data`, offline digits."""
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from tripjax import data
+
+NUM_MOCK_EXAMPLES = 20
+
+
+@pytest.fixture
+def mock_tfds():
+  with tfds.testing.mock_data(num_examples=NUM_MOCK_EXAMPLES,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    yield
+
+
+# ---------------------------------------------------------------- TFDS (mocked)
+
+
+@pytest.mark.parametrize("name, image_shape, label_shape", [
+    ("celeb_a", (64, 64, 3), (40,)),
+    ("cifar10", (32, 32, 3), ()),
+    ("mnist", (28, 28, 1), ()),
+])
+def test_tfds_batches_shape_dtype_range(mock_tfds, name, image_shape, label_shape):
+  dataset = data.load_dataset(name, "train")
+  assert dataset.image_shape == image_shape
+  batch_list = list(data.batches(dataset, 4, seed=0, epoch=0))
+  assert len(batch_list) == data.num_batches(dataset, 4)
+  for batch in batch_list:
+    assert batch.shape == (4, *image_shape)
+    assert batch.dtype == np.float32
+    assert 0.0 <= batch.min() and batch.max() <= 1.0
+  images, labels = next(data.batches(dataset, 4, seed=0, epoch=0, with_labels=True))
+  np.testing.assert_array_equal(images, batch_list[0])
+  assert labels.shape == (4, *label_shape)
+
+
+def test_celeb_a_attributes_are_named_binary_floats(mock_tfds):
+  dataset = data.load_dataset("celeb_a", "validation")
+  assert len(dataset.attribute_names) == 40
+  assert "Smiling" in dataset.attribute_names
+  _, labels = dataset.read(np.arange(5))
+  assert labels.dtype == np.float32
+  assert set(np.unique(labels)) <= {0.0, 1.0}
+
+
+def test_rgb_sets_keep_256_levels_and_mnist_is_binarized(mock_tfds):
+  cifar = data.load_dataset("cifar10", "test")[:]
+  np.testing.assert_allclose(cifar * 255, np.round(cifar * 255), atol=1e-4)
+  assert len(np.unique(cifar)) > 2
+  mnist = data.load_dataset("mnist", "test")
+  assert mnist.binarized and mnist.likelihood == "bernoulli"
+  assert set(np.unique(mnist[:])) <= {0.0, 1.0}
+
+
+@pytest.mark.parametrize("name", ["celeb_a", "cifar10"])
+def test_batches_deterministic_and_epochs_differ(mock_tfds, name):
+  dataset = data.load_dataset(name, "train")
+  first = np.stack(list(data.batches(dataset, 4, seed=3, epoch=1)))
+  again = np.stack(list(data.batches(data.load_dataset(name, "train"), 4, seed=3,
+                                     epoch=1)))
+  np.testing.assert_array_equal(first, again)
+  other_epoch = np.stack(list(data.batches(dataset, 4, seed=3, epoch=2)))
+  assert not np.array_equal(first, other_epoch)
+  other_seed = np.stack(list(data.batches(dataset, 4, seed=4, epoch=1)))
+  assert not np.array_equal(first, other_seed)
+
+
+def test_validation_is_carved_from_train_for_cifar10(mock_tfds):
+  train = data.load_dataset("cifar10", "train")
+  validation = data.load_dataset("cifar10", "validation")
+  assert len(validation) == NUM_MOCK_EXAMPLES // 10
+  assert len(train) + len(validation) == NUM_MOCK_EXAMPLES
+
+
+def test_celeb_a_crop_keeps_only_the_centre():
+  """A 218x178 image: grey 0.5 outside the 160x160 centre crop, a pattern inside."""
+  height, width, crop = 218, 178, data.CELEB_A_CROP_SIZE
+  top, left = round((height - crop) / 2), round((width - crop) / 2)
+  rows = np.arange(crop)[:, None, None]
+  pattern = np.where((rows // 40) % 2 == 0, 255, 0) * np.ones((1, crop, 3))
+  image = np.full((height, width, 3), 128, np.uint8)
+  image[top:top + crop, left:left + crop] = pattern.astype(np.uint8)
+
+  def fake_source(self, split, **kwargs):
+    del self, split, kwargs
+    return [{"image": image, "attributes": {"Smiling": True, "Male": False}}] * 3
+
+  with tfds.testing.mock_data(as_data_source_fn=fake_source,
+                              policy=tfds.testing.MockPolicy.USE_CODE):
+    output = data.load_dataset("celeb_a", "test")[0]
+  assert output.shape == (64, 64, 3)
+  # The corner pixels see only the pattern (0 or 1), never the grey border (0.5).
+  for corner in [output[0, 0], output[0, -1], output[-1, 0], output[-1, -1]]:
+    assert np.all(np.abs(corner - 0.5) > 0.4), corner
+  # 160 -> 64: each 40-row band is 16 output rows; band centres are pure.
+  np.testing.assert_allclose(output[8], 1.0, atol=1e-6)
+  np.testing.assert_allclose(output[24], 0.0, atol=1e-6)
+
+
+def test_center_crop_and_resize_matches_direct_resize_of_the_crop():
+  rng = np.random.default_rng(0)
+  image = rng.integers(0, 256, (218, 178, 3), dtype=np.uint8)
+  from PIL import Image
+  expected = np.asarray(Image.fromarray(image[29:189, 9:169]).resize(
+      (64, 64), resample=Image.BILINEAR))
+  np.testing.assert_array_equal(data.center_crop_and_resize(image), expected)
+
+
+# ---------------------------------------------------------------- offline digits
+
+
+def test_digits_split_sizes_and_disjointness():
+  splits = {split: data.load_dataset("digits", split) for split in data.SPLITS}
+  assert {s: len(d) for s, d in splits.items()} == data.DIGITS_SPLIT_SIZES
+  index_sets = [set(data._digits_split_indices(split).tolist())
+                for split in data.SPLITS]
+  assert sum(len(s) for s in index_sets) == len(set().union(*index_sets)) == 5000
+  # Disjoint as images too (real digits have no exact duplicates across splits).
+  train = {image.tobytes() for image in splits["train"].images}
+  assert not any(image.tobytes() in train for image in splits["test"].images)
+
+
+def test_digits_is_real_mnist():
+  raw = data.load_dataset("digits", "train", binarize=False)
+  images = raw.images
+  assert images.shape == (4000, 28, 28, 1) and images.dtype == np.float32
+  assert images.min() == 0.0 and images.max() == 1.0
+  # MNIST's mean pixel intensity is about 0.13; ink sits in the centre.
+  assert 0.11 < images.mean() < 0.15
+  assert images[:, :3].mean() < 0.01 < 0.2 < images[:, 10:18, 10:18].mean()
+  # Every class is present in about the right proportion.
+  assert np.bincount(raw.labels, minlength=10).min() > 300
+  binarized = data.load_dataset("digits", "train")
+  assert binarized.binarized and set(np.unique(binarized.images)) == {0.0, 1.0}
+  np.testing.assert_array_equal(binarized.images, (images > 0.5).astype(np.float32))
+
+
+def test_digits_batches_cover_epoch_once_and_remainder():
+  dataset = data.load_dataset("digits", "validation")
+  batch_list = list(data.batches(dataset, 64, seed=0, epoch=0, drop_remainder=False))
+  assert len(batch_list) == data.num_batches(dataset, 64, drop_remainder=False) == 8
+  assert batch_list[-1].shape[0] == 500 - 7 * 64
+  seen = np.concatenate(batch_list)
+  assert len({image.tobytes() for image in seen}) == len(
+      {image.tobytes() for image in dataset.images})
+  ordered = next(data.batches(dataset, 10, seed=0, epoch=0, shuffle=False))
+  np.testing.assert_array_equal(ordered, dataset[:10])
+
+
+# ---------------------------------------------------------------- errors
+
+
+def test_unknown_name_lists_valid_ones():
+  with pytest.raises(ValueError, match="digits.*mnist.*cifar10.*celeb_a"):
+    data.load_dataset("imagenet", "train")
+
+
+def test_unknown_split():
+  with pytest.raises(ValueError, match="train, validation, test"):
+    data.load_dataset("digits", "dev")
+
+
+@pytest.mark.parametrize("kwargs", [
+    dict(name=3, split="train"),
+    dict(name="digits", split=0),
+    dict(name="digits", split="train", binarize="yes"),
+    dict(name="digits", split="train", data_dir=1.5),
+])
+def test_wrong_argument_types(kwargs):
+  name, split = kwargs.pop("name"), kwargs.pop("split")
+  with pytest.raises(TypeError):
+    data.load_dataset(name, split, **kwargs)
+
+
+def test_batches_argument_errors():
+  dataset = data.load_dataset("digits", "test")
+  with pytest.raises(TypeError, match="ImageDataset"):
+    next(data.batches(np.zeros((4, 28, 28, 1)), 2, seed=0, epoch=0))
+  with pytest.raises(ValueError, match="batch_size"):
+    next(data.batches(dataset, 0, seed=0, epoch=0))
+  with pytest.raises(TypeError, match="seed"):
+    next(data.batches(dataset, 2, seed=0.5, epoch=0))
+  with pytest.raises(ValueError, match="epoch"):
+    next(data.batches(dataset, 2, seed=0, epoch=-1))
+
+
+def test_missing_data_dir_says_how_to_get_data(tmp_path):
+  with pytest.raises(data.DataNotFoundError, match="(?s)does not exist.*tfds build cifar10"):
+    data.load_dataset("cifar10", "train", data_dir=tmp_path / "absent")
+
+
+def test_unprepared_data_dir_says_how_to_get_celeb_a(tmp_path):
+  with pytest.raises(data.DataNotFoundError) as error:
+    data.load_dataset("celeb_a", "train", data_dir=tmp_path)
+  message = str(error.value)
+  assert "tfds build celeb_a" in message and "download=True" in message
+  assert "img_align_celeba.zip" in message  # the manual-download hint

