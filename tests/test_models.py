@@ -1,0 +1,172 @@
+"""Tests for tripjax/models/vae.py: shapes, the paper's parameter count, jit, grads."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tripjax import likelihoods
+from tripjax.models import vae
+
+PAPER_PARAM_COUNT = 11.4e6
+
+
+def _init(encoder, decoder, image_shape, latent_dim, batch_size=2):
+  """Variables of both modules, shapes from `init` but values from numpy.
+
+  `jax.eval_shape(init)` compiles nothing; filling with numpy (kernels ~ N(0, 1/fan_in),
+  scales and variances 1, the rest 0) avoids compiling the random initializers,
+  which takes many seconds on CPU. `test_real_init` covers `init` itself.
+  """
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    name = getattr(path[-1], "key", "")
+    if name == "kernel":
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return jnp.asarray(rng.normal(size=leaf.shape) / np.sqrt(fan_in), leaf.dtype)
+    if name in ("scale", "var"):
+      return jnp.ones(leaf.shape, leaf.dtype)
+    return jnp.zeros(leaf.shape, leaf.dtype)
+
+  images = jnp.zeros((batch_size, *image_shape))
+  latents = jnp.zeros((batch_size, latent_dim))
+  shapes = jax.eval_shape(lambda: (encoder.init(jax.random.key(0), images),
+                                   decoder.init(jax.random.key(1), latents)))
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
+def test_real_init_matches_shapes_and_is_random():
+  encoder, decoder = vae.encoder_decoder((28, 28, 1), 4, widths=(8, 16))
+  key = jax.random.key(0, impl="rbg")  # threefry init compiles slowly on CPU
+
+  @jax.jit
+  def init(key):
+    encoder_key, decoder_key = jax.random.split(key)
+    return (encoder.init(encoder_key, jnp.zeros((1, 28, 28, 1))),
+            decoder.init(decoder_key, jnp.zeros((1, 4))))
+
+  variables = init(key)
+  expected = _init(encoder, decoder, (28, 28, 1), 4)
+  assert (jax.tree_util.tree_structure(variables)
+          == jax.tree_util.tree_structure(expected))
+  kernel = variables[0]["params"]["conv0"]["kernel"]
+  assert kernel.shape == (4, 4, 1, 8) and float(jnp.std(kernel)) > 0
+
+
+@pytest.mark.parametrize("image_shape", [(28, 28, 1), (32, 32, 3), (64, 64, 3)])
+@pytest.mark.parametrize("params_per_channel", [1, 2])
+def test_output_shapes(image_shape, params_per_channel):
+  latent_dim = 8
+  encoder, decoder = vae.encoder_decoder(image_shape, latent_dim,
+                                         widths=(8, 16, 16, 16)[:len(
+                                             vae.default_widths(image_shape[0]))],
+                                         params_per_channel=params_per_channel)
+  encoder_vars, decoder_vars = _init(encoder, decoder, image_shape, latent_dim)
+  images = jnp.zeros((3, *image_shape))
+  # Shapes only (eval_shape compiles nothing); other tests run the numerics.
+  mean, log_scale = jax.eval_shape(encoder.apply, encoder_vars, images)
+  assert mean.shape == log_scale.shape == (3, latent_dim)
+  output = jax.eval_shape(decoder.apply, decoder_vars, mean)
+  height, width, channels = image_shape
+  assert output.shape == (3, height, width, channels * params_per_channel)
+
+
+@pytest.mark.parametrize("image_size", [28, 32, 64])
+def test_default_widths_halve_to_the_decoder_start(image_size):
+  widths = vae.default_widths(image_size)
+  assert image_size % 2 ** len(widths) == 0
+  assert image_size // 2 ** len(widths) in (4, 7)
+
+
+@pytest.mark.parametrize("params_per_channel", [1, 2])
+def test_paper_architecture_parameter_count(params_per_channel):
+  encoder, decoder = vae.paper_encoder_decoder(params_per_channel=params_per_channel)
+  shapes = jax.eval_shape(lambda: (
+      encoder.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3))),
+      decoder.init(jax.random.key(0), jnp.zeros((1, vae.PAPER_LATENT_DIM)))))
+  total = vae.count_params(shapes[0]) + vae.count_params(shapes[1])
+  assert abs(total - PAPER_PARAM_COUNT) / PAPER_PARAM_COUNT < 0.01, total
+  encoder_params = shapes[0]["params"]
+  assert [encoder_params[f"conv{i}"]["kernel"].shape[-1] for i in range(4)] == [
+      64, 128, 256, 512]
+  assert "bias" not in encoder_params["conv0"]
+  assert encoder_params["to_posterior"]["kernel"].shape == (4 * 4 * 512, 200)
+
+
+def test_paper_decoder_is_the_mirror():
+  _, decoder = vae.paper_encoder_decoder()
+  decoder_params = jax.eval_shape(
+      lambda: decoder.init(jax.random.key(0), jnp.zeros((1, 100))))["params"]
+  assert decoder_params["from_latent"]["kernel"].shape == (100, 512)
+  assert decoder_params["project"]["kernel"].shape == (4, 4, 512, 512)
+  assert [decoder_params[f"deconv{i}"]["kernel"].shape[-1] for i in range(4)] == [
+      256, 128, 64, 3]
+
+
+@pytest.mark.parametrize("likelihood", likelihoods.LIKELIHOODS)
+def test_jit_loss_gradients_are_finite(likelihood):
+  image_shape, latent_dim = (28, 28, 1), 4
+  encoder, decoder = vae.encoder_decoder(
+      image_shape, latent_dim, widths=(8, 16), norm="group",
+      params_per_channel=likelihoods.num_params_per_channel(likelihood))
+  encoder_vars, decoder_vars = _init(encoder, decoder, image_shape, latent_dim)
+  rng = np.random.default_rng(3)
+  images = np.round(rng.uniform(size=(2, *image_shape)) * 255) / 255
+  if likelihood == "bernoulli":
+    images = np.round(images)
+  images = jnp.asarray(images, jnp.float32)
+  noise = jnp.asarray(rng.normal(size=(2, latent_dim)), jnp.float32)
+
+  @jax.jit
+  def loss(params, images):
+    mean, log_scale = encoder.apply(params[0], images)
+    z = mean + jnp.exp(log_scale) * noise
+    output = decoder.apply(params[1], z)
+    return -jnp.mean(likelihoods.log_likelihood(likelihood, output, images))
+
+  value, grads = jax.value_and_grad(loss)((encoder_vars, decoder_vars), images)
+  assert np.isfinite(value)
+  leaves = jax.tree_util.tree_leaves(grads)
+  assert all(np.all(np.isfinite(leaf)) for leaf in leaves)
+  assert any(np.any(leaf != 0) for leaf in leaves)
+
+
+def test_decoder_output_is_unbounded_and_mean_image_in_range():
+  encoder, decoder = vae.encoder_decoder((32, 32, 3), 4, widths=(8, 8, 8),
+                                         params_per_channel=2)
+  _, decoder_vars = _init(encoder, decoder, (32, 32, 3), 4)
+  latents = 30 * np.random.default_rng(5).normal(size=(2, 4)).astype(np.float32)
+  output = jax.jit(decoder.apply)(decoder_vars, latents)
+  assert np.all(np.isfinite(output))
+  assert float(jnp.abs(output).max()) > 1.0  # raw parameters, no squashing
+  mean_image = likelihoods.likelihood_mean("discretized_logistic", output)
+  assert mean_image.shape == (2, 32, 32, 3)
+  assert 0.0 <= float(mean_image.min()) and float(mean_image.max()) <= 1.0
+
+
+def test_batch_norm_train_updates_statistics():
+  image_shape = (28, 28, 1)
+  encoder, decoder = vae.encoder_decoder(image_shape, 4, widths=(8, 8), norm="batch")
+  encoder_vars, _ = _init(encoder, decoder, image_shape, 4)
+  assert "batch_stats" in encoder_vars
+  images = jnp.asarray(np.random.default_rng(6).uniform(size=(4, *image_shape)),
+                       jnp.float32)
+  (mean, _), updates = encoder.apply(encoder_vars, images, train=True,
+                                     mutable=["batch_stats"])
+  assert mean.shape == (4, 4)
+  changed = jax.tree_util.tree_map(lambda a, b: bool(jnp.any(a != b)),
+                                   updates["batch_stats"], encoder_vars["batch_stats"])
+  assert any(jax.tree_util.tree_leaves(changed))
+  eval_mean, _ = encoder.apply(encoder_vars, images)  # running averages, no mutation
+  assert eval_mean.shape == (4, 4)
+
+
+def test_errors():
+  with pytest.raises(ValueError, match="none, group, batch"):
+    vae.encoder_decoder((28, 28, 1), 4, norm="layer")
+  with pytest.raises(ValueError, match="known sizes"):
+    vae.default_widths(48)
+  _, decoder = vae.encoder_decoder((28, 28, 1), 4, widths=(8, 8, 8))
+  with pytest.raises(ValueError, match="not divisible"):
+    decoder.init(jax.random.key(0), jnp.zeros((1, 4)))
