@@ -151,6 +151,17 @@ def test_digits_batches_cover_epoch_once_and_remainder():
   np.testing.assert_array_equal(ordered, dataset[:10])
 
 
+def test_take_and_subset_read_the_same_examples():
+  dataset = data.load_dataset("digits", "test")
+  first = dataset.take(50)
+  assert len(first) == 50 and first.likelihood == dataset.likelihood
+  np.testing.assert_array_equal(first.images, dataset[:50])
+  assert len(dataset.take(10_000)) == len(dataset)
+  picked = dataset.subset([7, 3, 3])
+  np.testing.assert_array_equal(picked[:], dataset[np.array([7, 3, 3])])
+  np.testing.assert_array_equal(picked.read([1])[1], dataset.read([3])[1])
+
+
 # ---------------------------------------------------------------- errors
 
 

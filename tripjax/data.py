@@ -117,6 +117,19 @@ class ImageDataset:
       index = np.arange(len(self))[index]
     return self.read(index)[0]
 
+  def subset(self, indices) -> ImageDataset:
+    """A dataset of the examples at `indices` (n,), in that order; reads lazily."""
+    indices = self._check_indices(indices)
+    return ImageDataset(name=self.name, split=self.split, image_shape=self.image_shape,
+                        num_examples=len(indices),
+                        read_fn=lambda positions: self._read_fn(indices[positions]),
+                        binarized=self.binarized, attribute_names=self.attribute_names)
+
+  def take(self, num_examples: int) -> ImageDataset:
+    """The first `num_examples` examples (all of them if there are fewer)."""
+    _check_nonnegative_int("num_examples", num_examples)
+    return self.subset(np.arange(min(num_examples, len(self))))
+
   @property
   def images(self) -> np.ndarray:
     """All images, (N, H, W, C) float32. Reads (and decodes) the whole split."""
