@@ -39,6 +39,10 @@ Array = jax.Array
 # Variables per block of the scan: the weighted cores of a block are built by one
 # batched GEMM, and the backward pass stores the running product once per block.
 _BLOCK = 16
+# The running products are rescaled every this many steps. Weights are max-subtracted
+# and each core is normalized, so a step grows entries by at most m: four steps stay
+# far inside float32's range.
+_RESCALE_EVERY = 4
 
 
 class Continuous(NamedTuple):
@@ -220,73 +224,103 @@ def _rescale(matrix: Array) -> tuple[Array, Array]:
 
 
 def _split_blocks(n: int) -> tuple[int, int]:
-  block = min(_BLOCK, n)
+  """(number of full blocks, block size); the block size is a multiple of _RESCALE_EVERY."""
+  if n < _RESCALE_EVERY:
+    return 0, 0
+  block = min(_BLOCK, n - n % _RESCALE_EVERY)
   return n // block, block
 
 
-def _prefix_steps(prefix: Array, mats: Array):
-  """Runs prefix <- rescale(prefix @ mats[i]) for i in the block; returns all prefixes."""
-  prefixes, log_scale = [], 0.0
+def _prefix_steps(prefix: Array, log_scale: Array, mats: Array, offset: int = 0):
+  """prefix <- prefix @ mats[i] for the block, rescaled every _RESCALE_EVERY steps.
+
+  Args:
+    prefix: (B, m, m) running product, `log_scale` (B,) its log scale.
+    mats: (c, B, m, m) the block's weighted cores.
+    offset: steps done before this block (the rescaling phase).
+
+  Returns:
+    The final (prefix, log_scale) and the lists of prefixes and log scales that stood
+    before each step.
+  """
+  prefixes, log_scales = [], []
   for i in range(mats.shape[0]):
     prefixes.append(prefix)
-    prefix, log_step = _rescale(prefix @ mats[i])
-    log_scale = log_scale + log_step
-  return prefix, log_scale, prefixes
+    log_scales.append(log_scale)
+    prefix = prefix @ mats[i]
+    if (offset + i + 1) % _RESCALE_EVERY == 0:
+      prefix, log_step = _rescale(prefix)
+      log_scale = log_scale + log_step
+  return prefix, log_scale, prefixes, log_scales
+
+
+def _blocks(weights: Array, cores: Array, num_blocks: int, block: int):
+  """The first num_blocks * block variables as (num_blocks, block, ...) scan inputs."""
+  full = num_blocks * block
+  w_blocks = weights[:full].reshape(num_blocks, block, *weights.shape[1:])
+  q_blocks = cores[:full].reshape(num_blocks, block, *cores.shape[1:])
+  return w_blocks, q_blocks
 
 
 def _ring_forward(weights: Array, cores: Array):
-  """Returns (log traces (B,), prefixes at block starts for the backward pass)."""
+  """Returns (log traces (B,), residuals for the backward pass).
+
+  The running product is stored once per block (`_BLOCK` variables); the backward pass
+  recomputes the prefixes inside a block, which costs less than storing them all.
+  """
   n, batch, _ = weights.shape
   m = cores.shape[-1]
   num_blocks, block = _split_blocks(n)
   full = num_blocks * block
   eye = jnp.broadcast_to(jnp.eye(m, dtype=cores.dtype), (batch, m, m))
+  carry = (eye, jnp.zeros((batch,), cores.dtype))
+  block_starts = None
+  if num_blocks:
+    def body(carry, block_inputs):
+      prefix, log_scale = carry
+      mats = _weighted_cores(*block_inputs)
+      prefix_out, log_out, _, _ = _prefix_steps(prefix, log_scale, mats)
+      return (prefix_out, log_out), carry
 
-  def body(carry, block_inputs):
-    prefix, log_scale = carry
-    w_block, q_block = block_inputs
-    mats = _weighted_cores(w_block, q_block)
-    new_prefix, log_step, _ = _prefix_steps(prefix, mats)
-    return (new_prefix, log_scale + log_step), prefix
-
-  w_blocks = weights[:full].reshape(num_blocks, block, batch, -1)
-  q_blocks = cores[:full].reshape(num_blocks, block, *cores.shape[1:])
-  init_carry = (eye, jnp.zeros((batch,), cores.dtype))
-  (prefix, log_scale), block_prefixes = jax.lax.scan(body, init_carry,
-                                                      (w_blocks, q_blocks))
-  tail_prefix = prefix
+    carry, block_starts = jax.lax.scan(body, carry,
+                                       _blocks(weights, cores, num_blocks, block))
+  tail_start = carry
+  prefix, log_scale = carry
   if full < n:
     mats = _weighted_cores(weights[full:], cores[full:])
-    prefix, log_step, _ = _prefix_steps(prefix, mats)
-    log_scale = log_scale + log_step
-  trace = jnp.trace(prefix, axis1=-2, axis2=-1)
-  log_trace = jnp.log(trace) + log_scale
-  return log_trace, (block_prefixes, tail_prefix)
+    prefix, log_scale, _, _ = _prefix_steps(prefix, log_scale, mats)
+  log_trace = jnp.log(jnp.trace(prefix, axis1=-2, axis2=-1)) + log_scale
+  return log_trace, (block_starts, tail_start)
 
 
-def _block_backward(suffix: Array, prefix: Array, w_block: Array, q_block: Array,
-                    g: Array):
-  """Gradients of the block's variables given the suffix after it and prefix before it.
+def _block_backward(suffix, log_suffix, prefixes, log_prefixes, mats, w_block, q_block,
+                    log_trace, g, offset):
+  """Gradients of one block's weights and cores, right to left.
 
   With P the product before variable j and S the product after it,
-  d log Tr(P A_j S) / d A_j = (S P)^T / Tr(P A_j S); the rescalings cancel in the ratio.
+  d log Tr(P A_j S) / d A_j = (S P)^T / Tr(P A_j S), and Tr(P A_j S) is the whole trace
+  for every j. So with rescaled P, S the factor is exp(log_p + log_s - log Tr), a (B,)
+  scalar folded into the GEMMs that map d/dA_j to the weights and cores.
   """
-  mats = _weighted_cores(w_block, q_block)
-  _, _, prefixes = _prefix_steps(prefix, mats)
-  grads = [None] * mats.shape[0]
-  for i in reversed(range(mats.shape[0])):
-    grad_a = jnp.swapaxes(suffix @ prefixes[i], -1, -2)
-    trace = jnp.sum(grad_a * mats[i], axis=(-2, -1))
-    trace = jnp.where(trace > 0, trace, 1.0)
-    grads[i] = grad_a * (g / trace)[:, None, None]
-    suffix, _ = _rescale(mats[i] @ suffix)
-  grad_a = jnp.stack(grads)                                  # (c, B, m, m)
-  c, batch, m, _ = grad_a.shape
-  grad_a = grad_a.reshape(c, batch, m * m)
-  q_flat = q_block.reshape(c, q_block.shape[1], m * m)
-  grad_w = jnp.einsum("cbq,ckq->cbk", grad_a, q_flat)
-  grad_q = jnp.einsum("cbk,cbq->ckq", w_block, grad_a).reshape(q_block.shape)
-  return suffix, grad_w, grad_q
+  holes, coefs = [None] * len(prefixes), [None] * len(prefixes)
+  count = offset
+  for i in reversed(range(len(prefixes))):
+    holes[i] = suffix @ prefixes[i]                      # (S P), the transposed gradient
+    exponent = log_prefixes[i] + log_suffix - log_trace
+    coefs[i] = jnp.where(jnp.isfinite(log_trace), g * jnp.exp(exponent), 0.0)
+    suffix = mats[i] @ suffix
+    count += 1
+    if count % _RESCALE_EVERY == 0:
+      suffix, log_step = _rescale(suffix)
+      log_suffix = log_suffix + log_step
+  c, batch, m, _ = mats.shape
+  holes = jnp.stack(holes).reshape(c, batch, m * m)
+  coefs = jnp.stack(coefs)[..., None]                    # (c, B, 1)
+  cores_t = jnp.swapaxes(q_block, -1, -2).reshape(c, q_block.shape[1], m * m)
+  grad_w = coefs * jnp.einsum("cbq,ckq->cbk", holes, cores_t)
+  grad_q_t = jnp.einsum("cbk,cbq->ckq", w_block * coefs, holes)
+  grad_q = jnp.swapaxes(grad_q_t.reshape(q_block.shape), -1, -2)
+  return suffix, log_suffix, grad_w, grad_q
 
 
 @jax.custom_vjp
@@ -299,38 +333,45 @@ def _ring_log_trace(weights: Array, cores: Array) -> Array:
 
 
 def _ring_log_trace_fwd(weights, cores):
-  log_trace, (block_prefixes, tail_prefix) = _ring_forward(weights, cores)
-  return log_trace, (weights, cores, block_prefixes, tail_prefix)
+  log_trace, residuals = _ring_forward(weights, cores)
+  return log_trace, (weights, cores, log_trace, residuals)
 
 
 def _ring_log_trace_bwd(residuals, g):
-  weights, cores, block_prefixes, tail_prefix = residuals
+  weights, cores, log_trace, (block_starts, (tail_prefix, tail_log)) = residuals
   n, batch, _ = weights.shape
   m = cores.shape[-1]
   num_blocks, block = _split_blocks(n)
   full = num_blocks * block
   g = jnp.where(jnp.isfinite(g), g, 0.0)
   suffix = jnp.broadcast_to(jnp.eye(m, dtype=cores.dtype), (batch, m, m))
-  tail_grads = None
+  log_suffix = jnp.zeros((batch,), cores.dtype)
+  grads_w, grads_q = [], []
   if full < n:
-    suffix, gw, gq = _block_backward(suffix, tail_prefix, weights[full:], cores[full:], g)
-    tail_grads = (gw, gq)
+    w_tail, q_tail = weights[full:], cores[full:]
+    mats = _weighted_cores(w_tail, q_tail)
+    _, _, prefixes, log_prefixes = _prefix_steps(tail_prefix, tail_log, mats)
+    suffix, log_suffix, grad_w, grad_q = _block_backward(
+        suffix, log_suffix, prefixes, log_prefixes, mats, w_tail, q_tail, log_trace, g, 0)
+    grads_w.append(grad_w)
+    grads_q.append(grad_q)
+  if num_blocks:
+    offset = n - full
 
-  def body(suffix, block_inputs):
-    prefix, w_block, q_block = block_inputs
-    suffix, gw, gq = _block_backward(suffix, prefix, w_block, q_block, g)
-    return suffix, (gw, gq)
+    def body(carry, block_inputs):
+      (prefix, log_prefix), w_block, q_block = block_inputs
+      mats = _weighted_cores(w_block, q_block)
+      _, _, prefixes, log_prefixes = _prefix_steps(prefix, log_prefix, mats)
+      suffix, log_suffix, grad_w, grad_q = _block_backward(
+          *carry, prefixes, log_prefixes, mats, w_block, q_block, log_trace, g, offset)
+      return (suffix, log_suffix), (grad_w, grad_q)
 
-  w_blocks = weights[:full].reshape(num_blocks, block, batch, -1)
-  q_blocks = cores[:full].reshape(num_blocks, block, *cores.shape[1:])
-  _, (gw, gq) = jax.lax.scan(body, suffix, (block_prefixes, w_blocks, q_blocks),
-                             reverse=True)
-  grad_w = gw.reshape(full, batch, -1)
-  grad_q = gq.reshape(full, *cores.shape[1:])
-  if tail_grads is not None:
-    grad_w = jnp.concatenate([grad_w, tail_grads[0]])
-    grad_q = jnp.concatenate([grad_q, tail_grads[1]])
-  return grad_w, grad_q
+    w_blocks, q_blocks = _blocks(weights, cores, num_blocks, block)
+    _, (grad_w, grad_q) = jax.lax.scan(body, (suffix, log_suffix),
+                                       (block_starts, w_blocks, q_blocks), reverse=True)
+    grads_w.insert(0, grad_w.reshape(full, *weights.shape[1:]))
+    grads_q.insert(0, grad_q.reshape(full, *cores.shape[1:]))
+  return jnp.concatenate(grads_w), jnp.concatenate(grads_q)
 
 
 _ring_log_trace.defvjp(_ring_log_trace_fwd, _ring_log_trace_bwd)
