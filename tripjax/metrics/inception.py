@@ -38,6 +38,7 @@ from flax import traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tqdm
 
 from tripjax.metrics import images as images_lib
 
@@ -300,16 +301,18 @@ def _network_jit(variables, inputs):
 def inception_features(variables: Variables,
                        images,
                        batch_size: int = 50,
-                       quantize: bool = True) -> np.ndarray:
+                       quantize: bool = True,
+                       progress: bool = False) -> np.ndarray:
   """Pool3 features of an image set, batched and jitted.
 
   Args:
     variables: from `load_inception_variables` ({"params", "batch_stats"}).
     images: (N, H, W, C), C in {1, 3}, uint8 or float in [0, 1].
     batch_size: images per jitted call; the last batch is zero-padded so only
-      one shape is compiled.
+      one shape is compiled (a set smaller than one batch is run as it is).
     quantize: round-trip through uint8 first (as saving samples to PNG does);
       a no-op for images that already are k / 255.
+    progress: show a tqdm bar over batches.
 
   Returns:
     float32 NumPy array (N, 2048).
@@ -321,7 +324,8 @@ def inception_features(variables: Variables,
   num_images = images.shape[0]
   batch_size = min(batch_size, num_images)
   outputs = []
-  for start in range(0, num_images, batch_size):
+  for start in tqdm.trange(0, num_images, batch_size, desc="Inception features",
+                           disable=not progress):
     batch = images[start:start + batch_size]
     valid = batch.shape[0]
     if valid < batch_size:
