@@ -232,8 +232,6 @@ def _random_fid_state_dict(pfid, seed):
 def reference_pair():
   """(pytorch-fid InceptionV3 with random weights, same weights as Flax variables)."""
   pfid = _import_pytorch_fid_inception()
-  import torch  # pylint: disable=import-outside-toplevel
-
   state = _random_fid_state_dict(pfid, seed=0)
   # The real strict load_state_dict: checks our state_dict has the released layout.
   with mock.patch.object(pfid, "load_state_dict_from_url", return_value=state):

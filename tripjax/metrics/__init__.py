@@ -1,17 +1,29 @@
 """Sample-quality metrics: Fréchet distance, FID (InceptionV3 port), classifier FD.
 
-Only the NumPy Fréchet maths is imported eagerly; the Flax feature extractors
-live in `tripjax.metrics.inception` and `tripjax.metrics.classifier_fd`.
+* `frechet`: float64 NumPy Fréchet distance between feature Gaussians.
+* `inception`: Flax port of pytorch-fid's InceptionV3 (weights from a file;
+  `convert_inception` converts the reference .pth).
+* `classifier_fd`: offline Fréchet distance in a small digit classifier's features.
 """
 
+from tripjax.metrics.classifier_fd import classifier_features
+from tripjax.metrics.classifier_fd import classifier_frechet_distance
+from tripjax.metrics.classifier_fd import load_classifier
 from tripjax.metrics.frechet import frechet_distance
 from tripjax.metrics.frechet import frechet_distance_from_features
 from tripjax.metrics.frechet import gaussian_stats
 from tripjax.metrics.frechet import trace_sqrt_product
+from tripjax.metrics.inception import inception_features
+from tripjax.metrics.inception import load_inception_variables
 
 __all__ = [
+    "classifier_features",
+    "classifier_frechet_distance",
     "frechet_distance",
     "frechet_distance_from_features",
     "gaussian_stats",
+    "inception_features",
+    "load_classifier",
+    "load_inception_variables",
     "trace_sqrt_product",
 ]

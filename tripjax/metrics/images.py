@@ -64,9 +64,8 @@ def quantize_uint8(images):
   """Round-trips [0, 1] images (any shape) through uint8, as saving a PNG does.
 
   Uses round-half-up, like `torchvision.utils.save_image`
-  (`x * 255 + 0.5`, clamp, truncate), and returns k / 255 in the input dtype.
-  Works on NumPy and jax arrays alike.
+  (`x * 255 + 0.5`, clamp, truncate), and returns k / 255 as a jax array of
+  the input's float dtype. Usable inside jit.
   """
-  xp = np if isinstance(images, np.ndarray) else __import__("jax.numpy").numpy
-  levels = xp.clip(xp.floor(images * 255.0 + 0.5), 0.0, 255.0)
+  levels = jnp.clip(jnp.floor(jnp.asarray(images) * 255.0 + 0.5), 0.0, 255.0)
   return levels / 255.0

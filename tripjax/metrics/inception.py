@@ -30,7 +30,7 @@ joined with "/" (e.g. "params/Mixed_5b/branch1x1/conv/kernel",
 
 import functools
 import os
-from typing import Any, Mapping, Optional, Tuple
+from typing import Any, Mapping, Tuple
 
 import flax.linen as nn
 from flax import serialization
