@@ -1,0 +1,332 @@
+"""Tests for tripjax/training: the loop, checkpoint/resume, NaN stop, sharding, CLI."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.experimental.compilation_cache import compilation_cache
+from ml_collections import config_flags
+from PIL import Image
+
+from configs import digits_vae_trip
+from tripjax import data as data_lib
+from tripjax.training import image_grid
+from tripjax.training import loop
+from tripjax.training import metric_writer
+from tripjax.training import vae
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_config(**train_overrides):
+  """The quickstart config shrunk to seconds: 64 train digits, batch 16, latent 4."""
+  config = digits_vae_trip.get_config()
+  config.data.num_train_examples = 64
+  config.data.num_eval_examples = 40
+  config.model.latent_dim = 4
+  config.model.widths = (4, 8)
+  config.prior.num_components = 3
+  config.prior.rank = 2
+  config.prior.refit_every_epochs = 1
+  config.prior.refit_num_examples = 48
+  config.train.num_epochs = 2
+  config.train.batch_size = 16
+  config.train.checkpoint_every_steps = 3
+  config.train.log_every_steps = 1
+  config.train.progress_bar = False
+  config.eval.batch_size = 16  # 40 test examples: two full batches and a padded one
+  config.eval.iwae_samples = 8
+  config.eval.iwae_samples_per_chunk = 4
+  config.eval.num_reconstructions = 8
+  config.eval.num_prior_samples = 4
+  for name, value in train_overrides.items():
+    config.train[name] = value
+  return config
+
+
+def _config_overrides(config, defaults):
+  """`--config.<field>=<value>` flags that turn `defaults` into `config`."""
+  flat, flat_defaults = (dict(_flatten(c.to_dict())) for c in (config, defaults))
+  return [f"--config.{name}={value!r}".replace(" ", "")
+          for name, value in flat.items() if flat_defaults[name] != value]
+
+
+def _flatten(tree, prefix=""):
+  for name, value in tree.items():
+    if isinstance(value, dict):
+      yield from _flatten(value, f"{prefix}{name}.")
+    else:
+      yield f"{prefix}{name}", value
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache_dir(tmp_path_factory):
+  """A persistent XLA cache for this module: its runs of the tiny config (in-process
+  and in subprocesses) compile the same programs, which dominate their run time."""
+  cache_dir = str(tmp_path_factory.mktemp("jax_compilation_cache"))
+  settings = {"jax_compilation_cache_dir": cache_dir,
+              "jax_persistent_cache_min_compile_time_secs": 0.0,
+              "jax_persistent_cache_min_entry_size_bytes": 0}
+  previous = {name: getattr(jax.config, name) for name in settings}
+  for name, value in settings.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+  yield cache_dir
+  for name, value in previous.items():
+    jax.config.update(name, value)
+  compilation_cache.reset_cache()
+
+
+def _leaves(state):
+  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
+
+
+def _assert_same_state(state, expected_state):
+  for leaf, expected in zip(_leaves(state), _leaves(expected_state), strict=True):
+    np.testing.assert_array_equal(leaf, expected)
+
+
+class _SimulatedKill(Exception):
+  pass
+
+
+def _kill_after(kill_step):
+  def hook(step, state):
+    del state
+    if step == kill_step:
+      raise _SimulatedKill(step)
+  return hook
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run(tmp_path_factory):
+  """Two epochs (4 steps each) of the tiny config, start to end."""
+  workdir = str(tmp_path_factory.mktemp("uninterrupted"))
+  state = vae.train_and_evaluate(tiny_config(), workdir)
+  return workdir, state
+
+
+def test_run_writes_metrics_images_and_checkpoints(uninterrupted_run):
+  workdir, _ = uninterrupted_run
+  records = metric_writer.MetricWriter(workdir).read()
+  train_records = [r for r in records if r["split"] == "train"]
+  eval_records = [r for r in records if r["split"] == "eval"]
+  assert [r["step"] for r in train_records] == list(range(1, 9))
+  assert [r["epoch"] for r in train_records] == [1] * 4 + [2] * 4
+  for record in train_records:
+    assert set(record) >= {"loss", "elbo", "log_likelihood", "kl", "grad_norm"}
+    np.testing.assert_allclose(record["elbo"], record["log_likelihood"] - record["kl"],
+                               rtol=1e-4)
+    assert record["elbo"] < 0  # nats of binarized 28x28 digits
+  assert [(r["step"], r["epoch"]) for r in eval_records] == [(4, 1), (8, 2)]
+  assert all(r["prior_refit"] for r in eval_records)  # refit_every_epochs = 1
+  assert "test_iwae_8" not in eval_records[0]  # IWAE after the last epoch only
+  final = eval_records[-1]
+  assert np.isfinite(final["test_elbo"]) and final["test_iwae_8"] >= final["test_elbo"]
+
+  for epoch in (1, 2):
+    for kind in ("reconstructions", "prior_samples"):
+      path = os.path.join(workdir, "images", f"epoch_{epoch:03d}_{kind}.png")
+      assert Image.open(path).size[0] > 28
+  assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["4", "6", "8"]
+  with open(os.path.join(workdir, "config.json")) as file:
+    assert json.load(file)["prior"]["kind"] == "trip"
+
+
+def test_stopped_and_killed_runs_resume_without_lost_steps(uninterrupted_run,
+                                                          tmp_path):
+  expected_workdir, expected_state = uninterrupted_run
+  workdir = str(tmp_path)
+  # 1. --config.train.max_steps=2: stops mid epoch 1 with a checkpoint.
+  vae.train_and_evaluate(tiny_config(max_steps=2), workdir)
+  assert loop.restore_checkpoint(workdir, expected_state)[1] == {
+      "step": 2, "epoch": 0, "batches_done": 2}
+  # 2. Continues; checkpoints at 3, 4 (epoch end) and 6; "killed" at step 7.
+  with pytest.raises(_SimulatedKill):
+    vae.train_and_evaluate(tiny_config(), workdir, step_hooks=[_kill_after(7)])
+  assert loop.restore_checkpoint(workdir, expected_state)[1] == {
+      "step": 6, "epoch": 1, "batches_done": 2}
+  # 3. The same command again ends exactly where the uninterrupted run did.
+  state = vae.train_and_evaluate(tiny_config(), workdir)
+  _assert_same_state(state, expected_state)
+  assert (metric_writer.MetricWriter(workdir).read()
+          == metric_writer.MetricWriter(expected_workdir).read())
+
+
+def test_evaluate_checkpoint_reports_elbo_and_iwae(uninterrupted_run):
+  workdir, _ = uninterrupted_run
+  config = vae.load_config(workdir)
+  record = vae.evaluate_checkpoint(config, workdir)
+  assert record["step"] == 8 and record["split"] == "checkpoint_eval"
+  assert record["test_iwae_8"] >= record["test_elbo"]
+  final_eval = [r for r in metric_writer.MetricWriter(workdir).read()
+                if r["split"] == "eval"][-1]
+  np.testing.assert_allclose(record["test_elbo"], final_eval["test_elbo"], rtol=1e-5)
+  with open(os.path.join(workdir, "eval_metrics.json")) as file:
+    assert json.load(file) == record
+
+
+def _toy_step_that_fails_at(failing_step):
+  """state {"w"} counts steps; the loss is NaN once w reaches `failing_step`."""
+  def train_step(state, batch, rng):
+    del rng
+    w = state["w"] + 1.0
+    loss = jnp.where(w >= failing_step, jnp.nan, jnp.mean(batch["image"]) + w)
+    return {"w": w}, {"loss": loss, "grad_norm": jnp.float32(1.0)}
+  return train_step
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
+    tmp_path):
+  dataset = vae.first_examples(data_lib.load_dataset("digits", "train"), 64)
+  options = loop.LoopOptions(num_epochs=3, batch_size=8, checkpoint_every_steps=2,
+                             log_every_steps=1, progress_bar=False)
+  with pytest.raises(FloatingPointError, match=r"'loss' is nan at step 5.*step 4"):
+    loop.run(workdir=str(tmp_path), options=options, init_state={"w": jnp.float32(0)},
+             train_step=_toy_step_that_fails_at(5), train_dataset=dataset)
+  state, position = loop.restore_checkpoint(str(tmp_path), {"w": jnp.float32(0)})
+  assert position["step"] == 4 and float(state["w"]) == 4.0
+  records = metric_writer.MetricWriter(str(tmp_path)).read()
+  assert records[-1]["split"] == "train_non_finite" and records[-1]["step"] == 5
+
+
+def test_refit_is_due_after_epoch_one_then_every_k():
+  due = [epoch for epoch in range(1, 17) if vae.refit_is_due(epoch, 5)]
+  assert due == [1, 6, 11, 16]
+  assert not any(vae.refit_is_due(epoch, 0) for epoch in range(1, 10))
+
+
+@pytest.mark.parametrize("learnable", [False, True])
+def test_prior_is_trained_only_when_learnable(learnable):
+  config = tiny_config()
+  config.prior.learnable = learnable
+  optimizer = vae.make_optimizer(config)
+  params = {"encoder": {"kernel": jnp.ones((2, 3))}, "decoder": {"bias": jnp.ones(3)},
+            "prior": {"means": jnp.ones((4, 3)), "cores": jnp.ones((4, 3, 2, 2))}}
+  grads = jax.tree.map(jnp.ones_like, params)
+  updates, _ = optimizer.update(grads, optimizer.init(params), params)
+  assert all(np.all(leaf != 0) for leaf in jax.tree.leaves(updates["encoder"]))
+  assert all(np.all(leaf != 0) for leaf in jax.tree.leaves(updates["decoder"]))
+  prior_updated = [np.any(leaf != 0) for leaf in jax.tree.leaves(updates["prior"])]
+  assert prior_updated == [learnable] * 2
+
+
+def test_metric_writer_drops_records_after_a_step(tmp_path):
+  writer = metric_writer.MetricWriter(str(tmp_path))
+  for step in range(1, 6):
+    writer.write(step, 1, "train", {"loss": np.float32(step), "bad": float("nan")})
+  writer.drop_after(3)
+  records = writer.read()
+  assert [r["step"] for r in records] == [1, 2, 3]
+  assert records[0]["loss"] == 1.0 and records[0]["bad"] == "nan"
+
+
+def test_image_grid_layout(tmp_path):
+  images = np.random.default_rng(0).uniform(size=(10, 5, 6, 3))
+  grid = image_grid.make_grid(images, num_columns=4, padding=1)
+  assert grid.shape == (3 * 6 + 1, 4 * 7 + 1, 3) and grid.dtype == np.uint8
+  np.testing.assert_array_equal(grid[1:6, 1:7], np.round(images[0] * 255))
+  path = image_grid.save_image_grid(images[..., :1], str(tmp_path / "g.png"))
+  assert Image.open(path).mode == "L"
+
+
+def test_unknown_config_key_is_an_error():
+  config_path = os.path.join(REPO_ROOT, "configs", "digits_vae_trip.py")
+
+  def parse(*overrides):
+    argv = ["prog", f"--config={config_path}", *overrides]
+    flag_values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", flag_values=flag_values, sys_argv=argv)
+    flag_values(argv)
+    return flag_values.config
+
+  assert parse("--config.prior.kind=gmm").prior.kind == "gmm"
+  with pytest.raises((flags.Error, AttributeError), match="num_compnents"):
+    parse("--config.prior.num_compnents=3")
+
+
+@pytest.mark.parametrize("name", ["digits_vae_trip", "cifar10_vae_trip",
+                                  "celeba_vae_trip"])
+def test_configs_load(name):
+  module = __import__(f"configs.{name}", fromlist=["get_config"])
+  config = module.get_config()
+  assert config.prior.kind == "trip" and config.eval.iwae_samples == 100
+  if name == "celeba_vae_trip":  # The paper's setting.
+    assert (config.train.batch_size, config.train.learning_rate,
+            config.model.latent_dim, config.prior.num_components,
+            config.prior.rank) == (128, 3e-4, 100, 10, 20)
+
+
+_SHARDED_STEP_SCRIPT = textwrap.dedent("""
+    import jax, numpy as np
+    from tests import test_training
+    from tripjax.training import sharding, vae
+    assert jax.device_count() == 2, jax.devices()
+    config = test_training.tiny_config()
+    model = vae.build_model(config, (28, 28, 1), "bernoulli")
+    optimizer = vae.make_optimizer(config)
+    state = vae.init_state(model, optimizer, jax.random.PRNGKey(0))
+    images = np.random.default_rng(0).uniform(size=(16, 28, 28, 1)) > 0.5
+    batch = {"image": images.astype(np.float32)}
+    rng = jax.random.PRNGKey(1)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+      mesh = sharding.make_data_mesh(devices)
+      replicated = sharding.replicated(mesh)
+      step = jax.jit(vae.make_train_step(model, optimizer),
+                     in_shardings=(replicated, sharding.batch_sharded(mesh), replicated),
+                     out_shardings=replicated)
+      sharded_batch = sharding.shard_batch(batch, mesh)
+      assert len(sharded_batch["image"].addressable_shards) == len(devices)
+      new_state, metrics = step(sharding.replicate(state, mesh), sharded_batch, rng)
+      assert new_state.params["decoder"]["from_latent"]["kernel"].sharding.is_fully_replicated
+      results.append(jax.device_get((new_state, metrics)))
+    (single, single_metrics), (sharded, sharded_metrics) = results
+    for name in single_metrics:
+      np.testing.assert_allclose(sharded_metrics[name], single_metrics[name], rtol=1e-5)
+    for leaf, expected in zip(jax.tree.leaves(sharded), jax.tree.leaves(single)):
+      np.testing.assert_allclose(leaf, expected, rtol=1e-4, atol=1e-6)
+    print("SHARDED_STEP_OK", float(single_metrics["loss"]))
+""")
+
+
+def test_two_device_sharded_step_equals_single_device_step(compilation_cache_dir):
+  environment = dict(os.environ, JAX_PLATFORMS="cpu",
+                     XLA_FLAGS="--xla_force_host_platform_device_count=2",
+                     JAX_COMPILATION_CACHE_DIR=compilation_cache_dir,
+                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  result = subprocess.run([sys.executable, "-c", _SHARDED_STEP_SCRIPT], cwd=REPO_ROOT,
+                          env=environment, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert "SHARDED_STEP_OK" in result.stdout
+
+
+def test_cli_trains_resumes_and_evaluates(tmp_path, compilation_cache_dir):
+  workdir = str(tmp_path / "run")
+  environment = dict(os.environ, JAX_PLATFORMS="cpu",
+                     JAX_COMPILATION_CACHE_DIR=compilation_cache_dir,
+                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+
+  def run_cli(*args):
+    result = subprocess.run([sys.executable, "-m", "train.vae", f"--workdir={workdir}",
+                             *args], cwd=REPO_ROOT, env=environment,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+  overrides = _config_overrides(tiny_config(), digits_vae_trip.get_config())
+  command = ["--config=configs/digits_vae_trip.py", *overrides]
+  run_cli(*command, "--config.train.max_steps=5")
+  assert vae.load_config(workdir).train.max_steps == 5
+  run_cli(*command)  # Resumes at step 5.
+  records = metric_writer.MetricWriter(workdir).read()
+  assert [r["step"] for r in records if r["split"] == "train"] == list(range(1, 9))
+  assert records[-1]["split"] == "eval" and "test_iwae_8" in records[-1]
+  output = run_cli("--eval_only")  # Reuses workdir/config.json.
+  assert "split=checkpoint_eval" in output and "test_iwae_8=" in output
