@@ -232,8 +232,10 @@ def test_image_grid_layout(tmp_path):
   grid = image_grid.make_grid(images, num_columns=4, padding=1)
   assert grid.shape == (3 * 6 + 1, 4 * 7 + 1, 3) and grid.dtype == np.uint8
   np.testing.assert_array_equal(grid[1:6, 1:7], np.round(images[0] * 255))
-  path = image_grid.save_image_grid(images[..., :1], str(tmp_path / "g.png"))
-  assert Image.open(path).mode == "L"
+  path = image_grid.save_image_grid(images[..., :1], str(tmp_path / "g.png"),
+                                    num_columns=4, scale=2)
+  saved = Image.open(path)
+  assert saved.mode == "L" and saved.size == (2 * (4 * 8 + 2), 2 * (3 * 7 + 2))
 
 
 def test_unknown_config_key_is_an_error():

@@ -14,6 +14,7 @@ overrides apply, e.g. --config.eval.iwae_samples=1000).
 """
 from absl import app
 from absl import flags
+from absl import logging
 from ml_collections import config_flags
 
 from tripjax.training import vae
@@ -34,6 +35,8 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+  if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
+    logging.set_verbosity(logging.WARNING)
   config = _CONFIG.value
   if _EVAL_ONLY.value:
     if config is None:

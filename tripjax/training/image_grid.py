@@ -32,10 +32,15 @@ def make_grid(images: np.ndarray, num_columns: int | None = None,
   return np.round(grid * 255).astype(np.uint8)
 
 
-def save_image_grid(images: np.ndarray, path: str,
-                    num_columns: int | None = None) -> str:
-  """Writes `make_grid(images, num_columns)` as a PNG (atomically) and returns `path`."""
+def save_image_grid(images: np.ndarray, path: str, num_columns: int | None = None,
+                    scale: int = 1) -> str:
+  """Writes `make_grid(images, num_columns)` as a PNG (atomically) and returns `path`.
+
+  `scale` > 1 enlarges every pixel to scale x scale (for small images such as 28 px).
+  """
   grid = make_grid(images, num_columns)
+  if scale > 1:
+    grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
   if grid.shape[-1] == 1:
     grid = grid[..., 0]
   os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

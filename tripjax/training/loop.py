@@ -192,8 +192,12 @@ def run(*, workdir: str, options: LoopOptions, init_state: State,
     state, rng = restored["state"], restored["rng"]
     step, epoch, batches_done = (int(restored["position"][name])
                                  for name in ("step", "epoch", "batches_done"))
-    tqdm.tqdm.write(f"Resuming from {checkpointer.directory} at step {step} "
-                    f"(epoch {epoch + 1}, {batches_done} batches done).")
+    if epoch >= options.num_epochs:
+      tqdm.tqdm.write(f"{workdir}: all {options.num_epochs} epochs are done (step "
+                      f"{step}); raise train.num_epochs to train on.")
+    else:
+      tqdm.tqdm.write(f"Resuming from {checkpointer.directory} at step {step} "
+                      f"(epoch {epoch + 1}, {batches_done} batches done).")
   writer.drop_after(step)  # Records of steps that a killed run did not checkpoint.
 
   replicated = sharding.replicated(mesh)

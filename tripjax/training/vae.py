@@ -214,6 +214,28 @@ def _padded_batches(dataset: data_lib.ImageDataset, batch_size: int):
     yield sharding.pad_batch(images, batch_size)
 
 
+# Compiled once per (model, settings, mesh), not once per epoch.
+@functools.lru_cache(maxsize=16)
+def _jitted_eval_step(model: VaeModel, iwae_samples: int | None,
+                      iwae_samples_per_chunk: int | None, mesh: jax.sharding.Mesh):
+  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  return jax.jit(make_eval_step(model, iwae_samples, iwae_samples_per_chunk),
+                 in_shardings=(replicated, split, split, replicated),
+                 out_shardings=replicated)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_posterior_mean(model: VaeModel, mesh: jax.sharding.Mesh):
+  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  return jax.jit(lambda params, images: model.posterior(params, images)[0],
+                 in_shardings=(replicated, split), out_shardings=split)
+
+
+@functools.lru_cache(maxsize=16)
+def _jitted_refit(model: VaeModel):
+  return jax.jit(model.prior.refit)
+
+
 def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
              batch_size: int, key: jax.Array, iwae_samples: int | None = None,
              iwae_samples_per_chunk: int | None = None,
@@ -226,10 +248,7 @@ def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
   """
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   sharding.check_batch_size(batch_size, mesh, "eval batch size")
-  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  eval_step = jax.jit(make_eval_step(model, iwae_samples, iwae_samples_per_chunk),
-                      in_shardings=(replicated, split, split, replicated),
-                      out_shardings=replicated)
+  eval_step = _jitted_eval_step(model, iwae_samples, iwae_samples_per_chunk, mesh)
   totals = {}
   for batch_index, (images, mask) in enumerate(_padded_batches(dataset, batch_size)):
     sums = eval_step(params, images, mask, jax.random.fold_in(key, batch_index))
@@ -246,9 +265,7 @@ def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset,
                   mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
   """Means of q(z|x) for the first `max_examples` (default all) examples: (N, d)."""
   mesh = sharding.make_data_mesh() if mesh is None else mesh
-  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  posterior_mean = jax.jit(lambda params, images: model.posterior(params, images)[0],
-                           in_shardings=(replicated, split), out_shardings=split)
+  posterior_mean = _jitted_posterior_mean(model, mesh)
   means = []
   for images, mask in _padded_batches(dataset, batch_size):
     means.append(np.asarray(posterior_mean(params, images))[mask > 0])
@@ -305,10 +322,12 @@ def save_image_grids(model: VaeModel, params: dict, images: np.ndarray,
   params = jax.device_get(params)
   stem = os.path.join(directory, f"epoch_{epochs_done:03d}")
   samples = np.asarray(prior_sample_images(model, params, key, num_prior_samples))
+  scale = max(1, 64 // model.image_shape[0])  # 28 and 32 px images shown twice as big
   return [
       image_grid.save_image_grid(reconstruction_grid(model, params, images),
-                                 f"{stem}_reconstructions.png", num_columns=8),
-      image_grid.save_image_grid(samples, f"{stem}_prior_samples.png"),
+                                 f"{stem}_reconstructions.png", num_columns=8,
+                                 scale=scale),
+      image_grid.save_image_grid(samples, f"{stem}_prior_samples.png", scale=scale),
   ]
 
 
@@ -318,8 +337,8 @@ def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset
   """Refits the prior's means/scales (and cores) by EM on the encoder means (paper 3.1)."""
   z = encoder_means(model, state.params, dataset, batch_size=batch_size,
                     max_examples=max_examples, mesh=mesh)
-  prior_params = jax.jit(model.prior.refit)(jax.device_get(state.params["prior"]),
-                                            jnp.asarray(z), key)
+  prior_params = _jitted_refit(model)(jax.device_get(state.params["prior"]),
+                                      jnp.asarray(z), key)
   params = dict(state.params, prior=sharding.replicate(prior_params, mesh))
   return state.replace(params=params)
 
