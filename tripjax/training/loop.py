@@ -51,7 +51,9 @@ class LoopOptions:
     batch_size: global batch size (split over devices; must divide evenly).
     seed: seeds the batch order (with the epoch) and the step keys.
     checkpoint_every_steps: save every this many steps (and at every epoch end).
-    log_every_steps: write the mean train metrics every this many steps.
+    log_every_steps: write the mean train metrics every this many steps (the mean
+      of the steps since the previous record; the first record after a resume
+      averages only the steps run since the checkpoint).
     max_steps: stop (with a checkpoint) once this many steps are done; None: no limit.
       Running again with a larger value continues.
     max_checkpoints_to_keep: older checkpoints are deleted.

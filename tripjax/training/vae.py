@@ -384,11 +384,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
   Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (one pair of
   PNG grids per epoch). Returns the final state.
   """
+  mesh = sharding.make_data_mesh() if mesh is None else mesh
+  train_dataset, eval_dataset, model, optimizer, state = _setup(config)
   os.makedirs(workdir, exist_ok=True)
   with open(os.path.join(workdir, CONFIG_FILENAME), "w") as file:
     file.write(config.to_json(indent=2))
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  train_dataset, eval_dataset, model, optimizer, state = _setup(config)
   tqdm.tqdm.write(
       f"VAE with a {config.prior.kind} prior (learnable={config.prior.learnable}), "
       f"{model.likelihood} likelihood, {len(train_dataset)} train / "
