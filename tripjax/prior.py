@@ -178,8 +178,10 @@ def init(key: Array, variables: Sequence[Variable], rank: int, *,
 
 def natural(params: TRIPParams) -> Natural:
   """Constrained parameters: cores (n, K, m, m) >= 0 (zero where padded), means, scales."""
-  mask = jnp.asarray(_component_mask(params), params.core_roots.dtype)
-  cores = jnp.square(params.core_roots) * mask[:, :, None, None]
+  cores = jnp.square(params.core_roots)
+  if min(params.num_components) < params.max_components:
+    mask = jnp.asarray(_component_mask(params), cores.dtype)
+    cores = cores * mask[:, :, None, None]
   return Natural(cores, params.means, jnp.exp(params.log_scales))
 
 
@@ -444,10 +446,25 @@ def _dtype(params: TRIPParams, x: Array):
   return jnp.result_type(params.core_roots.dtype, x.dtype)
 
 
-def _log_normalizer(cores: Array, mask: np.ndarray) -> Array:
-  """log Z = log Tr(∏_j Σ_k Q_j[k]) for normalized cores; a scalar."""
-  weights = jnp.asarray(mask, cores.dtype)[:, None, :]              # (n, 1, K)
-  return _ring_log_trace(weights, cores)[0]
+def _log_normalizer(cores: Array) -> Array:
+  """log Z = log Tr(∏_j Σ_k Q_j[k]) for normalized cores (n, K, m, m); a scalar.
+
+  Shared by the whole batch, so a pairwise tree (log2 n batched matmuls) rather than n
+  sequential tiny ones. Each level is rescaled; the scales are constants for the
+  gradient, which is exact because log Z does not depend on them.
+  """
+  mats = jnp.sum(cores, axis=1)                                      # (n, m, m)
+  log_scale = jnp.zeros((), cores.dtype)
+  while mats.shape[0] > 1:
+    if mats.shape[0] % 2:
+      eye = jnp.eye(mats.shape[-1], dtype=mats.dtype)[None]
+      mats = jnp.concatenate([mats, eye])
+    mats = mats[0::2] @ mats[1::2]
+    scale = jax.lax.stop_gradient(jnp.max(mats, axis=(-2, -1)))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    mats = mats / scale[:, None, None]
+    log_scale = log_scale + jnp.sum(jnp.log(scale))
+  return jnp.log(jnp.trace(mats[0])) + log_scale
 
 
 def _flat_batch(weights: Array) -> tuple[Array, tuple]:
@@ -480,7 +497,7 @@ def log_prob(params: TRIPParams, x: Array, observed: Optional[Array] = None) -> 
   weights, offsets = _weights(params, x, present, dtype)
   flat, batch_shape = _flat_batch(weights)
   log_trace = _ring_log_trace(flat, cores).reshape(batch_shape)
-  log_z = _log_normalizer(cores, _component_mask(params))
+  log_z = _log_normalizer(cores)
   result = log_trace + jnp.sum(offsets, axis=-1) - log_z
   return jnp.where(jnp.any(present, axis=-1), result, 0.0)
 
