@@ -40,8 +40,8 @@ Array = jax.Array
 # batched GEMM, and the backward pass stores the running product once per block.
 _BLOCK = 16
 # The running products are rescaled every this many steps. Weights are max-subtracted
-# and each core is normalized, so a step grows entries by at most m: four steps stay
-# far inside float32's range.
+# (<= 1) and each Σ_k Q_j[k] has largest row sum 1, so a step never grows the largest
+# row sum of the product; four steps of shrinking stay far inside float32's range.
 _RESCALE_EVERY = 4
 
 
@@ -264,6 +264,19 @@ def _blocks(weights: Array, cores: Array, num_blocks: int, block: int):
   return w_blocks, q_blocks
 
 
+def _compensated_add(total: Array, error: Array, value: Array) -> tuple[Array, Array]:
+  """Neumaier's compensated summation: (total, error) + value; the sum is total + error."""
+  new_total = total + value
+  lost = jnp.where(jnp.abs(total) >= jnp.abs(value), (total - new_total) + value,
+                   (value - new_total) + total)
+  return new_total, error + lost
+
+
+def _log_total_start(carry) -> Array:
+  """The log-scale of a forward carry (prefix, total, error)."""
+  return carry[1] + carry[2]
+
+
 def _ring_forward(weights: Array, cores: Array):
   """Returns (log traces (B,), residuals for the backward pass).
 
@@ -275,23 +288,28 @@ def _ring_forward(weights: Array, cores: Array):
   num_blocks, block = _split_blocks(n)
   full = num_blocks * block
   eye = jnp.broadcast_to(jnp.eye(m, dtype=cores.dtype), (batch, m, m))
-  carry = (eye, jnp.zeros((batch,), cores.dtype))
+  zero = jnp.zeros((batch,), cores.dtype)
+  # The log-scale is a compensated sum: over thousands of variables it reaches the
+  # hundreds, and plain float32 accumulation would cost digits of log p.
+  carry = (eye, zero, zero)
   block_starts = None
   if num_blocks:
     def body(carry, block_inputs):
-      prefix, log_scale = carry
+      prefix, log_total, log_error = carry
       mats = _weighted_cores(*block_inputs)
-      prefix_out, log_out, _, _ = _prefix_steps(prefix, log_scale, mats)
-      return (prefix_out, log_out), carry
+      prefix_out, log_block, _, _ = _prefix_steps(prefix, zero, mats)
+      log_total, log_error = _compensated_add(log_total, log_error, log_block)
+      return (prefix_out, log_total, log_error), (prefix, _log_total_start(carry))
 
     carry, block_starts = jax.lax.scan(body, carry,
                                        _blocks(weights, cores, num_blocks, block))
-  tail_start = carry
-  prefix, log_scale = carry
+  prefix, log_total, log_error = carry
+  tail_start = (prefix, _log_total_start(carry))
   if full < n:
     mats = _weighted_cores(weights[full:], cores[full:])
-    prefix, log_scale, _, _ = _prefix_steps(prefix, log_scale, mats)
-  log_trace = jnp.log(jnp.trace(prefix, axis1=-2, axis2=-1)) + log_scale
+    prefix, log_tail, _, _ = _prefix_steps(prefix, zero, mats)
+    log_total, log_error = _compensated_add(log_total, log_error, log_tail)
+  log_trace = (jnp.log(jnp.trace(prefix, axis1=-2, axis2=-1)) + log_error) + log_total
   return log_trace, (block_starts, tail_start)
 
 
@@ -411,7 +429,10 @@ def _cores_normalized(params: TRIPParams, dtype) -> Array:
   """Cores (n, K, m, m), each variable's divided by a constant (exact: cancels in p)."""
   cores = natural(params).cores.astype(dtype)
   total = jnp.sum(cores, axis=1)                                    # (n, m, m)
-  scale = jax.lax.stop_gradient(jnp.max(total, axis=(-2, -1)))
+  # The largest row sum of Σ_k Q_j[k]: products of such matrices neither overflow (the
+  # weights are <= 1) nor, for near-uniform cores, drift, so the log-scales carried by
+  # the ring and by the normalizer stay small and their difference keeps its precision.
+  scale = jax.lax.stop_gradient(jnp.max(jnp.sum(total, axis=-1), axis=-1))
   scale = jnp.where(scale > 0, scale, 1.0)
   return cores / scale[:, None, None, None]
 
@@ -423,7 +444,9 @@ def _log_weights(params: TRIPParams, x: Array, present: Array, dtype) -> Array:
   means = params.means.astype(dtype)
   log_scales = params.log_scales.astype(dtype)
   x_safe = jnp.where(present, x, 0.0).astype(dtype)[..., None]      # (..., n, 1)
-  z = (x_safe - means) * jnp.exp(-log_scales)
+  # Discrete columns never reach the Gaussian (an infinite one would poison gradients).
+  x_gauss = jnp.where(is_discrete, 0.0, x_safe)
+  z = (x_gauss - means) * jnp.exp(-log_scales)
   log_gauss = -0.5 * jnp.square(z) - log_scales - 0.5 * math.log(2 * math.pi)
   categories = jnp.arange(params.max_components, dtype=dtype)
   log_match = jnp.where(x_safe == categories, 0.0, -jnp.inf).astype(dtype)
@@ -454,17 +477,18 @@ def _log_normalizer(cores: Array) -> Array:
   gradient, which is exact because log Z does not depend on them.
   """
   mats = jnp.sum(cores, axis=1)                                      # (n, m, m)
-  log_scale = jnp.zeros((), cores.dtype)
+  log_scales = jnp.zeros(mats.shape[:1], cores.dtype)  # summed pairwise, as the mats
   while mats.shape[0] > 1:
     if mats.shape[0] % 2:
       eye = jnp.eye(mats.shape[-1], dtype=mats.dtype)[None]
       mats = jnp.concatenate([mats, eye])
+      log_scales = jnp.concatenate([log_scales, jnp.zeros((1,), log_scales.dtype)])
     mats = mats[0::2] @ mats[1::2]
     scale = jax.lax.stop_gradient(jnp.max(mats, axis=(-2, -1)))
     scale = jnp.where(scale > 0, scale, 1.0)
     mats = mats / scale[:, None, None]
-    log_scale = log_scale + jnp.sum(jnp.log(scale))
-  return jnp.log(jnp.trace(mats[0])) + log_scale
+    log_scales = log_scales[0::2] + log_scales[1::2] + jnp.log(scale)
+  return jnp.log(jnp.trace(mats[0])) + log_scales[0]
 
 
 def _flat_batch(weights: Array) -> tuple[Array, tuple]:
@@ -520,9 +544,8 @@ def posterior_weights(params: TRIPParams, x: Array,
   """
   x, present = _check_x(params, x, observed)
   dtype = _dtype(params, x)
-  cores = jax.lax.stop_gradient(_cores_normalized(params, dtype))
+  cores = _cores_normalized(params, dtype)
   weights, _ = _weights(params, x, present, dtype)
-  weights = jax.lax.stop_gradient(weights)
   flat, batch_shape = _flat_batch(weights)
   log_trace, vjp = jax.vjp(lambda w: _ring_log_trace(w, cores), flat)
   (grad_w,) = vjp(jnp.ones_like(log_trace))
