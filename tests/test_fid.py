@@ -6,9 +6,11 @@ import jax
 import numpy as np
 import pytest
 
+from configs import digits_vae_trip
 from tripjax import data
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import inception
+from tripjax.training import vae
 from train import fid
 
 
@@ -77,10 +79,94 @@ def test_append_metrics_writes_json_lines(tmp_path):
   assert [json.loads(line)["fid"] for line in lines] == [12.5, 11.0]
 
 
-def test_cli_requires_weights_and_reports_unwired_checkpoints(tmp_path):
+def test_cli_requires_weights_and_a_training_workdir(tmp_path):
   with pytest.raises(SystemExit):
     fid.main(["--workdir", str(tmp_path)])
   weights = str(tmp_path / "inception_fid.npz")
   inception.save_inception_variables(weights, inception.random_inception_variables(0))
-  with pytest.raises(NotImplementedError, match="load_checkpoint_sampler"):
+  with pytest.raises(FileNotFoundError, match="config.json"):
     fid.main(["--workdir", str(tmp_path), "--weights", weights])
+
+
+# ------------------------------------------------------- on a tiny trained VAE workdir
+
+
+def tiny_vae_config():
+  """The quickstart shrunk to seconds (as in tests/test_training.py): one epoch of 4
+  steps, checkpoints at steps 2 and 4, no prior refit."""
+  config = digits_vae_trip.get_config()
+  config.data.num_train_examples = 64
+  config.data.num_eval_examples = 32
+  config.model.latent_dim = 4
+  config.model.widths = (4, 8)
+  config.prior.num_components = 3
+  config.prior.rank = 2
+  config.prior.refit_every_epochs = 0
+  config.train.num_epochs = 1
+  config.train.batch_size = 16
+  config.train.checkpoint_every_steps = 2
+  config.train.log_every_steps = 4
+  config.train.progress_bar = False
+  config.eval.batch_size = 16
+  config.eval.iwae_samples = 2
+  config.eval.iwae_samples_per_chunk = 2
+  config.eval.num_reconstructions = 8
+  config.eval.num_prior_samples = 4
+  return config
+
+
+@pytest.fixture(scope="module")
+def tiny_vae_workdir(tmp_path_factory):
+  """A finished tiny train.vae run (TRIP prior): checkpoints at steps 2 and 4."""
+  workdir = str(tmp_path_factory.mktemp("tiny_vae"))
+  vae.train_and_evaluate(tiny_vae_config(), workdir)
+  return workdir
+
+
+def test_load_checkpoint_sampler_restores_the_run(tiny_vae_workdir):
+  sample_fn, reference, position = fid.load_checkpoint_sampler(tiny_vae_workdir)
+  assert position == {"step": 4, "epoch": 1, "batches_done": 0}
+  samples = np.asarray(sample_fn(jax.random.key(0), 6))
+  assert samples.shape == (6, 28, 28, 1) and samples.dtype == np.float32
+  assert 0.0 <= samples.min() and samples.max() <= 1.0
+  np.testing.assert_array_equal(samples, np.asarray(sample_fn(jax.random.key(0), 6)))
+  # Reference: the whole digits test split at grey levels (decoder means are grey).
+  assert reference.shape == (500, 28, 28, 1)
+  assert 0.0 < np.mean((reference > 0) & (reference < 1))
+  # An earlier checkpoint: other parameters, so other images from the same key.
+  earlier_sample_fn, _, earlier = fid.load_checkpoint_sampler(tiny_vae_workdir, step=2)
+  assert earlier == {"step": 2, "epoch": 0, "batches_done": 2}
+  assert np.abs(np.asarray(earlier_sample_fn(jax.random.key(0), 6)) - samples).max() > 0
+
+
+def test_cli_classifier_fd_of_a_checkpoint(tiny_vae_workdir, tmp_path):
+  classifier_workdir = str(tmp_path / "classifier")
+  params = classifier_fd.init_params(jax.random.key(0), feature_dim=16)
+  classifier_fd.save_classifier(classifier_workdir, params, {"config": {}})
+  assert fid.main(["--workdir", tiny_vae_workdir, "--metric", "classifier_fd",
+                   "--classifier-workdir", classifier_workdir, "--num-samples", "40",
+                   "--batch-size", "20", "--step", "2"]) == 0
+  record = json.loads(open(f"{tiny_vae_workdir}/{fid.METRICS_FILENAME}")
+                      .read().splitlines()[-1])
+  assert record["split"] == "classifier_fd" and record["step"] == 2
+  assert record["num_samples"] == 40 and np.isfinite(record["classifier_fd"])
+  assert record["classifier_fd"] > 0.0
+
+
+def test_cli_fid_of_a_checkpoint(tiny_vae_workdir, tmp_path, monkeypatch):
+  """--weights path of the CLI with a cheap stand-in for the Inception features."""
+  def fake_features(variables, images, batch_size=50, progress=False):
+    assert variables == "inception variables"
+    images = np.asarray(images, np.float64)
+    assert images.shape[1:] == (28, 28, 1)
+    return np.stack([images.mean((1, 2, 3)), images.std((1, 2, 3))], axis=1)
+
+  monkeypatch.setattr(inception, "load_inception_variables",
+                      lambda path: "inception variables")
+  monkeypatch.setattr(inception, "inception_features", fake_features)
+  assert fid.main(["--workdir", tiny_vae_workdir, "--weights", "inception.npz",
+                   "--num-samples", "30", "--batch-size", "10", "--seed", "3"]) == 0
+  record = json.loads(open(f"{tiny_vae_workdir}/{fid.METRICS_FILENAME}")
+                      .read().splitlines()[-1])
+  assert record["split"] == "fid" and record["step"] == 4 and record["seed"] == 3
+  assert np.isfinite(record["fid"]) and record["fid"] > 0.0

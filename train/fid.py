@@ -10,6 +10,15 @@ feature statistics with the dataset's test split, and appends
 `workdir/metrics.jsonl`. `--weights` is the converted Inception file (see
 `tripjax.metrics.inception` for the download URL and the converter).
 
+Samples and reference (`load_checkpoint_sampler`, for `train.vae` workdirs): the
+samples are the decoder means of z ~ p(z) at the restored checkpoint (as in the
+per-epoch sample grids). For the binarized digits/MNIST these means are grey-level
+Bernoulli probabilities, so the reference is the whole test split at its original grey
+levels (`load_dataset(..., binarize=False)`), not the binarized pixels the model was
+trained on: a grey image is never compared with binary ones, and the classifier saw
+both kinds in training. RGB sets (cifar10, celeb_a) are never binarized, so there the
+reference is simply the test split. The number of samples and the seed are recorded.
+
 The sampling functions are generic: `fid_from_sampler` and
 `classifier_fd_from_sampler` take any `sample_fn(key, num_samples) -> images
 (num_samples, H, W, C) in [0, 1]`, so trainers can call them directly (e.g.
@@ -27,9 +36,12 @@ import jax
 import numpy as np
 import tqdm
 
+from tripjax import data as data_lib
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import frechet
 from tripjax.metrics import inception
+from tripjax.training import loop
+from tripjax.training import vae
 
 METRICS_FILENAME = "metrics.jsonl"
 
@@ -119,26 +131,43 @@ def append_metrics(workdir: str, record: Mapping[str, Any]) -> dict:
   return record
 
 
-# ---------------------------------------------------------------------------
-# CHECKPOINT GLUE (TODO: wire once the VAE trainer's API is final).
-# Everything above is independent of how models are trained; only this
-# function knows the trainer. It must return
-#   sample_fn(key, n) -> (n, H, W, C) float images in [0, 1],
-#   reference_images: the test split of the run's dataset, (N, H, W, C) in [0, 1],
-#   position: {"step": int, "epoch": int} of the restored checkpoint.
-# Sketch with the trainer being written in tripjax/training/vae.py:
-#   config = vae.load_config(workdir)
-#   model, state = <build model + init state from config>
-#   state, position = loop.restore_checkpoint(workdir, state, step=step)
-#   sample_fn = lambda key, n: vae.prior_sample_images(model, state.params, key, n)
-#   reference_images = data.load_dataset(config.data.name, "test", ...).images
-# ---------------------------------------------------------------------------
-def load_checkpoint_sampler(workdir: str, step: Optional[int] = None):
-  """(sample_fn, reference_images, position) of a training run. NOT WIRED YET."""
-  raise NotImplementedError(
-      f"train.fid cannot load checkpoints from {workdir!r} yet: "
-      "load_checkpoint_sampler in train/fid.py is to be wired to the VAE trainer. "
-      "Meanwhile call fid_from_sampler / classifier_fd_from_sampler directly.")
+def load_checkpoint_sampler(workdir: str, step: Optional[int] = None,
+                            ) -> Tuple[SampleFn, np.ndarray, dict]:
+  """The prior sampler of a `train.vae` run, its reference images and checkpoint position.
+
+  Rebuilds the model from `workdir/config.json` (`vae.load_config`), restores the
+  checkpoint (`loop.restore_checkpoint`; default the newest) and samples decoder means
+  of z ~ p(z) (`vae.prior_sample_images`).
+
+  Args:
+    workdir: a training workdir with config.json and checkpoints/.
+    step: checkpoint step; None: the newest.
+
+  Returns:
+    sample_fn: key, n -> images (n, H, W, C) float32 in [0, 1] (decoder means).
+    reference_images: the whole test split of the run's dataset, (N, H, W, C) in
+      [0, 1], at grey levels (never binarized; see the module docstring).
+    position: {"step", "epoch", "batches_done"} of the restored checkpoint.
+  """
+  config = vae.load_config(workdir)
+  # The likelihood (hence the decoder's output size) is that of the data as trained on.
+  trained_on = data_lib.load_dataset(config.data.name, "test",
+                                     data_dir=config.data.data_dir)
+  reference = data_lib.load_dataset(config.data.name, "test",
+                                    data_dir=config.data.data_dir, binarize=False)
+  model = vae.build_model(config, trained_on.image_shape, trained_on.likelihood)
+  optimizer = vae.make_optimizer(config)
+  # Only shapes and dtypes are needed to restore into: no initializer is compiled.
+  abstract_state = jax.eval_shape(
+      lambda key: vae.init_state(model, optimizer, key), jax.random.PRNGKey(0))
+  state = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_state)
+  state, position = loop.restore_checkpoint(workdir, state, step=step)
+  params = jax.device_get(state.params)
+
+  def sample_fn(key, num_samples):
+    return vae.prior_sample_images(model, params, key, num_samples)
+
+  return sample_fn, reference.images, position
 
 
 def main(argv=None) -> int:
