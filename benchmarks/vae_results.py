@@ -130,38 +130,44 @@ def markdown_table(rows: list[dict], epochs: int) -> str:
 
 
 def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: int,
-            quiet_file: str = QUIET_FILE) -> None:
+            quiet_file: str = QUIET_FILE, poll_seconds: float = 2.0) -> None:
   """Trains every unfinished (prior, seed) run, `parallel` at a time."""
   pending = [(prior, seed) for prior, seed in jobs
              if final_eval(run_workdir(root, prior, seed, epochs), epochs) is None]
   running: list[tuple[str, int, subprocess.Popen, float]] = []
-  while pending or running:
-    while pending and len(running) < parallel:
-      wait_while_quiet(quiet_file)
-      prior, seed = pending.pop(0)
-      workdir = run_workdir(root, prior, seed, epochs)
-      os.makedirs(workdir, exist_ok=True)
-      log = open(os.path.join(workdir, "train.log"), "a")
-      print(f"start {prior} seed {seed} -> {workdir}", flush=True)
-      process = subprocess.Popen(train_command(prior, seed, epochs, workdir),
-                                 stdout=log, stderr=subprocess.STDOUT)
-      log.close()
-      running.append((prior, seed, process, time.perf_counter()))
-    time.sleep(2.0)
-    for entry in list(running):
-      prior, seed, process, start = entry
+  try:
+    while pending or running:
+      while pending and len(running) < parallel:
+        wait_while_quiet(quiet_file)
+        prior, seed = pending.pop(0)
+        workdir = run_workdir(root, prior, seed, epochs)
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "train.log"), "a") as log:
+          print(f"start {prior} seed {seed} -> {workdir}", flush=True)
+          process = subprocess.Popen(train_command(prior, seed, epochs, workdir),
+                                     stdout=log, stderr=subprocess.STDOUT)
+        running.append((prior, seed, process, time.perf_counter()))
+      time.sleep(poll_seconds)
+      for entry in list(running):
+        prior, seed, process, start = entry
+        if process.poll() is None:
+          continue
+        running.remove(entry)
+        workdir = run_workdir(root, prior, seed, epochs)
+        record = final_eval(workdir, epochs)
+        if process.returncode != 0 or record is None:
+          raise RuntimeError(
+              f"run {prior} seed {seed} failed (exit {process.returncode}); see "
+              f"{os.path.join(workdir, 'train.log')}. Running this command again "
+              f"resumes every unfinished run from its last checkpoint.")
+        print(f"done  {prior} seed {seed} in {time.perf_counter() - start:.0f} s: "
+              f"test ELBO {record[ELBO_METRIC]:.2f}, IWAE-100 {record[IWAE_METRIC]:.2f}",
+              flush=True)
+  finally:  # On an error or Ctrl-C, stop the other runs too; they resume next time.
+    for _, _, process, _ in running:
       if process.poll() is None:
-        continue
-      running.remove(entry)
-      workdir = run_workdir(root, prior, seed, epochs)
-      record = final_eval(workdir, epochs)
-      if process.returncode != 0 or record is None:
-        raise RuntimeError(f"run {prior} seed {seed} failed (exit {process.returncode}); "
-                           f"see {os.path.join(workdir, 'train.log')}. Running this "
-                           f"command again resumes it.")
-      print(f"done  {prior} seed {seed} in {time.perf_counter() - start:.0f} s: "
-            f"test ELBO {record[ELBO_METRIC]:.2f}, IWAE-100 {record[IWAE_METRIC]:.2f}",
-            flush=True)
+        process.terminate()
+        process.wait()
 
 
 def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int) -> list[dict]:

@@ -1,6 +1,7 @@
 """Tests for benchmarks/vae_results.py: run bookkeeping and the table (no training)."""
 import json
 import os
+import sys
 
 import pytest
 
@@ -66,3 +67,32 @@ def test_summary_and_markdown_table():
 
 def test_wait_while_quiet_returns_when_the_file_is_gone(tmp_path):
   vae_results.wait_while_quiet(str(tmp_path / "absent"), poll_seconds=0.01)
+
+
+def _fake_train_command(prior, seed, epochs, workdir):
+  """A stand-in for train.vae: logs its call, writes the final eval (fails for seed 9)."""
+  record = {"step": 5, "epoch": epochs, "split": "eval", "test_elbo": -100.0 - seed,
+            "test_iwae_100": -95.0 - seed}
+  script = (f"import json, os, sys\n"
+            f"open(os.path.join({workdir!r}, 'calls'), 'a').write('x')\n"
+            f"sys.exit(3) if {seed} == 9 else None\n"
+            f"open(os.path.join({workdir!r}, 'metrics.jsonl'), 'a').write("
+            f"json.dumps({record!r}) + '\\n')\n")
+  return [sys.executable, "-c", script]
+
+
+def test_run_all_trains_unfinished_runs_once_and_reports_failures(tmp_path, monkeypatch):
+  monkeypatch.setattr(vae_results, "train_command", _fake_train_command)
+  root = str(tmp_path)
+  jobs = [("normal", 0), ("trip_L", 0), ("trip_L", 1)]
+  kwargs = dict(root=root, epochs=3, parallel=2, quiet_file=str(tmp_path / "quiet"),
+                poll_seconds=0.05)
+  vae_results.run_all(jobs, **kwargs)
+  vae_results.run_all(jobs, **kwargs)  # everything finished: nothing runs again
+  for prior, seed in jobs:
+    with open(os.path.join(vae_results.run_workdir(root, prior, seed, 3), "calls")) as f:
+      assert f.read() == "x"
+  runs = vae_results.collect(jobs, root=root, epochs=3)
+  assert [run["test_iwae_100"] for run in runs] == [-95.0, -95.0, -96.0]
+  with pytest.raises(RuntimeError, match="gmm_L seed 9 failed"):
+    vae_results.run_all([("gmm_L", 9)], **kwargs)
