@@ -16,8 +16,12 @@ no gradient updates, only the data-driven EM refits (after epoch 1 and every 5 e
 as in the paper; L = trained jointly with the VAE.
 
 Output: a markdown table of mean ± sd (sample sd, ddof = 1) over seeds of the final test
-ELBO and IWAE-100 (nats per digit, higher is better), printed and written to
-`<workdir>/results.md`, plus every run's numbers in `<workdir>/results.json`.
+ELBO and IWAE-100 (nats per digit, higher is better) and, unless `--no-classifier-fd`,
+the classifier FD of 5,000 prior samples of the final checkpoint (`train.fid`: decoder
+means vs the grey-level test split, in the feature space of the cached digit classifier
+of `--classifier-workdir`, trained first if missing; lower is better), printed and
+written to `<workdir>/results.md`, plus every run's numbers in `<workdir>/results.json`.
+Each run's FD is appended to its metrics.jsonl and reused by later calls.
 
 Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
 benchmarking on this machine).
@@ -38,6 +42,8 @@ DEFAULT_EPOCHS = 20  # configs/digits_vae_trip.py (the quickstart)
 METRICS_FILENAME = "metrics.jsonl"
 IWAE_METRIC = "test_iwae_100"
 ELBO_METRIC = "test_elbo"
+FD_METRIC = "classifier_fd"
+FD_NUM_SAMPLES = 5000
 
 # name -> (prior.kind, prior.learnable, table label)
 PRIOR_VARIANTS = {
@@ -107,26 +113,53 @@ def summarize(runs: list[dict]) -> list[dict]:
       continue
     row = {"prior": prior, "label": PRIOR_VARIANTS[prior][2],
            "seeds": sorted(run["seed"] for run in chosen)}
-    for metric in (ELBO_METRIC, IWAE_METRIC):
-      row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_and_sd(
-          [run[metric] for run in chosen])
+    for metric in (ELBO_METRIC, IWAE_METRIC, FD_METRIC):
+      values = [run.get(metric) for run in chosen]
+      if all(value is not None for value in values):
+        row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_and_sd(values)
     rows.append(row)
   return rows
 
 
 def markdown_table(rows: list[dict], epochs: int) -> str:
-  """The results as a markdown table (nats per digit, higher is better)."""
+  """The results as a markdown table (nats per digit, higher is better; FD lower)."""
+  with_fd = any(f"{FD_METRIC}_mean" in row for row in rows)
+  columns = [(ELBO_METRIC, "test ELBO"), (IWAE_METRIC, "test IWAE-100")]
+  if with_fd:
+    columns.append((FD_METRIC, f"classifier FD ({FD_NUM_SAMPLES:,} samples)"))
   lines = [f"Offline digits (4,000 train / 500 test binarized MNIST digits), "
-           f"{CONFIG_PATH}, {epochs} epochs; mean ± sd over seeds; nats per digit, "
-           f"higher is better.", "",
-           "| prior | seeds | test ELBO | test IWAE-100 |",
-           "|---|---|---|---|"]
+           f"{CONFIG_PATH}, {epochs} epochs; mean ± sd over seeds; ELBO and IWAE in "
+           f"nats per digit (higher is better)"
+           + ("; classifier FD of prior samples (lower is better)." if with_fd else "."),
+           "",
+           "| prior | seeds | " + " | ".join(title for _, title in columns) + " |",
+           "|---" * (len(columns) + 2) + "|"]
   for row in rows:
-    lines.append(
-        f"| {row['label']} | {len(row['seeds'])} "
-        f"| {row[f'{ELBO_METRIC}_mean']:.2f} ± {row[f'{ELBO_METRIC}_sd']:.2f} "
-        f"| {row[f'{IWAE_METRIC}_mean']:.2f} ± {row[f'{IWAE_METRIC}_sd']:.2f} |")
+    cells = [f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}"
+             if f"{metric}_mean" in row else "n/a" for metric, _ in columns]
+    lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
+
+
+def classifier_fd_of_run(workdir: str, step: int, classifier_params) -> float:
+  """Classifier FD of the checkpoint at `step` (cached in the run's metrics.jsonl)."""
+  from train import fid  # JAX only in the parent process when FD is wanted
+
+  path = os.path.join(workdir, METRICS_FILENAME)
+  with open(path) as file:
+    for line in file:
+      record = json.loads(line) if line.strip() else {}
+      if (record.get("split") == FD_METRIC and record.get("step") == step
+          and record.get("num_samples") == FD_NUM_SAMPLES and record.get("seed") == 0):
+        return record[FD_METRIC]
+  sample_fn, reference, position = fid.load_checkpoint_sampler(workdir, step=step)
+  value = fid.classifier_fd_from_sampler(sample_fn, reference, classifier_params,
+                                         num_samples=FD_NUM_SAMPLES, batch_size=500,
+                                         seed=0, progress=False)
+  fid.append_metrics(workdir, {"step": position["step"], "epoch": position["epoch"],
+                               "split": FD_METRIC, FD_METRIC: value,
+                               "num_samples": FD_NUM_SAMPLES, "seed": 0})
+  return value
 
 
 def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: int,
@@ -170,16 +203,21 @@ def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: in
         process.wait()
 
 
-def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int) -> list[dict]:
-  """The final evaluation of every run in `jobs` (all must be finished)."""
+def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int,
+            classifier_params=None) -> list[dict]:
+  """The final evaluation of every run in `jobs` (all must be finished), with its
+  classifier FD if `classifier_params` is given."""
   runs = []
   for prior, seed in jobs:
     workdir = run_workdir(root, prior, seed, epochs)
     record = final_eval(workdir, epochs)
-    runs.append({"prior": prior, "seed": seed, "workdir": workdir,
-                 "step": record["step"], ELBO_METRIC: record[ELBO_METRIC],
-                 IWAE_METRIC: record[IWAE_METRIC], "test_kl": record.get("test_kl"),
-                 "test_log_likelihood": record.get("test_log_likelihood")})
+    run = {"prior": prior, "seed": seed, "workdir": workdir, "step": record["step"],
+           ELBO_METRIC: record[ELBO_METRIC], IWAE_METRIC: record[IWAE_METRIC],
+           "test_kl": record.get("test_kl"),
+           "test_log_likelihood": record.get("test_log_likelihood")}
+    if classifier_params is not None:
+      run[FD_METRIC] = classifier_fd_of_run(workdir, record["step"], classifier_params)
+    runs.append(run)
   return runs
 
 
@@ -195,12 +233,22 @@ def main(argv=None) -> int:
                       help="root of the run workdirs and of results.md/json")
   parser.add_argument("--parallel", type=int, default=1,
                       help="runs at a time (1 on a 2-core machine)")
+  parser.add_argument("--classifier-fd", action=argparse.BooleanOptionalAction,
+                      default=True, help="add the classifier FD of prior samples")
+  parser.add_argument("--classifier-workdir", default="runs/classifier",
+                      help="cached FD classifier (python -m train.train_classifier)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.epochs < 1:
     parser.error("--parallel and --epochs must be positive")
   jobs = [(prior, seed) for prior in args.priors for seed in args.seeds]
   run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel)
-  runs = collect(jobs, root=args.workdir, epochs=args.epochs)
+  classifier_params = None
+  if args.classifier_fd:
+    from train import train_classifier
+    classifier_params, _ = train_classifier.get_or_train_classifier(
+        args.classifier_workdir)
+  runs = collect(jobs, root=args.workdir, epochs=args.epochs,
+                 classifier_params=classifier_params)
   rows = summarize(runs)
   table = markdown_table(rows, args.epochs)
   print(table)
@@ -209,6 +257,7 @@ def main(argv=None) -> int:
     file.write(table)
   with open(os.path.join(args.workdir, "results.json"), "w") as file:
     json.dump({"config": CONFIG_PATH, "epochs": args.epochs, "seeds": args.seeds,
+               "classifier_fd_num_samples": FD_NUM_SAMPLES if args.classifier_fd else None,
                "rows": rows, "runs": runs}, file, indent=2)
   return 0
 

@@ -96,3 +96,21 @@ def test_run_all_trains_unfinished_runs_once_and_reports_failures(tmp_path, monk
   assert [run["test_iwae_100"] for run in runs] == [-95.0, -95.0, -96.0]
   with pytest.raises(RuntimeError, match="gmm_L seed 9 failed"):
     vae_results.run_all([("gmm_L", 9)], **kwargs)
+
+
+def test_table_has_a_classifier_fd_column_when_measured(tmp_path):
+  runs = [{"prior": "gmm_L", "seed": seed, "test_elbo": -100.0, "test_iwae_100": -95.0,
+           "classifier_fd": fd} for seed, fd in ((0, 30.0), (1, 34.0))]
+  table = vae_results.markdown_table(vae_results.summarize(runs), epochs=10)
+  assert "classifier FD (5,000 samples)" in table
+  assert "| GMM L | 2 | -100.00 ± 0.00 | -95.00 ± 0.00 | 32.00 ± 2.83 |" in table
+
+
+def test_classifier_fd_of_a_run_is_read_back_from_its_metrics(tmp_path):
+  workdir = str(tmp_path)
+  _write_metrics(workdir, [
+      {"step": 7, "epoch": 1, "split": "classifier_fd", "classifier_fd": 1.0,
+       "num_samples": 100, "seed": 0},  # other settings: not this measurement
+      {"step": 7, "epoch": 1, "split": "classifier_fd", "classifier_fd": 12.5,
+       "num_samples": vae_results.FD_NUM_SAMPLES, "seed": 0}])
+  assert vae_results.classifier_fd_of_run(workdir, 7, classifier_params=None) == 12.5
