@@ -68,7 +68,7 @@ def run_setting(name: str, batch: int, repeats: int) -> dict:
       "log_prob": 1e3 * _time(log_prob, params, z, repeats=repeats),
       "log_prob+grad": 1e3 * _time(grad, params, z, repeats=repeats),
       "posterior_weights": 1e3 * _time(posterior, params, z, repeats=repeats),
-      f"sample({batch})": 1e3 * _time(sample, params, key, repeats=repeats),
+      "sample(B)": 1e3 * _time(sample, params, key, repeats=repeats),
   }
 
 
@@ -99,6 +99,7 @@ def main():
                "--repeats", str(args.repeats)]
     output = subprocess.run(command, env=env, check=True, capture_output=True, text=True)
     rows += json.loads(output.stdout.strip().splitlines()[-1])
+    print(json.dumps(rows[-len(args.settings):]), file=sys.stderr, flush=True)
 
   columns = list(rows[0])
   header = "| " + " | ".join(c if i < 2 else f"{c} (ms)" for i, c in enumerate(columns))
