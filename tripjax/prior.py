@@ -561,7 +561,11 @@ def posterior_weights(params: TRIPParams, x: Array,
 
 def _categorical(uniform: Array, probs: Array) -> Array:
   """Inverse-CDF draw from unnormalized probs (..., m) with uniform (...) in [0, 1)."""
-  cdf = jnp.cumsum(probs, axis=-1)
+  size = probs.shape[-1]
+  # A cumulative sum as a product with a triangular matrix: XLA:CPU's cumsum (a
+  # reduce-window) is several times slower at these sizes.
+  upper = jnp.triu(jnp.ones((size, size), probs.dtype))
+  cdf = probs @ upper
   threshold = uniform * cdf[..., -1]
   index = jnp.sum(cdf <= threshold[..., None], axis=-1)
   return jnp.minimum(index, probs.shape[-1] - 1)
@@ -605,22 +609,26 @@ def _sample_indices(params: TRIPParams, key: Array, num_draws: int, weights: Arr
   mats = _weighted_cores(flat, cores)                               # (n, B, m, m)
   suffixes = _suffix_products(mats)                                 # (n+1, B, m, m)
   key_close, key_bonds, key_comp = jax.random.split(key, 3)
-  rows = jnp.arange(batch)[None, :]                                 # (1, B)
 
   diag = jnp.diagonal(suffixes[0], axis1=-2, axis2=-1)              # (B, m)
   valid = jnp.sum(diag, axis=-1) > 0
   uniform = jax.random.uniform(key_close, (num_draws, batch), dtype)
   alpha0 = _categorical(uniform, jnp.broadcast_to(diag, (num_draws, batch, m)))
+  bonds = jnp.arange(m)
+  # S_{j+1}[:, a_0] for every step at once: (n, R, B, m).
+  closing = (alpha0[..., None] == bonds).astype(dtype)
+  columns = jnp.einsum("rbk,nbjk->nrbj", closing, suffixes[1:])
 
-  def step(alpha_prev, inputs):
-    mat, suffix, u = inputs                                         # (B,m,m) x2, (R,B)
-    probs = mat[rows, alpha_prev] * jnp.swapaxes(suffix, -1, -2)[rows, alpha0]
+  def step(previous, inputs):
+    mat, column, u = inputs                          # (B, m, m), (R, B, m), (R, B)
+    probs = jnp.einsum("rbi,bij->rbj", previous, mat) * column
     alpha = _categorical(u, probs)
-    return alpha, alpha_prev
+    return (alpha[..., None] == bonds).astype(dtype), alpha
 
   uniforms = jax.random.uniform(key_bonds, (n, num_draws, batch), dtype)
-  _, alpha_before = jax.lax.scan(step, alpha0, (mats, suffixes[1:], uniforms))
-  alpha_after = jnp.concatenate([alpha_before[1:], alpha0[None]], axis=0)  # (n, R, B)
+  _, alphas = jax.lax.scan(step, closing, (mats, columns, uniforms))
+  alpha_before = jnp.concatenate([alpha0[None], alphas[:-1]], axis=0)  # (n, R, B)
+  alpha_after = alphas                                              # a_n == a_0
 
   # s_j ∝ w_jk Q_j[k][a_{j-1}, a_j] for all j at once.
   cores_last = jnp.moveaxis(cores, 1, -1)                           # (n, m, m, K)
