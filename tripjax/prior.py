@@ -410,6 +410,20 @@ def _check_x(params: TRIPParams, x, observed, name: str = "x"):
   if x.ndim < 1 or x.shape[-1] != n:
     raise ValueError(f"{name} must have shape (..., {n}) for a TRIP over {n} variables, "
                      f"got {x.shape}.")
+  return x, present_mask(x, observed, name)
+
+
+def present_mask(x: Array, observed: Optional[Array] = None, name: str = "x") -> Array:
+  """Boolean mask of the entries of x that count as observed: not NaN and `observed`.
+
+  Args:
+    x: (..., n) float array, NaN for missing entries.
+    observed: optional boolean array of x's shape (or broadcastable to it).
+    name: how error messages call x.
+
+  Returns:
+    (..., n) boolean mask.
+  """
   present = ~jnp.isnan(x)
   if observed is not None:
     observed = jnp.asarray(observed)
@@ -422,7 +436,7 @@ def _check_x(params: TRIPParams, x, observed, name: str = "x"):
         raise ValueError(f"observed has shape {observed.shape}, which does not match "
                          f"{name} of shape {x.shape}.") from None
     present = present & observed
-  return x, present
+  return present
 
 
 def _cores_normalized(params: TRIPParams, dtype) -> Array:

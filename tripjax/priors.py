@@ -52,26 +52,11 @@ def _check_latent(z: Array, num_variables: int, name: str = "z") -> Array:
   return z
 
 
-def _present(z: Array, observed: Optional[Array]) -> Array:
-  present = ~jnp.isnan(z)
-  if observed is not None:
-    observed = jnp.asarray(observed)
-    if observed.dtype != jnp.bool_:
-      raise TypeError(f"observed must be a boolean array, got dtype {observed.dtype}.")
-    try:
-      observed = jnp.broadcast_to(observed, z.shape)
-    except ValueError:
-      raise ValueError(f"observed has shape {observed.shape}, which does not match "
-                       f"shape {z.shape}.") from None
-    present = present & observed
-  return present
-
-
 def normal_log_prob(num_variables: int, z: Array,
                     observed: Optional[Array] = None) -> Array:
   """log N(z_obs; 0, I) of the observed entries of z (..., d); missing entries drop out."""
   z = _check_latent(z, num_variables)
-  present = _present(z, observed)
+  present = trip.present_mask(z, observed)
   z_safe = jnp.where(present, z, 0.0)
   terms = -0.5 * jnp.square(z_safe) - 0.5 * math.log(2 * math.pi)
   return jnp.sum(jnp.where(present, terms, 0.0), axis=-1)
@@ -87,7 +72,7 @@ def normal_sample(num_variables: int, key: Array, shape: Sequence[int] = (),
       raise ValueError("observed was passed without given.")
     return jax.random.normal(key, (*shape, num_variables), dtype)
   given = _check_latent(given, num_variables, "given")
-  present = _present(given, observed)
+  present = trip.present_mask(given, observed, "given")
   noise = jax.random.normal(key, (*shape, *given.shape), given.dtype)
   return jnp.where(present, given, noise)
 
