@@ -573,6 +573,11 @@ def posterior_weights(params: TRIPParams, x: Array,
 # Exact sampling.
 
 
+def _uniforms(key: Array, shape: tuple, dtype) -> Array:
+  """Uniforms in (0, 1), strictly positive so that they also feed inverse CDFs."""
+  return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny)
+
+
 def _categorical(uniform: Array, probs: Array) -> Array:
   """Inverse-CDF draw from unnormalized probs (..., m) with uniform (...) in [0, 1)."""
   size = probs.shape[-1]
@@ -622,12 +627,13 @@ def _sample_indices(params: TRIPParams, key: Array, num_draws: int, weights: Arr
   flat = jnp.transpose(weights, (1, 0, 2))                          # (n, B, K)
   mats = _weighted_cores(flat, cores)                               # (n, B, m, m)
   suffixes = _suffix_products(mats)                                 # (n+1, B, m, m)
-  key_close, key_bonds, key_comp = jax.random.split(key, 3)
+  # One draw of uniforms for everything: each random call site costs seconds of XLA:CPU
+  # compilation (threefry), so the bond, closing and component draws share one.
+  uniforms = _uniforms(key, (2 * n + 1, num_draws, batch), dtype)
 
   diag = jnp.diagonal(suffixes[0], axis1=-2, axis2=-1)              # (B, m)
   valid = jnp.sum(diag, axis=-1) > 0
-  uniform = jax.random.uniform(key_close, (num_draws, batch), dtype)
-  alpha0 = _categorical(uniform, jnp.broadcast_to(diag, (num_draws, batch, m)))
+  alpha0 = _categorical(uniforms[2 * n], jnp.broadcast_to(diag, (num_draws, batch, m)))
   bonds = jnp.arange(m)
   # S_{j+1}[:, a_0] for every step at once: (n, R, B, m).
   closing = (alpha0[..., None] == bonds).astype(dtype)
@@ -639,8 +645,7 @@ def _sample_indices(params: TRIPParams, key: Array, num_draws: int, weights: Arr
     alpha = _categorical(u, probs)
     return (alpha[..., None] == bonds).astype(dtype), alpha
 
-  uniforms = jax.random.uniform(key_bonds, (n, num_draws, batch), dtype)
-  _, alphas = jax.lax.scan(step, closing, (mats, columns, uniforms))
+  _, alphas = jax.lax.scan(step, closing, (mats, columns, uniforms[:n]))
   alpha_before = jnp.concatenate([alpha0[None], alphas[:-1]], axis=0)  # (n, R, B)
   alpha_after = alphas                                              # a_n == a_0
 
@@ -649,8 +654,7 @@ def _sample_indices(params: TRIPParams, key: Array, num_draws: int, weights: Arr
   var = jnp.arange(n)[:, None, None]
   comp_probs = cores_last[var, alpha_before, alpha_after]           # (n, R, B, K)
   comp_probs = comp_probs * flat[:, None, :, :]
-  uniform = jax.random.uniform(key_comp, comp_probs.shape[:-1], dtype)
-  components = _categorical(uniform, comp_probs)                    # (n, R, B)
+  components = _categorical(uniforms[n:2 * n], comp_probs)                    # (n, R, B)
   return jnp.moveaxis(components, 0, -1).astype(jnp.int32), valid
 
 
@@ -707,12 +711,12 @@ def sample(params: TRIPParams, key: Array, shape: Sequence[int] = (),
   """
   shape, num_draws, batch_shape, given, present, weights, dtype = _prepare_sampling(
       params, shape, given, observed)
-  key_components, key_noise = jax.random.split(key)
+  key_components, key_noise = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
   components, valid = _sample_indices(params, key_components, num_draws, weights)
   var = jnp.arange(params.num_variables)
   means = params.means.astype(dtype)[var, components]               # (R, B, n)
   scales = jnp.exp(params.log_scales.astype(dtype))[var, components]
-  noise = jax.random.normal(key_noise, components.shape, dtype)
+  noise = jax.scipy.special.ndtri(_uniforms(key_noise, components.shape, dtype))
   values = jnp.where(np.asarray(params.discrete), components.astype(dtype),
                      means + scales * noise)
   values = jnp.where(valid[None, :, None], values, jnp.nan)
