@@ -240,7 +240,8 @@ def main(argv=None) -> int:
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.epochs < 1:
     parser.error("--parallel and --epochs must be positive")
-  jobs = [(prior, seed) for prior in args.priors for seed in args.seeds]
+  # Seed-major: every prior's seed 0 first, so a partial sweep already compares priors.
+  jobs = [(prior, seed) for seed in args.seeds for prior in args.priors]
   run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel)
   classifier_params = None
   if args.classifier_fd:
