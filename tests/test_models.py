@@ -170,3 +170,23 @@ def test_errors():
   _, decoder = vae.encoder_decoder((28, 28, 1), 4, widths=(8, 8, 8))
   with pytest.raises(ValueError, match="not divisible"):
     decoder.init(jax.random.key(0), jnp.zeros((1, 4)))
+
+
+def test_upconv_is_pytorch_transposed_conv_4_2_1():
+  """UpConv == ConvTranspose2d(kernel 4, stride 2, padding 1), from its definition."""
+  from tripjax.models.vae import UpConv
+  x = np.random.default_rng(0).normal(size=(2, 3, 4, 5)).astype(np.float32)
+  module = UpConv(6)
+  variables = module.init(jax.random.PRNGKey(0), x)
+  kernel = np.asarray(variables["params"]["kernel"], np.float64)
+  bias = np.asarray(variables["params"]["bias"], np.float64)
+  batch, height, width, _ = x.shape
+  expected = np.zeros((batch, 2 * height, 2 * width, 6)) + bias
+  for i in range(height):
+    for j in range(width):
+      for u in range(4):
+        for v in range(4):
+          row, col = 2 * i + u - 1, 2 * j + v - 1
+          if 0 <= row < 2 * height and 0 <= col < 2 * width:
+            expected[:, row, col] += x[:, i, j] @ kernel[u, v]
+  np.testing.assert_allclose(module.apply(variables, x), expected, atol=1e-5)
