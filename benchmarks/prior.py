@@ -19,12 +19,14 @@ import time
 SETTINGS = {"paper": (100, 10, 20, 128), "large": (1000, 10, 20, 1024)}
 
 
-def _time(fn, *args, repeats: int) -> float:
+def _time(fn, *args, repeats: int, budget_s: float = 10.0) -> float:
+  """Median wall time of `repeats` calls after two warm-up calls (fewer, but at least 3,
+  when they would take longer than `budget_s`)."""
   import jax
   jax.block_until_ready(fn(*args))                     # compile
   jax.block_until_ready(fn(*args))
   times = []
-  for _ in range(repeats):
+  while len(times) < repeats and (len(times) < 3 or sum(times) < budget_s):
     start = time.perf_counter()
     jax.block_until_ready(fn(*args))
     times.append(time.perf_counter() - start)
