@@ -6,12 +6,13 @@ import jax
 import numpy as np
 import pytest
 
-from configs import digits_vae_trip
 from tripjax import data
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import inception
 from tripjax.training import vae
 from train import fid
+
+from test_training import tiny_config
 
 
 def _cycling_sampler(images):
@@ -92,26 +93,13 @@ def test_cli_requires_weights_and_a_training_workdir(tmp_path):
 
 
 def tiny_vae_config():
-  """The quickstart shrunk to seconds (as in tests/test_training.py): one epoch of 4
-  steps, checkpoints at steps 2 and 4, no prior refit."""
-  config = digits_vae_trip.get_config()
-  config.data.num_train_examples = 64
+  """tests/test_training.py's tiny quickstart, one epoch of 4 steps, checkpoints at
+  steps 2 and 4, no prior refit."""
+  config = tiny_config(num_epochs=1, checkpoint_every_steps=2, log_every_steps=4)
   config.data.num_eval_examples = 32
-  config.model.latent_dim = 4
-  config.model.widths = (4, 8)
-  config.prior.num_components = 3
-  config.prior.rank = 2
   config.prior.refit_every_epochs = 0
-  config.train.num_epochs = 1
-  config.train.batch_size = 16
-  config.train.checkpoint_every_steps = 2
-  config.train.log_every_steps = 4
-  config.train.progress_bar = False
-  config.eval.batch_size = 16
   config.eval.iwae_samples = 2
   config.eval.iwae_samples_per_chunk = 2
-  config.eval.num_reconstructions = 8
-  config.eval.num_prior_samples = 4
   return config
 
 
