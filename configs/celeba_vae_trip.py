@@ -4,7 +4,7 @@ latent 100, N = 10 components, rank m = 20, the 4-conv DCGAN-like model (~11.4 M
 python -m train.vae --config configs/celeba_vae_trip.py --workdir runs/celeba_vae_trip \
   --config.data.data_dir=~/tensorflow_datasets
 """
-from configs import base_vae
+from tripjax.configs import base_vae
 
 
 def get_config():

@@ -3,7 +3,7 @@
 python -m train.vae --config configs/cifar10_vae_trip.py --workdir runs/cifar10_vae_trip \
   --config.data.data_dir=~/tensorflow_datasets
 """
-from configs import base_vae
+from tripjax.configs import base_vae
 
 
 def get_config():

@@ -2,7 +2,7 @@
 
 python -m train.vae --config configs/digits_vae_trip.py --workdir runs/digits_vae_trip
 """
-from configs import base_vae
+from tripjax.configs import base_vae
 
 
 def get_config():

@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from configs import digits_vae_trip
+from tripjax.configs import digits_vae_trip
 from tripjax import data
 from tripjax.metrics import classifier_fd
+from tripjax.metrics import sampling
+from tripjax.training import samplers
 from tripjax.training import vae
-from train import fid
 from train import train_classifier
 
 # Real-vs-real is ~2-4 with the default config; corruptions score 80-600.
@@ -161,7 +162,7 @@ def test_fd_of_prior_samples_decreases_as_a_vae_trains(classifier, tmp_path):
   _, params, _ = classifier
   config = small_digits_vae_config()
   workdir = str(tmp_path)
-  score = lambda sample_fn, reference: fid.classifier_fd_from_sampler(
+  score = lambda sample_fn, reference: sampling.classifier_fd_from_sampler(
       sample_fn, reference, params, num_samples=1000, batch_size=500, progress=False)
 
   config.train.max_steps = 0  # stops at once with a checkpoint of the initial state
@@ -170,7 +171,7 @@ def test_fd_of_prior_samples_decreases_as_a_vae_trains(classifier, tmp_path):
   vae.train_and_evaluate(config, workdir)
   scores = {}
   for step in (0, 62, 248):
-    sample_fn, reference, position = fid.load_checkpoint_sampler(workdir, step=step)
+    sample_fn, reference, position = samplers.load_checkpoint_sampler(workdir, step=step)
     assert position["step"] == step
     scores[f"epoch {position['epoch']}" if step else "init"] = score(sample_fn, reference)
   print("classifier FD of prior samples: "

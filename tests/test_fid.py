@@ -1,6 +1,5 @@
-"""Tests for train/fid.py: sampler statistics, FID/classifier-FD plumbing, metrics file."""
-
-import json
+"""Tests for sample metrics of samplers (tripjax/metrics/sampling.py), checkpoint samplers
+(tripjax/training/samplers.py) and the `train.fid` command."""
 
 import jax
 import numpy as np
@@ -9,6 +8,9 @@ import pytest
 from tripjax import data
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import inception
+from tripjax.metrics import sampling
+from tripjax.training import metric_writer
+from tripjax.training import samplers
 from tripjax.training import vae
 from train import fid
 
@@ -31,15 +33,15 @@ def test_sampler_stats_counts_and_determinism():
     seen.append(batch.shape[0])
     return batch.reshape(batch.shape[0], -1)[:, :3]
 
-  mean, cov = fid.sampler_stats(_cycling_sampler(images), feature_fn, num_samples=23,
+  mean, cov = sampling.sampler_stats(_cycling_sampler(images), feature_fn, num_samples=23,
                                 batch_size=10, progress=False)
   assert seen == [10, 10, 10]  # always full batches, surplus dropped afterwards
   assert mean.shape == (3,) and cov.shape == (3, 3)
-  again = fid.sampler_stats(_cycling_sampler(images), feature_fn, num_samples=23,
+  again = sampling.sampler_stats(_cycling_sampler(images), feature_fn, num_samples=23,
                             batch_size=10, progress=False)
   np.testing.assert_array_equal(mean, again[0])
   with pytest.raises(ValueError, match="num_samples"):
-    fid.sampler_stats(_cycling_sampler(images), feature_fn, num_samples=1, batch_size=10)
+    sampling.sampler_stats(_cycling_sampler(images), feature_fn, num_samples=1, batch_size=10)
 
 
 def test_classifier_fd_from_sampler_separates_digits_from_noise():
@@ -47,8 +49,8 @@ def test_classifier_fd_from_sampler_separates_digits_from_noise():
   test = data.load_dataset("digits", "test").images
   noise = np.random.default_rng(0).uniform(size=test.shape).astype(np.float32)
   kwargs = dict(num_samples=200, batch_size=100, progress=False)
-  real = fid.classifier_fd_from_sampler(_cycling_sampler(test), test, params, **kwargs)
-  fake = fid.classifier_fd_from_sampler(_cycling_sampler(noise), test, params, **kwargs)
+  real = sampling.classifier_fd_from_sampler(_cycling_sampler(test), test, params, **kwargs)
+  fake = sampling.classifier_fd_from_sampler(_cycling_sampler(noise), test, params, **kwargs)
   assert 0.0 <= real < 1e-3 * fake
 
 
@@ -64,29 +66,24 @@ def test_fid_from_sampler_plumbing(monkeypatch):
 
   monkeypatch.setattr(inception, "inception_features", fake_features)
   reference = np.random.default_rng(2).uniform(size=(40, 8, 8, 3))
-  same = fid.fid_from_sampler(lambda key, n: reference[:n], reference, "weights",
+  same = sampling.fid_from_sampler(lambda key, n: reference[:n], reference, "weights",
                               num_samples=40, batch_size=40, progress=False)
   assert 0.0 <= same < 1e-9
   assert calls == [("weights", 40, 40)] * 2  # reference, then one batch of samples
-  darker = fid.fid_from_sampler(lambda key, n: 0.5 * reference[:n], reference, "weights",
+  darker = sampling.fid_from_sampler(lambda key, n: 0.5 * reference[:n], reference, "weights",
                                 num_samples=40, batch_size=40, progress=False)
   assert darker > 0.05
 
 
-def test_append_metrics_writes_json_lines(tmp_path):
-  fid.append_metrics(str(tmp_path), {"split": "fid", "fid": 12.5, "step": 3})
-  fid.append_metrics(str(tmp_path), {"split": "fid", "fid": 11.0, "step": 4})
-  lines = (tmp_path / fid.METRICS_FILENAME).read_text().splitlines()
-  assert [json.loads(line)["fid"] for line in lines] == [12.5, 11.0]
-
-
-def test_cli_requires_weights_and_a_training_workdir(tmp_path):
-  with pytest.raises(SystemExit):
-    fid.main(["--workdir", str(tmp_path)])
+def test_cli_requires_weights_and_a_training_workdir(tmp_path, capsys):
+  assert fid.main(["--workdir", str(tmp_path)]) == 2
+  assert "config field weights" in capsys.readouterr().err
   weights = str(tmp_path / "inception_fid.npz")
   inception.save_inception_variables(weights, inception.random_inception_variables(0))
-  with pytest.raises(FileNotFoundError, match="config.json"):
-    fid.main(["--workdir", str(tmp_path), "--weights", weights])
+  assert fid.main(["--workdir", str(tmp_path), f"--config.weights={weights}"]) == 2
+  error = capsys.readouterr().err
+  assert "config.json not found" in error and len(error.splitlines()) == 1
+  assert not (tmp_path / "metrics.jsonl").exists()
 
 
 # ------------------------------------------------------- on a tiny trained VAE workdir
@@ -112,7 +109,7 @@ def tiny_vae_workdir(tmp_path_factory):
 
 
 def test_load_checkpoint_sampler_restores_the_run(tiny_vae_workdir):
-  sample_fn, reference, position = fid.load_checkpoint_sampler(tiny_vae_workdir)
+  sample_fn, reference, position = samplers.load_checkpoint_sampler(tiny_vae_workdir)
   assert position == {"step": 4, "epoch": 1, "batches_done": 0}
   samples = np.asarray(sample_fn(jax.random.key(0), 6))
   assert samples.shape == (6, 28, 28, 1) and samples.dtype == np.float32
@@ -122,7 +119,8 @@ def test_load_checkpoint_sampler_restores_the_run(tiny_vae_workdir):
   assert reference.shape == (500, 28, 28, 1)
   assert 0.0 < np.mean((reference > 0) & (reference < 1))
   # An earlier checkpoint: other parameters, so other images from the same key.
-  earlier_sample_fn, _, earlier = fid.load_checkpoint_sampler(tiny_vae_workdir, step=2)
+  earlier_sample_fn, _, earlier = samplers.load_checkpoint_sampler(tiny_vae_workdir,
+                                                                  step=2)
   assert earlier == {"step": 2, "epoch": 0, "batches_done": 2}
   assert np.abs(np.asarray(earlier_sample_fn(jax.random.key(0), 6)) - samples).max() > 0
 
@@ -131,11 +129,11 @@ def test_cli_classifier_fd_of_a_checkpoint(tiny_vae_workdir, tmp_path):
   classifier_workdir = str(tmp_path / "classifier")
   params = classifier_fd.init_params(jax.random.key(0), feature_dim=16)
   classifier_fd.save_classifier(classifier_workdir, params, {"config": {}})
-  assert fid.main(["--workdir", tiny_vae_workdir, "--metric", "classifier_fd",
-                   "--classifier-workdir", classifier_workdir, "--num-samples", "40",
-                   "--batch-size", "20", "--step", "2"]) == 0
-  record = json.loads(open(f"{tiny_vae_workdir}/{fid.METRICS_FILENAME}")
-                      .read().splitlines()[-1])
+  assert fid.main(["--workdir", tiny_vae_workdir, "--config.metric=classifier_fd",
+                   f"--config.classifier_workdir={classifier_workdir}",
+                   "--config.num_samples=40", "--config.batch_size=20",
+                   "--config.step=2"]) == 0
+  record = metric_writer.MetricWriter(tiny_vae_workdir).read()[-1]
   assert record["split"] == "classifier_fd" and record["step"] == 2
   assert record["num_samples"] == 40 and np.isfinite(record["classifier_fd"])
   assert record["classifier_fd"] > 0.0
@@ -152,9 +150,9 @@ def test_cli_fid_of_a_checkpoint(tiny_vae_workdir, tmp_path, monkeypatch):
   monkeypatch.setattr(inception, "load_inception_variables",
                       lambda path: "inception variables")
   monkeypatch.setattr(inception, "inception_features", fake_features)
-  assert fid.main(["--workdir", tiny_vae_workdir, "--weights", "inception.npz",
-                   "--num-samples", "30", "--batch-size", "10", "--seed", "3"]) == 0
-  record = json.loads(open(f"{tiny_vae_workdir}/{fid.METRICS_FILENAME}")
-                      .read().splitlines()[-1])
+  assert fid.main(["--workdir", tiny_vae_workdir, "--config.weights=inception.npz",
+                   "--config.num_samples=30", "--config.batch_size=10",
+                   "--config.seed=3"]) == 0
+  record = metric_writer.MetricWriter(tiny_vae_workdir).read()[-1]
   assert record["split"] == "fid" and record["step"] == 4 and record["seed"] == 3
   assert np.isfinite(record["fid"]) and record["fid"] > 0.0

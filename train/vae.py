@@ -1,53 +1,53 @@
-"""Train (or evaluate) a VAE with a normal, GMM or TRIP prior.
+r"""Train (or evaluate) a VAE with a normal, GMM or TRIP prior.
 
-python -m train.vae --config configs/digits_vae_trip.py --workdir runs/digits_vae_trip
-python -m train.vae --config configs/digits_vae_trip.py --workdir runs/digits_vae_gmm \
-  --config.prior.kind=gmm
+  python -m train.vae --config configs/digits_vae_trip.py --workdir runs/digits_vae_trip
+  python -m train.vae --config digits_vae_trip --workdir runs/digits_vae_gmm \
+      --config.prior.kind=gmm
 
 Running the same command again after an interruption resumes from the newest
 checkpoint in --workdir. Evaluate a checkpoint (test ELBO and IWAE-100) with
 
-python -m train.vae --workdir runs/digits_vae_trip --eval_only [--step 1240]
+  python -m train.vae --workdir runs/digits_vae_trip --eval_only [--step 1240]
 
 which reuses the config saved in the workdir (or the one given with --config, whose
 overrides apply, e.g. --config.eval.iwae_samples=1000).
 """
-from absl import app
-from absl import flags
-from absl import logging
-from ml_collections import config_flags
+import sys
 
+from tripjax.training import cli
 from tripjax.training import vae
-
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", None, "Path to a config file, e.g. configs/digits_vae_trip.py. "
-    "Optional with --eval_only.", lock_config=True)
-_WORKDIR = flags.DEFINE_string("workdir", None,
-                               "Directory for checkpoints, metrics and images.")
-_EVAL_ONLY = flags.DEFINE_bool(
-    "eval_only", False, "Only evaluate a checkpoint in --workdir: test ELBO and "
-    "IWAE-k; writes workdir/eval_metrics.json and appends to metrics.jsonl.")
-_STEP = flags.DEFINE_integer("step", None,
-                             "With --eval_only: the checkpoint step (default: newest).")
-flags.mark_flag_as_required("workdir")
+from tripjax.training import workdirs
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-  if not flags.FLAGS["verbosity"].present:  # Orbax logs every save at INFO.
-    logging.set_verbosity(logging.WARNING)
-  config = _CONFIG.value
-  if _EVAL_ONLY.value:
+def main(argv=None) -> int:
+  parser = cli.make_parser("train.vae", __doc__, config_help="A config file (e.g. "
+                           "configs/digits_vae_trip.py) or a stock config name (e.g. "
+                           "digits_vae_trip); optional with --eval_only.")
+  cli.add_trainer_flags(parser)
+  parser.add_argument("--eval_only", action="store_true", help="Only evaluate a "
+                      "checkpoint: test ELBO and IWAE-k; writes "
+                      "workdir/eval_metrics.json and appends to metrics.jsonl.")
+  parser.add_argument("--step", type=int, help="With --eval_only: the checkpoint step "
+                      "(default: the newest).")
+
+  def run():
+    args, config = cli.parse(parser, argv, config_required=False)
+    if args.eval_only:
+      if config is None:
+        config = workdirs.load_config(args.workdir)
+      cli.start(args, config, vae.validate_config)
+      record = vae.evaluate_checkpoint(config, args.workdir, step=args.step)
+      print(" ".join(f"{name}={value}" for name, value in record.items()))
+      return
     if config is None:
-      config = vae.load_config(_WORKDIR.value)
-    record = vae.evaluate_checkpoint(config, _WORKDIR.value, step=_STEP.value)
-    print(" ".join(f"{name}={value}" for name, value in record.items()))
-    return
-  if config is None:
-    raise app.UsageError("--config is required for training.")
-  vae.train_and_evaluate(config, _WORKDIR.value)
+      raise cli.UsageError("--config is required for training; stock configs: "
+                           + ", ".join(cli.stock_config_names()) + ".")
+    cli.start(args, config, vae.validate_config)
+    vae.train_and_evaluate(config, args.workdir,
+                           allow_config_change=args.allow_config_change)
+
+  return cli.main(run)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  sys.exit(main())

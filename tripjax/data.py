@@ -36,7 +36,7 @@ from __future__ import annotations
 import functools
 import numbers
 import os
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -243,6 +243,33 @@ def batches(dataset: ImageDataset, batch_size: int, *, seed: int, epoch: int,
                                shuffle=shuffle, drop_remainder=drop_remainder):
     images, labels = dataset.read(indices)
     yield (images, labels) if with_labels else images
+
+
+class PaddedBatch(NamedTuple):
+  """A batch of exactly `batch_size` examples; the last batch of a split is padded.
+
+  Attributes:
+    images: (batch_size, H, W, C) float32; zeros where padded.
+    labels: (batch_size, ...) or None; zeros where padded.
+    mask: (batch_size,) float32, 1 for real examples, 0 for padding.
+  """
+  images: np.ndarray
+  labels: np.ndarray | None
+  mask: np.ndarray
+
+
+def padded_batches(dataset: ImageDataset, batch_size: int) -> Iterator[PaddedBatch]:
+  """Every example once, in order, in batches of one shape (for evaluation)."""
+  for indices in batch_indices(len(dataset), batch_size, seed=0, epoch=0,
+                               shuffle=False, drop_remainder=False):
+    images, labels = dataset.read(indices)
+    num_padding = batch_size - len(indices)
+
+    def pad(array):
+      return np.pad(array, [(0, num_padding)] + [(0, 0)] * (array.ndim - 1))
+
+    mask = pad(np.ones(len(indices), np.float32))
+    yield PaddedBatch(pad(images), None if labels is None else pad(labels), mask)
 
 
 def binarize_images(images: np.ndarray, threshold: float = BINARIZE_THRESHOLD

@@ -6,6 +6,11 @@ import numpy as np
 from PIL import Image
 
 
+def display_scale(image_shape) -> int:
+  """PNG enlargement for small images: 28 and 32 px twice as big, 64 px as they are."""
+  return max(1, 64 // image_shape[0])
+
+
 def make_grid(images: np.ndarray, num_columns: int | None = None,
               padding: int = 2) -> np.ndarray:
   """Tiles images into one uint8 array.
@@ -38,7 +43,11 @@ def save_image_grid(images: np.ndarray, path: str, num_columns: int | None = Non
 
   `scale` > 1 enlarges every pixel to scale x scale (for small images such as 28 px).
   """
-  grid = make_grid(images, num_columns)
+  return save_grid_png(make_grid(images, num_columns), path, scale)
+
+
+def save_grid_png(grid: np.ndarray, path: str, scale: int = 1) -> str:
+  """Writes a grid from `make_grid` ((H, W, C) uint8) as a PNG, atomically."""
   if scale > 1:
     grid = np.repeat(np.repeat(grid, scale, axis=0), scale, axis=1)
   if grid.shape[-1] == 1:

@@ -33,6 +33,13 @@ class MetricWriter:
       file.write(json.dumps(record) + "\n")
     return record
 
+  def write_image(self, step: int, name: str, grid) -> None:
+    """Image outputs go to TensorBoard (their PNGs are written by the loop)."""
+    del step, name, grid
+
+  def close(self) -> None:
+    """Flushes pending writes."""
+
   def read(self) -> list[dict]:
     """All records written so far (empty if none)."""
     if not os.path.exists(self.path):

@@ -1,4 +1,6 @@
 """Data parallelism with `jax.sharding`: a 1-D mesh, batches split, state replicated."""
+import math
+import os
 from typing import Sequence
 
 import jax
@@ -6,6 +8,37 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
+
+
+CPU_DEVICE_COUNT_FLAG = "xla_force_host_platform_device_count"
+
+
+def use_all_cpu_cores(batch_sizes: Sequence[int] = ()) -> int | None:
+  """Exposes one XLA:CPU device per usable core, so the data-parallel loop uses them.
+
+  XLA:CPU runs a program on one core per device; with n devices the batch is split n
+  ways. n is the number of cores this process may use (`os.sched_getaffinity`),
+  lowered to the largest count that divides every batch size. Does nothing (returns
+  None) when the user chose already (`XLA_FLAGS` with
+  --xla_force_host_platform_device_count, or `JAX_NUM_CPU_DEVICES`). Call before JAX
+  creates its devices; on an accelerator the CPU devices go unused.
+
+  Returns:
+    The CPU device count set, or None.
+  """
+  if (CPU_DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", "")
+      or "JAX_NUM_CPU_DEVICES" in os.environ
+      or jax.config.jax_num_cpu_devices != -1):
+    return None
+  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+      os.cpu_count() or 1)
+  divisor = math.gcd(*batch_sizes) if batch_sizes else cores
+  count = max(n for n in range(1, cores + 1) if divisor % n == 0)
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError:  # JAX has created its devices already (e.g. in a notebook).
+    return None
+  return count
 
 
 def make_data_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
@@ -19,9 +52,13 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, PartitionSpec())
 
 
-def batch_sharded(mesh: Mesh) -> NamedSharding:
-  """The leading (batch) axis is split across the mesh's devices."""
-  return NamedSharding(mesh, PartitionSpec(DATA_AXIS))
+def batch_sharded(mesh: Mesh, leading_axes: int = 0) -> NamedSharding:
+  """The batch axis is split across the mesh's devices.
+
+  `leading_axes` axes come before the batch axis (e.g. 1 for k stacked batches
+  (k, B, ...) fed to one step).
+  """
+  return NamedSharding(mesh, PartitionSpec(*(None,) * leading_axes, DATA_AXIS))
 
 
 def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch size") -> None:
@@ -37,25 +74,7 @@ def replicate(tree, mesh: Mesh):
   return jax.device_put(tree, replicated(mesh))
 
 
-def shard_batch(batch, mesh: Mesh):
-  """Splits every leaf of `batch` (leading axis B, divisible by devices) over `mesh`."""
-  return jax.device_put(batch, batch_sharded(mesh))
-
-
-def pad_batch(images: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
-  """Pads a final partial batch with zeros to `batch_size` examples.
-
-  Args:
-    images: (n, ...) with n <= batch_size.
-    batch_size: size after padding.
-
-  Returns:
-    (padded (batch_size, ...), mask (batch_size,) float32: 1 for real examples).
-  """
-  num_real = images.shape[0]
-  if num_real > batch_size:
-    raise ValueError(f"batch of {num_real} examples exceeds batch_size {batch_size}.")
-  padding = [(0, batch_size - num_real)] + [(0, 0)] * (images.ndim - 1)
-  mask = np.zeros((batch_size,), np.float32)
-  mask[:num_real] = 1.0
-  return np.pad(images, padding), mask
+def shard_batch(batch, mesh: Mesh, sharding: NamedSharding | None = None):
+  """Splits every leaf of `batch` over `mesh` (default: on its leading axis B, which
+  the device count must divide)."""
+  return jax.device_put(batch, batch_sharded(mesh) if sharding is None else sharding)

@@ -28,13 +28,14 @@ from tripjax import likelihoods
 from tripjax import losses
 from tripjax import priors
 from tripjax.models import vae as vae_models
+from tripjax.training import config_checks
 from tripjax.training import image_grid
 from tripjax.training import loop
 from tripjax.training import metric_writer
+from tripjax.training import samplers
 from tripjax.training import sharding
+from tripjax.training import workdirs
 
-IMAGES_DIRNAME = "images"
-CONFIG_FILENAME = "config.json"
 EVAL_FILENAME = "eval_metrics.json"
 
 
@@ -112,20 +113,50 @@ def build_model(config: ml_collections.ConfigDict,
                   latent_dim=config.model.latent_dim)
 
 
+NETWORK, PRIOR = "network", "prior"  # the two optimizers' parameter groups
+
+
+def _parameter_groups(params: dict) -> dict:
+  """Labels every leaf of {"encoder", "decoder", "prior"} as NETWORK or PRIOR."""
+  return {part: jax.tree.map(lambda _: PRIOR if part == "prior" else NETWORK, subtree)
+          for part, subtree in params.items()}
+
+
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam on all parameters; the prior's are frozen unless `config.prior.learnable`."""
-  adam = optax.adam(config.train.learning_rate)
+  """Two Adams, as the authors' code: one for the encoder/decoder, one for the prior.
+
+  The network's learning rate is `train.learning_rate` (after clipping its gradient's
+  global norm to `train.grad_clip_norm`, if set); the prior's is
+  `prior.learning_rate` (None: the network's). With `prior.learnable = False` the
+  prior gets no updates (the paper's "F").
+  """
+  network = optax.adam(config.train.learning_rate)
   if config.train.grad_clip_norm:
-    adam = optax.chain(optax.clip_by_global_norm(config.train.grad_clip_norm), adam)
+    network = optax.chain(optax.clip_by_global_norm(config.train.grad_clip_norm),
+                          network)
   if config.prior.learnable:
-    return adam
+    prior_learning_rate = config.prior.learning_rate
+    if prior_learning_rate is None:
+      prior_learning_rate = config.train.learning_rate
+    prior = optax.adam(prior_learning_rate)
+  else:
+    prior = optax.set_to_zero()
+  return optax.multi_transform({NETWORK: network, PRIOR: prior}, _parameter_groups)
 
-  def labels(params):
-    return {part: jax.tree.map(lambda _: "frozen" if part == "prior" else "trained",
-                               subtree) for part, subtree in params.items()}
 
-  return optax.multi_transform({"trained": adam, "frozen": optax.set_to_zero()},
-                               labels)
+def reset_optimizer_state(optimizer: optax.GradientTransformation, opt_state,
+                          params: dict, groups=(NETWORK, PRIOR)):
+  """The optimizer state with the given groups' moments and counts started afresh.
+
+  After an EM refit moves the prior's means and scales, Adam's moments of the old
+  values would steer the new ones; the authors' code creates both optimizers anew at
+  every round. `groups` is a subset of (NETWORK, PRIOR).
+  """
+  fresh = optimizer.init(params)
+  inner_states = dict(opt_state.inner_states)
+  for group in groups:
+    inner_states[group] = fresh.inner_states[group]
+  return opt_state._replace(inner_states=inner_states)
 
 
 def init_state(model: VaeModel, optimizer: optax.GradientTransformation,
@@ -206,15 +237,7 @@ def make_eval_step(model: VaeModel, iwae_samples: int | None,
   return eval_step
 
 
-def _padded_batches(dataset: data_lib.ImageDataset, batch_size: int):
-  """Every example once, in order: (images (batch_size, ...), mask (batch_size,))."""
-  for indices in data_lib.batch_indices(len(dataset), batch_size, seed=0, epoch=0,
-                                        shuffle=False, drop_remainder=False):
-    images, _ = dataset.read(indices)
-    yield sharding.pad_batch(images, batch_size)
-
-
-# Compiled once per (model, settings, mesh), not once per epoch.
+# Compiled once per (model, settings, mesh), not once per evaluation.
 @functools.lru_cache(maxsize=16)
 def _jitted_eval_step(model: VaeModel, iwae_samples: int | None,
                       iwae_samples_per_chunk: int | None, mesh: jax.sharding.Mesh):
@@ -250,8 +273,9 @@ def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
   sharding.check_batch_size(batch_size, mesh, "eval batch size")
   eval_step = _jitted_eval_step(model, iwae_samples, iwae_samples_per_chunk, mesh)
   totals = {}
-  for batch_index, (images, mask) in enumerate(_padded_batches(dataset, batch_size)):
-    sums = eval_step(params, images, mask, jax.random.fold_in(key, batch_index))
+  for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
+    sums = eval_step(params, batch.images, batch.mask,
+                     jax.random.fold_in(key, batch_index))
     totals = {name: totals.get(name, 0.0) + value for name, value in sums.items()}
   totals = jax.device_get(totals)
   count = totals.pop("count")
@@ -267,8 +291,8 @@ def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset,
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   posterior_mean = _jitted_posterior_mean(model, mesh)
   means = []
-  for images, mask in _padded_batches(dataset, batch_size):
-    means.append(np.asarray(posterior_mean(params, images))[mask > 0])
+  for batch in data_lib.padded_batches(dataset, batch_size):
+    means.append(np.asarray(posterior_mean(params, batch.images))[batch.mask > 0])
     if max_examples and sum(len(chunk) for chunk in means) >= max_examples:
       break
   means = np.concatenate(means)
@@ -290,7 +314,7 @@ def reconstruction_grid(model: VaeModel, params: dict, images: np.ndarray,
     images: (N, H, W, C), N a multiple of `num_columns`.
 
   Returns:
-    (2N, H, W, C) images in [0, 1], ready for `image_grid.save_image_grid`.
+    (2N, H, W, C) images in [0, 1], ready for `image_grid.make_grid(..., num_columns)`.
   """
   reconstructions = np.asarray(_reconstruct(model, params, images))
   rows = []
@@ -315,20 +339,18 @@ def prior_sample_images(model: VaeModel, params: dict, key: jax.Array,
   return model.decode_mean(params, z)
 
 
-def save_image_grids(model: VaeModel, params: dict, images: np.ndarray,
-                     key: jax.Array, directory: str, epochs_done: int,
-                     num_prior_samples: int = 64) -> list[str]:
-  """Writes epoch_<k>_reconstructions.png and epoch_<k>_prior_samples.png."""
+def image_outputs(model: VaeModel, params: dict, images: np.ndarray, key: jax.Array,
+                  num_prior_samples: int = 64) -> dict[str, loop.Image]:
+  """The loop's image outputs: "reconstructions" (rows alternate originals and their
+  reconstructions) and "prior_samples" (decoder means of z ~ p(z))."""
   params = jax.device_get(params)
-  stem = os.path.join(directory, f"epoch_{epochs_done:03d}")
   samples = np.asarray(prior_sample_images(model, params, key, num_prior_samples))
-  scale = max(1, 64 // model.image_shape[0])  # 28 and 32 px images shown twice as big
-  return [
-      image_grid.save_image_grid(reconstruction_grid(model, params, images),
-                                 f"{stem}_reconstructions.png", num_columns=8,
-                                 scale=scale),
-      image_grid.save_image_grid(samples, f"{stem}_prior_samples.png", scale=scale),
-  ]
+  scale = image_grid.display_scale(model.image_shape)
+  return {
+      "reconstructions": loop.Image(image_grid.make_grid(
+          reconstruction_grid(model, params, images), num_columns=8), scale),
+      "prior_samples": loop.Image(image_grid.make_grid(samples), scale),
+  }
 
 
 def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset,
@@ -343,21 +365,45 @@ def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset
   return state.replace(params=params)
 
 
-def first_examples(dataset: data_lib.ImageDataset,
-                   num_examples: int | None) -> data_lib.ImageDataset:
-  """The first `num_examples` examples of `dataset` (all if None or larger)."""
-  if num_examples is None or num_examples >= len(dataset):
-    return dataset
-  return data_lib.ImageDataset(
-      name=dataset.name, split=dataset.split, image_shape=dataset.image_shape,
-      num_examples=num_examples, read_fn=dataset.read, binarized=dataset.binarized,
-      attribute_names=dataset.attribute_names)
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `config_checks.ConfigError` for the first bad field of a VAE config."""
+  config_checks.check_choice(config, "task", ("vae",))
+  config_checks.check_choice(config, "data.name", data_lib.DATASETS)
+  config_checks.check_int(config, "data.num_train_examples", minimum=1, optional=True)
+  config_checks.check_int(config, "data.num_eval_examples", minimum=1, optional=True)
+  config_checks.check_common_train_fields(config)
+  config_checks.check_int(config, "model.latent_dim", minimum=1)
+  config_checks.check_int_sequence(config, "model.widths", minimum=1, optional=True)
+  config_checks.check_choice(config, "model.norm", ("none", "group"))
+  config_checks.check_int(config, "model.kernel_size", minimum=1)
+  config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
+  config_checks.check_bool(config, "prior.learnable")
+  config_checks.check_int(config, "prior.num_components", minimum=1)
+  config_checks.check_int(config, "prior.rank", minimum=1)
+  config_checks.check_number(config, "prior.learning_rate", minimum=0.0,
+                             exclusive_minimum=True, optional=True)
+  config_checks.check_int(config, "prior.refit_every_epochs", minimum=0)
+  config_checks.check_int_sequence(config, "prior.refit_at_steps", minimum=1)
+  config_checks.check_int(config, "prior.refit_num_examples", minimum=1, optional=True)
+  config_checks.check_bool(config, "prior.reset_optimizer_on_refit")
+  config_checks.check_number(config, "train.grad_clip_norm", minimum=0.0)
+  config_checks.check_int(config, "train.elbo_samples", minimum=1)
+  config_checks.check_int(config, "train.reset_optimizer_every_steps", minimum=0)
+  config_checks.check_choice(config, "eval.split", data_lib.SPLITS)
+  config_checks.check_int(config, "eval.batch_size", minimum=1)
+  config_checks.check_int(config, "eval.every_epochs", minimum=0)
+  config_checks.check_int(config, "eval.every_steps", minimum=0)
+  config_checks.check_int(config, "eval.iwae_samples", minimum=1)
+  config_checks.check_int(config, "eval.iwae_samples_per_chunk", minimum=1)
+  config_checks.check_int(config, "eval.iwae_every_epochs", minimum=0)
+  config_checks.check_int(config, "eval.num_reconstructions", minimum=0)
+  config_checks.check_int(config, "eval.num_prior_samples", minimum=1)
 
 
 def _load_split(config, split: str, num_examples: int | None) -> data_lib.ImageDataset:
   dataset = data_lib.load_dataset(config.data.name, split,
                                   data_dir=config.data.data_dir)
-  return first_examples(dataset, num_examples)
+  return dataset if num_examples is None else dataset.take(num_examples)
 
 
 def _setup(config: ml_collections.ConfigDict):
@@ -372,73 +418,108 @@ def _setup(config: ml_collections.ConfigDict):
 
 
 def _eval_key(config) -> jax.Array:
-  """The same key for every evaluation, so epochs compare on the same noise."""
+  """The same key for every evaluation, so evaluations compare on the same noise."""
   return jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 2)
+
+
+def _is_due(every: int, count: int) -> bool:
+  return every > 0 and count % every == 0
+
+
+def make_after_step(config: ml_collections.ConfigDict, model: VaeModel,
+                    optimizer: optax.GradientTransformation,
+                    train_dataset: data_lib.ImageDataset,
+                    eval_dataset: data_lib.ImageDataset,
+                    mesh: jax.sharding.Mesh) -> loop.AfterStepFn:
+  """Prior refits, optimizer resets, evaluations and image grids on their schedules.
+
+  * Refit (paper 3.1): after epoch 1 and every `prior.refit_every_epochs` epochs, and
+    after each step in `prior.refit_at_steps`; with `prior.reset_optimizer_on_refit`
+    the prior's Adam moments restart (they were of the old means and scales).
+  * Both optimizers restart every `train.reset_optimizer_every_steps` steps (the
+    authors' rounds).
+  * Evaluation (ELBO; IWAE-k after the last step and every `eval.iwae_every_epochs`
+    epochs) and image grids every `eval.every_epochs` epochs, every
+    `eval.every_steps` steps and after the last step.
+  """
+  num_images = min(config.eval.num_reconstructions, len(eval_dataset))
+  num_images -= num_images % 8
+  grid_images = eval_dataset[np.arange(max(num_images, 1))]
+  seed_key = jax.random.PRNGKey(config.train.seed)
+  refit_at_steps = frozenset(config.prior.refit_at_steps)
+
+  def after_step(state: VaeState, progress: loop.Progress):
+    epochs_done = progress.epoch + 1
+    outputs = {}
+    refit_now = progress.step in refit_at_steps or (
+        progress.end_of_epoch
+        and refit_is_due(epochs_done, config.prior.refit_every_epochs))
+    if model.prior.refit is not None and refit_now:
+      key = (jax.random.fold_in(jax.random.fold_in(seed_key, 3), progress.epoch)
+             if progress.end_of_epoch else
+             jax.random.fold_in(jax.random.fold_in(seed_key, 5), progress.step))
+      state = refit_prior(model, state, train_dataset, key,
+                          batch_size=config.eval.batch_size,
+                          max_examples=config.prior.refit_num_examples, mesh=mesh)
+      if config.prior.reset_optimizer_on_refit:
+        state = state.replace(opt_state=reset_optimizer_state(
+            optimizer, state.opt_state, state.params, groups=(PRIOR,)))
+      outputs["prior_refit"] = True
+    if _is_due(config.train.reset_optimizer_every_steps, progress.step):
+      state = state.replace(opt_state=reset_optimizer_state(
+          optimizer, state.opt_state, state.params))
+      outputs["optimizer_reset"] = True
+    evaluate_now = progress.final or _is_due(config.eval.every_steps, progress.step) or (
+        progress.end_of_epoch and _is_due(config.eval.every_epochs, epochs_done))
+    if evaluate_now:
+      with_iwae = progress.final or (
+          progress.end_of_epoch and _is_due(config.eval.iwae_every_epochs, epochs_done))
+      outputs.update(evaluate(
+          model, state.params, eval_dataset, batch_size=config.eval.batch_size,
+          key=_eval_key(config),
+          iwae_samples=config.eval.iwae_samples if with_iwae else None,
+          iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk, mesh=mesh,
+          prefix=config.eval.split))
+      outputs.update(image_outputs(
+          model, state.params, grid_images,
+          jax.random.fold_in(jax.random.fold_in(seed_key, 4), progress.epoch),
+          config.eval.num_prior_samples))
+    return state, outputs
+
+  return after_step
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
                        step_hooks: Sequence[loop.StepHook] = (),
-                       mesh: jax.sharding.Mesh | None = None) -> VaeState:
+                       mesh: jax.sharding.Mesh | None = None,
+                       allow_config_change: bool = False) -> VaeState:
   """Trains a VAE as `config` says, resuming from `workdir` if it has checkpoints.
 
-  Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (one pair of
-  PNG grids per epoch). Returns the final state.
+  Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (PNG grids at
+  every evaluation). Returns the final state.
+
+  Raises:
+    ConfigError: a bad config value (before anything is written).
+    ConfigMismatchError: `workdir` holds a run of another config.
   """
+  validate_config(config)
+  workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   train_dataset, eval_dataset, model, optimizer, state = _setup(config)
-  os.makedirs(workdir, exist_ok=True)
-  with open(os.path.join(workdir, CONFIG_FILENAME), "w") as file:
-    file.write(config.to_json(indent=2))
   tqdm.tqdm.write(
       f"VAE with a {config.prior.kind} prior (learnable={config.prior.learnable}), "
       f"{model.likelihood} likelihood, {len(train_dataset)} train / "
       f"{len(eval_dataset)} {config.eval.split} examples, {mesh.devices.size} "
       f"device(s); writing to {workdir}.")
-  num_images = min(config.eval.num_reconstructions, len(eval_dataset))
-  num_images -= num_images % 8
-  grid_images = eval_dataset[np.arange(max(num_images, 1))]
-  seed_key = jax.random.PRNGKey(config.train.seed)
-
-  def end_of_epoch(state: VaeState, epoch: int):
-    epochs_done = epoch + 1
-    is_last = epochs_done == config.train.num_epochs
-    metrics = {}
-    if model.prior.refit is not None and refit_is_due(
-        epochs_done, config.prior.refit_every_epochs):
-      state = refit_prior(model, state, train_dataset,
-                          jax.random.fold_in(jax.random.fold_in(seed_key, 3), epoch),
-                          batch_size=config.eval.batch_size,
-                          max_examples=config.prior.refit_num_examples, mesh=mesh)
-      metrics["prior_refit"] = True
-    iwae_every = config.eval.iwae_every_epochs
-    with_iwae = is_last or (iwae_every > 0 and epochs_done % iwae_every == 0)
-    metrics.update(evaluate(
-        model, state.params, eval_dataset, batch_size=config.eval.batch_size,
-        key=_eval_key(config),
-        iwae_samples=config.eval.iwae_samples if with_iwae else None,
-        iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk, mesh=mesh,
-        prefix=config.eval.split))
-    save_image_grids(model, state.params, grid_images,
-                     jax.random.fold_in(jax.random.fold_in(seed_key, 4), epoch),
-                     os.path.join(workdir, IMAGES_DIRNAME), epochs_done,
-                     config.eval.num_prior_samples)
-    return state, metrics
-
+  task = loop.Task(
+      init_state=state,
+      train_step=make_train_step(model, optimizer, config.train.elbo_samples),
+      after_step=make_after_step(config, model, optimizer, train_dataset,
+                                 eval_dataset, mesh),
+      shown_metrics=("loss", "elbo"))
   return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
-                  init_state=state,
-                  train_step=make_train_step(model, optimizer, config.train.elbo_samples),
-                  train_dataset=train_dataset, end_of_epoch=end_of_epoch, mesh=mesh,
-                  step_hooks=step_hooks)
-
-
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a training run saved in `workdir/config.json`."""
-  path = os.path.join(workdir, CONFIG_FILENAME)
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir? "
-                            "Pass --config to evaluate with an explicit config.")
-  with open(path) as file:
-    return ml_collections.ConfigDict(json.load(file))
+                  task=task, train_dataset=train_dataset, mesh=mesh,
+                  step_hooks=step_hooks, config=config)
 
 
 def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
@@ -449,6 +530,7 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   Appends the result to workdir/metrics.jsonl (split "checkpoint_eval") and writes it
   to workdir/eval_metrics.json. Returns the metrics, with "step".
   """
+  validate_config(config)
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   _, eval_dataset, model, _, state = _setup(config)
   state, position = loop.restore_checkpoint(workdir, state, mesh=mesh, step=step)
@@ -457,8 +539,34 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
                      iwae_samples=config.eval.iwae_samples,
                      iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk,
                      mesh=mesh, prefix=config.eval.split)
-  record = metric_writer.MetricWriter(workdir).write(
-      position["step"], position["epoch"], "checkpoint_eval", metrics)
+  writer = metric_writer.MetricWriter(workdir)
+  record = writer.write(position["step"], position["epoch"], "checkpoint_eval", metrics)
+  writer.close()
   with open(os.path.join(workdir, EVAL_FILENAME), "w") as file:
     json.dump(record, file, indent=2)
   return record
+
+
+def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
+                       step: int | None = None) -> samplers.CheckpointSampler:
+  """Decoder means of z ~ p(z) at a checkpoint of a `train.vae` run.
+
+  The reference images are the run's test split at grey levels: for the binarized
+  digits/MNIST the decoder means are grey-level Bernoulli probabilities, so they are
+  compared with the original grey images, never with binary ones (RGB sets are never
+  binarized).
+  """
+  trained_on = data_lib.load_dataset(config.data.name, "test",
+                                     data_dir=config.data.data_dir)
+  reference = data_lib.load_dataset(config.data.name, "test",
+                                    data_dir=config.data.data_dir, binarize=False)
+  model = build_model(config, trained_on.image_shape, trained_on.likelihood)
+  optimizer = make_optimizer(config)
+  state, position = loop.restore_for_inference(
+      workdir, lambda key: init_state(model, optimizer, key), step=step)
+  params = jax.device_get(state.params)
+
+  def sample_fn(key, num_samples):
+    return prior_sample_images(model, params, key, num_samples)
+
+  return samplers.CheckpointSampler(sample_fn, reference.images, position)

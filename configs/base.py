@@ -1,0 +1,41 @@
+"""Defaults every experiment shares: the data, the shared loop's `train` fields, `eval`.
+
+Each trainer's base (`base_vae.py`, ...) adds its model, prior and task fields; the
+experiment configs change a few values. Override any field from the command line, e.g.
+`--config.train.seed=1`; a field that is not defined is an error.
+"""
+import ml_collections
+from ml_collections import config_dict
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.task = "vae"  # the trainer: vae | gan | cvae (set by each trainer's base)
+
+  config.data = ml_collections.ConfigDict()
+  config.data.name = "digits"  # digits (offline, no download) | mnist | cifar10 | celeb_a
+  config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: TFDS default
+  # Use only the first examples of a split (quick trials, tests); None: all.
+  config.data.num_train_examples = config_dict.placeholder(int)
+  config.data.num_eval_examples = config_dict.placeholder(int)
+
+  # What the shared loop reads (tripjax.training.loop.LoopOptions).
+  config.train = ml_collections.ConfigDict()
+  config.train.num_epochs = 20
+  # Train exactly this many steps instead (as many epochs as that takes); None: epochs.
+  config.train.num_steps = config_dict.placeholder(int)
+  config.train.batch_size = 128
+  config.train.learning_rate = 3e-4
+  config.train.seed = 0
+  config.train.checkpoint_every_steps = 500
+  config.train.max_checkpoints_to_keep = 3
+  config.train.log_every_steps = 50
+  config.train.max_steps = config_dict.placeholder(int)  # stop early; rerun continues
+  config.train.progress_bar = True
+
+  config.eval = ml_collections.ConfigDict()
+  config.eval.split = "test"
+  config.eval.batch_size = 250
+  config.eval.every_epochs = 1  # evaluate (and write image grids) every k epochs; 0: no
+  config.eval.every_steps = 0  # also every k steps (learning curves); 0: no
+  return config

@@ -1,0 +1,94 @@
+"""Sample-quality metrics of any sampler: FID and the offline classifier FD.
+
+A sampler is `sample_fn(key, num_samples) -> images (num_samples, H, W, C) in [0, 1]`
+(`tripjax.training.samplers.load_checkpoint_sampler` gives one for a trained run), so
+trainers, commands and notebooks score generators the same way.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import jax
+import numpy as np
+import tqdm
+
+from tripjax.metrics import classifier_fd
+from tripjax.metrics import frechet
+from tripjax.metrics import inception
+
+# key, num_samples -> images (num_samples, H, W, C) in [0, 1].
+SampleFn = Callable[[jax.Array, int], Any]
+# images (B, H, W, C) in [0, 1] -> features (B, f).
+FeatureFn = Callable[[np.ndarray], np.ndarray]
+
+
+def sampler_stats(sample_fn: SampleFn, feature_fn: FeatureFn, *, num_samples: int,
+                  batch_size: int, seed: int = 0, progress: bool = True,
+                  description: str = "samples") -> tuple[np.ndarray, np.ndarray]:
+  """Gaussian stats (mean (f,), cov (f, f)) of the features of `num_samples` samples.
+
+  `sample_fn` is always asked for `batch_size` images (one compiled shape); the
+  surplus of the last batch is dropped. Batch i uses key fold_in(key(seed), i).
+  """
+  if num_samples < 2:
+    raise ValueError(f"num_samples must be at least 2, got {num_samples}")
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  base_key = jax.random.key(seed)
+  features = []
+  num_batches = math.ceil(num_samples / batch_size)
+  for index in tqdm.trange(num_batches, desc=description, disable=not progress):
+    images = np.asarray(sample_fn(jax.random.fold_in(base_key, index), batch_size))
+    keep = min(batch_size, num_samples - index * batch_size)
+    if images.shape[0] < keep:
+      raise ValueError(f"sample_fn returned {images.shape[0]} images, asked for {batch_size}")
+    # Features of the full batch (one compiled shape), then drop the surplus.
+    features.append(np.asarray(feature_fn(images))[:keep])
+  return frechet.gaussian_stats(np.concatenate(features))
+
+
+def fid_from_sampler(sample_fn: SampleFn, reference_images, inception_params,
+                     *, num_samples: int = 10_000, batch_size: int = 100, seed: int = 0,
+                     reference_stats: tuple[np.ndarray, np.ndarray] | None = None,
+                     progress: bool = True) -> float:
+  """FID between `num_samples` samples and reference images.
+
+  Args:
+    sample_fn: key, n -> (n, H, W, C) images in [0, 1], C in {1, 3}.
+    reference_images: (N, H', W', C) in [0, 1] or uint8, e.g. the test split.
+      Ignored if `reference_stats` is given.
+    inception_params: variables from `inception.load_inception_variables`.
+    num_samples: samples to draw (10,000 or 50,000 for paper-comparable FID).
+    batch_size: images per sampler / Inception call.
+    seed: sampling seed.
+    reference_stats: precomputed (mean, cov) of the reference features.
+    progress: show tqdm bars.
+
+  Returns:
+    FID as a float >= 0.
+  """
+  def feature_fn(images):
+    return inception.inception_features(inception_params, images, batch_size=batch_size)
+
+  if reference_stats is None:
+    reference_stats = frechet.gaussian_stats(inception.inception_features(
+        inception_params, reference_images, batch_size=batch_size, progress=progress))
+  stats = sampler_stats(sample_fn, feature_fn, num_samples=num_samples,
+                        batch_size=batch_size, seed=seed, progress=progress,
+                        description="samples (Inception)")
+  return frechet.frechet_distance(*stats, *reference_stats)
+
+
+def classifier_fd_from_sampler(sample_fn: SampleFn, reference_images, classifier_params,
+                               *, num_samples: int = 5_000, batch_size: int = 500,
+                               seed: int = 0, progress: bool = True) -> float:
+  """Classifier FD (digits, 28x28x1) between samples and reference images; see FID."""
+  def feature_fn(images):
+    return classifier_fd.classifier_features(classifier_params, images, batch_size)
+
+  reference_stats = frechet.gaussian_stats(feature_fn(reference_images))
+  stats = sampler_stats(sample_fn, feature_fn, num_samples=num_samples,
+                        batch_size=batch_size, seed=seed, progress=progress,
+                        description="samples (classifier)")
+  return frechet.frechet_distance(*stats, *reference_stats)
