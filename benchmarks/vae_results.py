@@ -143,7 +143,10 @@ def markdown_table(rows: list[dict], epochs: int) -> str:
 
 def classifier_fd_of_run(workdir: str, step: int, classifier_params) -> float:
   """Classifier FD of the checkpoint at `step` (cached in the run's metrics.jsonl)."""
-  from train import fid  # JAX only in the parent process when FD is wanted
+  # JAX only in the parent process when FD is wanted.
+  from tripjax.metrics import sampling
+  from tripjax.training import metric_writer
+  from tripjax.training import samplers
 
   path = os.path.join(workdir, METRICS_FILENAME)
   with open(path) as file:
@@ -152,13 +155,13 @@ def classifier_fd_of_run(workdir: str, step: int, classifier_params) -> float:
       if (record.get("split") == FD_METRIC and record.get("step") == step
           and record.get("num_samples") == FD_NUM_SAMPLES and record.get("seed") == 0):
         return record[FD_METRIC]
-  sample_fn, reference, position = fid.load_checkpoint_sampler(workdir, step=step)
-  value = fid.classifier_fd_from_sampler(sample_fn, reference, classifier_params,
-                                         num_samples=FD_NUM_SAMPLES, batch_size=500,
-                                         seed=0, progress=False)
-  fid.append_metrics(workdir, {"step": position["step"], "epoch": position["epoch"],
-                               "split": FD_METRIC, FD_METRIC: value,
-                               "num_samples": FD_NUM_SAMPLES, "seed": 0})
+  sample_fn, reference, position = samplers.load_checkpoint_sampler(workdir, step=step)
+  value = sampling.classifier_fd_from_sampler(sample_fn, reference, classifier_params,
+                                              num_samples=FD_NUM_SAMPLES, batch_size=500,
+                                              seed=0, progress=False)
+  metric_writer.MetricWriter(workdir).write(
+      position["step"], position["epoch"], FD_METRIC,
+      {FD_METRIC: value, "num_samples": FD_NUM_SAMPLES, "seed": 0})
   return value
 
 
@@ -245,9 +248,10 @@ def main(argv=None) -> int:
   run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel)
   classifier_params = None
   if args.classifier_fd:
-    from train import train_classifier
-    classifier_params, _ = train_classifier.get_or_train_classifier(
-        args.classifier_workdir)
+    from tripjax.configs import digits_classifier
+    from tripjax.training import classifier
+    classifier_params, _ = classifier.get_or_train(digits_classifier.get_config(),
+                                                   args.classifier_workdir)
   runs = collect(jobs, root=args.workdir, epochs=args.epochs,
                  classifier_params=classifier_params)
   rows = summarize(runs)

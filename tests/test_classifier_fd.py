@@ -1,6 +1,6 @@
-"""Sanity tests for tripjax/metrics/classifier_fd.py (and train/train_classifier.py).
+"""Sanity tests for tripjax/metrics/classifier_fd.py (and tripjax/training/classifier.py).
 
-Trains the FD classifier once per module with the default config (as
+Trains the FD classifier once per module with the stock config (as
 `python -m train.train_classifier` does) into a temporary workdir. The checks
 can fail: real held-out digits must score far lower than noise, blurred and
 pixel-shuffled digits, and a VAE's prior samples must score lower after training
@@ -13,23 +13,31 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from tripjax.configs import digits_classifier
 from tripjax.configs import digits_vae_trip
 from tripjax import data
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import sampling
+from tripjax.training import classifier as classifier_trainer
 from tripjax.training import samplers
 from tripjax.training import vae
-from train import train_classifier
 
 # Real-vs-real is ~2-4 with the default config; corruptions score 80-600.
 MAX_REAL_FD = 10.0
 MIN_CORRUPTION_RATIO = 10.0
 
 
+def _classifier_config():
+  config = digits_classifier.get_config()
+  config.train.progress_bar = False
+  return config
+
+
 @pytest.fixture(scope="module")
 def classifier(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("classifier"))
-  params, metadata = train_classifier.get_or_train_classifier(workdir, log=lambda _: None)
+  params, metadata = classifier_trainer.get_or_train(_classifier_config(), workdir,
+                                                     log=lambda _: None)
   return workdir, params, metadata
 
 
@@ -78,8 +86,9 @@ def test_identical_sets_score_zero_and_fd_is_symmetric(classifier):
 def test_cache_is_reused(classifier):
   workdir, params, _ = classifier
   lines = []
-  cached, _ = train_classifier.get_or_train_classifier(workdir, log=lines.append)
-  assert "using cached classifier" in lines[0]
+  cached, _ = classifier_trainer.get_or_train(_classifier_config(), workdir,
+                                              log=lines.append)
+  assert "Using the cached classifier" in lines[0]
   for key in ("conv1", "features", "logits"):
     np.testing.assert_array_equal(cached[key]["kernel"], params[key]["kernel"])
 
@@ -88,7 +97,7 @@ def test_features_shape_and_uint8_input(classifier):
   _, params, _ = classifier
   images = data.load_dataset("digits", "test", binarize=False).images[:7]
   features = classifier_fd.classifier_features(params, images, batch_size=3)
-  assert features.shape == (7, classifier_fd.TrainConfig.feature_dim)
+  assert features.shape == (7, digits_classifier.get_config().model.feature_dim)
   as_uint8 = np.rint(images * 255).astype(np.uint8)
   np.testing.assert_allclose(classifier_fd.classifier_features(params, as_uint8),
                              features, rtol=1e-4, atol=1e-5)

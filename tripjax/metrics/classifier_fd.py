@@ -4,20 +4,15 @@ An offline stand-in for FID on 28×28 digits: `DigitClassifier`
 (tripjax/models/classifier.py) is trained on the digits train split, and two
 image sets are compared by `frechet_distance` of Gaussians fitted to their
 penultimate-layer features (like FID uses Inception's pool3). Numbers are
-comparable only between runs that use the same cached classifier (same
-`TrainConfig`); `python -m train.train_classifier --workdir runs/classifier`
-trains and caches it.
-
-The classifier sees each training batch partly binarized at 0.5
-(`TrainConfig.binarize_fraction`), so both grey-level images (decoder means) and
-binary images (Bernoulli samples, the binarized digits) are in-distribution.
+comparable only between runs that use the same cached classifier (the same config,
+configs/digits_classifier.py); `python -m train.train_classifier --workdir
+runs/classifier` trains it on the shared loop (`tripjax.training.classifier`) and
+caches it.
 """
 
-import dataclasses
-import functools
 import json
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Dict, Mapping, Tuple
 
 from flax import serialization
 import jax
@@ -38,17 +33,6 @@ WEIGHTS_FORMAT = "tripjax-digit-classifier-v1"
 Params = Mapping[str, Any]
 
 
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Hyper-parameters of the FD classifier; part of the cache key."""
-  seed: int = 0
-  num_epochs: int = 6
-  batch_size: int = 128
-  learning_rate: float = 3e-3
-  feature_dim: int = 64
-  binarize_fraction: float = 0.5  # share of each batch thresholded at 0.5
-
-
 def _model(params: Params) -> DigitClassifier:
   """The module matching `params` (feature_dim read from its shapes)."""
   return DigitClassifier(num_classes=NUM_CLASSES,
@@ -67,62 +51,6 @@ def cross_entropy_loss(params: Params, images, labels) -> Tuple[jax.Array, jax.A
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
   accuracy = jnp.mean(jnp.argmax(logits, -1) == labels)
   return loss, accuracy
-
-
-@functools.partial(jax.jit, static_argnames=("optimizer",))
-def train_step(params, opt_state, images, labels, optimizer):
-  """One Adam step: returns (params, opt_state, {"loss", "accuracy"})."""
-  (loss, accuracy), grads = jax.value_and_grad(cross_entropy_loss, has_aux=True)(
-      params, images, labels)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state, {"loss": loss,
-                                                           "accuracy": accuracy}
-
-
-def _augment(images: np.ndarray, rng: np.random.Generator, binarize_fraction: float):
-  """Thresholds a random `binarize_fraction` of the batch (B, 28, 28, 1) at 0.5."""
-  chosen = rng.uniform(size=images.shape[0]) < binarize_fraction
-  binary = (images > 0.5).astype(images.dtype)
-  return np.where(chosen[:, None, None, None], binary, images)
-
-
-def train_classifier(images, labels, config: TrainConfig = TrainConfig(),
-                     log: Optional[Callable[[str], None]] = None) -> Params:
-  """Trains `DigitClassifier` deterministically (given config.seed) on CPU-sized data.
-
-  Args:
-    images: (N, 28, 28, 1) uint8 or float in [0, 1] (grey levels).
-    labels: (N,) integer class labels in [0, 10).
-    config: hyper-parameters.
-    log: optional callable receiving one line per epoch.
-
-  Returns:
-    Trained params.
-  """
-  images = images_lib.as_unit_images(images, channels=(1,), spatial_shape=IMAGE_SHAPE[:2])
-  labels = np.asarray(labels, np.int32)
-  if labels.shape != (images.shape[0],):
-    raise ValueError(f"labels must have shape ({images.shape[0]},), got {labels.shape}")
-  params = init_params(jax.random.key(config.seed), config.feature_dim)
-  optimizer = optax.adam(config.learning_rate)
-  opt_state = optimizer.init(params)
-  num_batches = images.shape[0] // config.batch_size
-  for epoch in range(config.num_epochs):
-    rng = np.random.default_rng([config.seed, epoch])
-    order = rng.permutation(images.shape[0])
-    epoch_metrics = []
-    for step in range(num_batches):
-      index = order[step * config.batch_size:(step + 1) * config.batch_size]
-      batch = _augment(images[index], rng, config.binarize_fraction)
-      params, opt_state, metrics = train_step(params, opt_state, batch, labels[index],
-                                              optimizer)
-      epoch_metrics.append(metrics)  # stays on device: no sync per step
-    if log is not None and epoch_metrics:
-      loss = float(np.mean([m["loss"] for m in epoch_metrics]))
-      accuracy = float(np.mean([m["accuracy"] for m in epoch_metrics]))
-      log(f"epoch {epoch + 1}/{config.num_epochs}: loss {loss:.4f}, "
-          f"train accuracy {accuracy:.4f}")
-  return params
 
 
 @jax.jit
