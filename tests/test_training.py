@@ -8,6 +8,7 @@ import textwrap
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
@@ -353,3 +354,47 @@ def test_cli_trains_resumes_and_evaluates(tmp_path, compilation_cache_dir):
   assert records[-1]["split"] == "eval" and "test_iwae_8" in records[-1]
   output = run_cli("--eval_only")  # Reuses workdir/config.json.
   assert "split=checkpoint_eval" in output and "test_iwae_8=" in output
+
+
+def _adam_count(state, group):
+  return int(optax.tree.get(state.opt_state.inner_states[group], "count"))
+
+
+def test_step_schedule_refits_at_steps_and_restarts_the_prior_optimizer(
+    uninterrupted_run, tmp_path):
+  """num_steps = 5 (one epoch and a step), a refit after step 2 only: the prior's Adam
+  restarts there, the network's does not; a run killed after the refit resumes to the
+  same end."""
+  _, init_like = uninterrupted_run
+  config = tiny_config(num_steps=5, checkpoint_every_steps=3)
+  config.prior.refit_every_epochs = 0
+  config.prior.refit_at_steps = (2,)
+  config.eval.every_epochs = 0
+  reference_dir, workdir = str(tmp_path / "reference"), str(tmp_path / "resumed")
+  expected = vae.train_and_evaluate(config, reference_dir)
+  assert _adam_count(expected, vae.NETWORK) == 5
+  assert _adam_count(expected, vae.PRIOR) == 3  # restarted after step 2
+  records = metric_writer.MetricWriter(reference_dir).read()
+  evals = [(r["step"], r["epoch"]) for r in records if r["split"] == "eval"]
+  assert evals == [(2, 1), (5, 2)]  # the refit, then the final evaluation
+  assert [r for r in records if r["split"] == "eval"][0] == {
+      "step": 2, "epoch": 1, "split": "eval", "prior_refit": True}
+  assert "test_iwae_8" in records[-1]
+  with pytest.raises(_SimulatedKill):
+    vae.train_and_evaluate(config, workdir, step_hooks=[_kill_after(4)])
+  assert loop.restore_checkpoint(workdir, init_like)[1]["step"] == 4  # epoch end
+  state = vae.train_and_evaluate(config, workdir)
+  _assert_same_state(state, expected)
+  assert metric_writer.MetricWriter(workdir).read() == records
+
+
+def test_optimizer_restarts_every_k_steps(tmp_path):
+  config = tiny_config(num_steps=3, reset_optimizer_every_steps=2)
+  config.prior.refit_every_epochs = 0
+  config.eval.every_epochs = 0
+  config.eval.iwae_samples = 2
+  state = vae.train_and_evaluate(config, str(tmp_path))
+  resets = [r["step"] for r in metric_writer.MetricWriter(str(tmp_path)).read()
+            if r.get("optimizer_reset")]
+  assert resets == [2]
+  assert _adam_count(state, vae.NETWORK) == _adam_count(state, vae.PRIOR) == 1
