@@ -18,6 +18,12 @@ A save first writes `checkpoints/<step>.orbax-checkpoint-tmp/` and renames it to
 Orbax lists only directories named exactly `<step>`: a damaged checkpoint renamed to
 `<step>.corrupt-<n>` is invisible to it (not restored, not counted or deleted by
 `max_to_keep`), and the step can be saved again.
+
+Multi-process runs (`tripjax.training.distributed`) share one directory: every
+process calls every method here (orbax's save is a collective: if only process 0
+saves, all processes hang); orbax's primary process writes the metadata and the
+replicated arrays, each process its own shards. The processes agree on whether
+each checkpoint read back, and only process 0 renames or deletes directories.
 """
 import contextlib
 import gc
@@ -29,9 +35,10 @@ import sys
 from typing import Any, Callable, NamedTuple
 
 import jax
-from jax.experimental import multihost_utils
 import numpy as np
 import orbax.checkpoint as ocp
+
+from tripjax.training import distributed
 
 CHECKPOINT_DIRNAME = "checkpoints"
 TEMPORARY_SUFFIX = ".orbax-checkpoint-tmp"
@@ -185,18 +192,6 @@ def _structure_differences(saved: dict, expected: dict) -> list[str]:
   return lines
 
 
-def _on_all_processes(ok: bool) -> bool:
-  """True if `ok` holds on every process (a collective when there are several)."""
-  if jax.process_count() == 1:
-    return ok
-  return bool(np.all(multihost_utils.process_allgather(np.asarray(ok))))
-
-
-def _sync_processes(name: str) -> None:
-  if jax.process_count() > 1:
-    multihost_utils.sync_global_devices(name)
-
-
 class Checkpointer:
   """Saves/restores one pytree per step under `workdir/checkpoints/<step>`.
 
@@ -289,7 +284,7 @@ class Checkpointer:
 
     def attempt(read: Callable[[], Any]) -> Any:
       value, reason = _read_or_reason(read)
-      if not _on_all_processes(reason is None):
+      if not distributed.all_processes(reason is None):
         raise _UnreadableStep(step, path, reason or "another process failed to read it")
       return value
 
@@ -316,20 +311,20 @@ class Checkpointer:
   def _move_aside(self, checkpoint: SkippedCheckpoint) -> SkippedCheckpoint:
     """Renames a damaged checkpoint to `<step>.corrupt-<n>` (process 0 only)."""
     source = os.path.join(self.directory, str(checkpoint.step))
-    _sync_processes("tripjax_checkpoint_before_move_aside")  # All see the same names.
     number = 1
     while os.path.exists(f"{source}.corrupt-{number}"):
       number += 1
     destination = f"{source}.corrupt-{number}"
+    distributed.sync("tripjax_checkpoint_named")  # All named it before the rename.
     if jax.process_index() == 0 and os.path.exists(source):
       os.rename(source, destination)
-    _sync_processes("tripjax_checkpoint_move_aside")
+    distributed.sync("tripjax_checkpoint_moved")
     self._manager.reload()
     return checkpoint._replace(moved_to=destination)
 
   def _discard_temporaries(self, delete: bool) -> list[DiscardedTemporary]:
     """Finds (and deletes, on process 0) `<step>.orbax-checkpoint-tmp*` directories."""
-    _sync_processes("tripjax_checkpoint_list_temporaries")  # All list the same names.
+    distributed.sync("tripjax_checkpoint_list_temporaries")  # All list the same names.
     names = sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else []
     temporaries = [
         DiscardedTemporary(int(match.group(1)), os.path.join(self.directory, name),
@@ -339,7 +334,7 @@ class Checkpointer:
       if jax.process_index() == 0:
         for temporary in temporaries:
           shutil.rmtree(temporary.path, ignore_errors=True)
-      _sync_processes("tripjax_checkpoint_discard_temporaries")
+      distributed.sync("tripjax_checkpoint_discard_temporaries")
     return temporaries
 
   def wait(self) -> None:
