@@ -2,10 +2,13 @@
 
 Runs two gradient steps of a linear least-squares model on a global batch that each
 process reads half of, checkpoints and restores with orbax (also past a damaged
-newest checkpoint), and writes what it computed to --out (.npz).
+newest checkpoint), stops on a SIGTERM that only process 1 receives, and writes
+what it computed to --out (.npz).
 """
 import argparse
 import os
+import signal
+import time
 
 import jax
 import jax.numpy as jnp
@@ -13,6 +16,7 @@ import numpy as np
 
 from tripjax.training import checkpoints
 from tripjax.training import distributed
+from tripjax.training import preemption
 from tripjax.training import sharding
 
 BATCH_SIZE = 8
@@ -70,7 +74,27 @@ def main():
   result = checkpointer.restore_newest_valid(
       {"params": distributed.replicate(params, mesh)})
   checkpointer.close()
+  with preemption.StopRequest(announce=False) as stop:
+    stops = []
+    for step_number in range(3):
+      if step_number == 1 and jax.process_index() == 1:
+        os.kill(os.getpid(), signal.SIGTERM)  # Reaches process 1 only.
+      stops.append(stop.should_stop(step_number))
+    started = time.perf_counter()
+    for step_number in range(3, 23):
+      stop.should_stop(step_number)  # Agreed already: no communication.
+    agreed_seconds = (time.perf_counter() - started) / 20
+  with preemption.StopRequest(announce=False) as no_signal:
+    started = time.perf_counter()
+    for step_number in range(20):
+      no_signal.should_stop(step_number)  # One all-gather each.
+    sync_seconds = (time.perf_counter() - started) / 20
   np.savez(args.out, **{
+      "stops": np.asarray(stops), "stop_signal": np.asarray(stop.signal_name),
+      "stop_requested_here": np.asarray(stop.requested),
+      "stop_exit_code": np.asarray(stop.stopped(1).exit_code),
+      "sync_seconds": np.asarray(sync_seconds),
+      "agreed_seconds": np.asarray(agreed_seconds),
       "rows": np.asarray([rows.start, rows.stop]),
       "losses": np.asarray(losses),
       "w": distributed.to_host(state["w"]), "b": distributed.to_host(state["b"]),

@@ -1,5 +1,6 @@
 """Tests for tripjax/training/distributed.py: two local CPU processes (gloo) train,
-checkpoint and restore like one process; flag checks and cluster detection."""
+checkpoint, restore and stop on a signal like one process; flag checks and cluster
+detection."""
 import os
 import socket
 import subprocess
@@ -86,7 +87,15 @@ def test_two_processes_train_checkpoint_and_restore_like_one(tmp_path):
     assert output["moved_to"][0] == str(tmp_path / "run" / "checkpoints" /
                                         "2.corrupt-1")
     assert bool(output["any_process"]) and not bool(output["all_processes"])
+    # SIGTERM reached process 1 before step 1: both stop after step 1.
+    assert list(output["stops"]) == [False, True, True]
+    assert str(output["stop_signal"]) == "SIGTERM"
+    assert bool(output["stop_requested_here"]) == (index == 1)
+    assert int(output["stop_exit_code"]) == 143
   assert sorted(os.listdir(tmp_path / "run" / "checkpoints")) == ["1", "2.corrupt-1"]
+  print("StopRequest.should_stop per step, 2 CPU processes: "
+        f"{float(outputs[0]['sync_seconds']) * 1e3:.2f} ms (all-gather), "
+        f"{float(outputs[0]['agreed_seconds']) * 1e6:.1f} us (after agreement)")
 
 
 def test_single_process_initialize_is_a_no_op(monkeypatch):

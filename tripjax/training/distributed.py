@@ -180,18 +180,23 @@ def to_host(tree: Any) -> Any:
   return jax.tree.map(_leaf_to_host, tree)
 
 
+def gather_from_processes(value) -> np.ndarray:
+  """(num_processes, ...) array of a host value from every process, in process
+  order (a collective if there are several processes)."""
+  value = np.asarray(value)
+  if jax.process_count() == 1:
+    return value[None]
+  return np.asarray(multihost_utils.process_allgather(value))
+
+
 def all_processes(flag: bool) -> bool:
   """True if `flag` is True on every process (a collective if there are several)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  return bool(np.all(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+  return bool(np.all(gather_from_processes(bool(flag))))
 
 
 def any_process(flag: bool) -> bool:
   """True if `flag` is True on some process (a collective if there are several)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  return bool(np.any(multihost_utils.process_allgather(np.asarray(bool(flag)))))
+  return bool(np.any(gather_from_processes(bool(flag))))
 
 
 def sync(name: str) -> None:
