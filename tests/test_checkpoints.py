@@ -140,6 +140,7 @@ def test_nothing_restores_is_a_short_error_listing_each_and_moves_nothing(workdi
   truncate_array_data(workdir, 3)
   empty_metadata(workdir, 2)
   shutil.rmtree(os.path.join(step_dir(workdir, 1), "default"))
+  make_interrupted_save(workdir, 4)
   with pytest.raises(checkpoints.CheckpointCorruptError) as raised:
     restore_newest(workdir)
   lines = str(raised.value).splitlines()
@@ -148,7 +149,8 @@ def test_nothing_restores_is_a_short_error_listing_each_and_moves_nothing(workdi
       "step 3", "step 2", "step 1"]
   assert "OUT_OF_RANGE" in lines[1] and "JSONDecodeError" in lines[2]
   assert "no 'default' directory" in lines[3]
-  assert sorted(os.listdir(step_dir(workdir))) == ["1", "2", "3"]
+  assert sorted(os.listdir(step_dir(workdir))) == [
+      "1", "2", "3", "4" + checkpoints.TEMPORARY_SUFFIX]
 
 
 def make_interrupted_save(workdir, step):

@@ -244,7 +244,8 @@ class Checkpointer:
     older one restores, the skipped ones are moved to `<step>.corrupt-<n>` so
     that orbax ignores them and the run can save those steps again. Temporary
     directories of interrupted saves are deleted (orbax would never use them).
-    Nothing on disk changes if no checkpoint restores, or with `read_only`.
+    Nothing on disk changes if checkpoints exist but none restores (or the newest
+    readable one mismatches), or with `read_only`.
 
     Args:
       target: a pytree like the saved one (gives structure, dtypes, shardings).
@@ -259,7 +260,7 @@ class Checkpointer:
         or shapes than `target` (older ones are not tried: they would too).
       CheckpointCorruptError: checkpoints exist but none restores (lists each).
     """
-    temporaries = self._discard_temporaries(delete=not read_only)
+    temporaries = self._find_temporaries()
     skipped = []
     for step in sorted(self._manager.all_steps(), reverse=True):
       try:
@@ -269,12 +270,15 @@ class Checkpointer:
         continue
       if not read_only:
         skipped = [self._move_aside(checkpoint) for checkpoint in skipped]
+        temporaries = self._delete(temporaries)
       return RestoreResult(tree, step, skipped, temporaries)
     if skipped:
       raise CheckpointCorruptError(
           f"No checkpoint in {self.directory} can be restored (all are left in "
           "place):\n" + "\n".join(f"  step {checkpoint.step}: {checkpoint.reason}"
                                   for checkpoint in skipped))
+    if not read_only:
+      temporaries = self._delete(temporaries)
     return RestoreResult(None, None, [], temporaries)
 
   def _restore_or_raise(self, target: Any, step: int) -> Any:
@@ -322,20 +326,22 @@ class Checkpointer:
     self._manager.reload()
     return checkpoint._replace(moved_to=destination)
 
-  def _discard_temporaries(self, delete: bool) -> list[DiscardedTemporary]:
-    """Finds (and deletes, on process 0) `<step>.orbax-checkpoint-tmp*` directories."""
+  def _find_temporaries(self) -> list[DiscardedTemporary]:
+    """The `<step>.orbax-checkpoint-tmp*` directories (not deleted yet)."""
     distributed.sync("tripjax_checkpoint_list_temporaries")  # All list the same names.
     names = sorted(os.listdir(self.directory)) if os.path.isdir(self.directory) else []
-    temporaries = [
-        DiscardedTemporary(int(match.group(1)), os.path.join(self.directory, name),
-                           delete)
-        for name in names if (match := _TEMPORARY_NAME.match(name))]
-    if delete:
-      if jax.process_index() == 0:
-        for temporary in temporaries:
-          shutil.rmtree(temporary.path, ignore_errors=True)
-      distributed.sync("tripjax_checkpoint_discard_temporaries")
-    return temporaries
+    return [DiscardedTemporary(int(match.group(1)),
+                               os.path.join(self.directory, name), False)
+            for name in names if (match := _TEMPORARY_NAME.match(name))]
+
+  def _delete(self, temporaries: list[DiscardedTemporary]
+              ) -> list[DiscardedTemporary]:
+    """Deletes the directories (on process 0)."""
+    if jax.process_index() == 0:
+      for temporary in temporaries:
+        shutil.rmtree(temporary.path, ignore_errors=True)
+    distributed.sync("tripjax_checkpoint_deleted_temporaries")
+    return [temporary._replace(deleted=True) for temporary in temporaries]
 
   def wait(self) -> None:
     """Blocks until pending saves are complete."""
