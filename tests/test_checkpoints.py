@@ -81,8 +81,9 @@ def test_intact_series_restores_the_newest(workdir):
   assert_tree_of_step(result.tree, 3)
 
 
-@pytest.mark.parametrize("damage, reason", [(truncate_array_data, "OUT_OF_RANGE"),
-                                            (empty_metadata, "JSONDecodeError")])
+@pytest.mark.parametrize("damage, reason", [
+    (truncate_array_data, "reading the arrays: ValueError: OUT_OF_RANGE"),
+    (empty_metadata, "reading default/_METADATA: JSONDecodeError")])
 def test_damaged_newest_falls_back_and_is_moved_aside(workdir, damage, reason):
   damage(workdir, 3)
   result = restore_newest(workdir)
@@ -216,7 +217,8 @@ def test_restore_of_a_damaged_step_names_it_in_one_line(workdir):
   truncate_array_data(workdir, 3)
   checkpointer = checkpoints.Checkpointer(workdir)
   with pytest.raises(checkpoints.CheckpointCorruptError,
-                     match=r"^Checkpoint step 3 \(.*/3\) cannot be read: ValueError: "
+                     match=r"^Checkpoint step 3 \(.*/3\) cannot be read: reading the arrays: "
+                           r"ValueError: "
                            r"OUT_OF_RANGE[^\n]*$") as raised:
     checkpointer.restore(tree_of_step(0))
   # Raised outside orbax's exception: Python prints no chained orbax traceback.

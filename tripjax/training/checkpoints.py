@@ -67,7 +67,7 @@ class SkippedCheckpoint(NamedTuple):
 
   Attributes:
     step: its step.
-    reason: one line: the error type and its first line.
+    reason: one line: what failed to read, the error type and its first line.
     moved_to: where its directory was moved (None: left in place).
   """
   step: int
@@ -286,15 +286,17 @@ class Checkpointer:
     CheckpointCorruptError naming the step (without orbax's traceback)."""
     path = os.path.join(self.directory, str(step))
 
-    def attempt(read: Callable[[], Any]) -> Any:
+    def attempt(what: str, read: Callable[[], Any]) -> Any:
       value, reason = _read_or_reason(read)
       if not distributed.all_processes(reason is None):
-        raise _UnreadableStep(step, path, reason or "another process failed to read it")
+        raise _UnreadableStep(
+            step, path, f"{what}: {reason or 'another process failed to read it'}")
       return value
 
     if not os.path.isdir(os.path.join(path, _ITEM_DIRNAME)):
       raise _UnreadableStep(step, path, f"no {_ITEM_DIRNAME!r} directory")
-    metadata = attempt(lambda: self._manager.item_metadata(step))
+    metadata = attempt(f"reading {_ITEM_DIRNAME}/_METADATA",
+                       lambda: self._manager.item_metadata(step))
     saved_tree = getattr(metadata, "tree", None)
     if saved_tree is None:
       raise _UnreadableStep(step, path, "no saved tree")
@@ -309,7 +311,7 @@ class Checkpointer:
           f"builds (another model or config?); {len(differences)} leaves differ:\n  "
           + "\n  ".join(listed))
     abstract_target = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
-    return attempt(lambda: self._manager.restore(
+    return attempt("reading the arrays", lambda: self._manager.restore(
         step, args=ocp.args.StandardRestore(abstract_target)))
 
   def _move_aside(self, checkpoint: SkippedCheckpoint) -> SkippedCheckpoint:
