@@ -1,0 +1,205 @@
+"""Multi-process (multi-host) data parallelism with JAX's own runtime.
+
+Every process runs the same program on its local devices; together they form one
+global mesh (`sharding.make_data_mesh()` over all `jax.devices()`). The contract:
+
+* `initialize(...)` first, before any other JAX call (flags, or a cluster JAX
+  detects such as SLURM or Open MPI, or nothing: a single process);
+* every process computes the same global batch indices and reads only
+  `process_slice(batch_size)` of them; `make_global_batch` assembles the global
+  batch (batch axis split over all devices of all processes);
+* host-identical values (the initial state, the rng) become global replicated arrays
+  with `replicate`; results come back with `to_host`;
+* every process calls every collective (jitted steps, `replicate`, `to_host` of
+  non-replicated arrays, checkpoint saves and restores, `any_process`) in the same
+  order; only process 0 writes metrics and images (`is_main_process`).
+
+Orbax checkpoints need no special handling: every process calls
+`CheckpointManager.save` (a collective), process 0 writes the metadata and the
+replicated arrays, and every process restores its own shards.
+"""
+import os
+from typing import Any
+
+import jax
+from jax.experimental import multihost_utils
+import numpy as np
+
+from tripjax.training import sharding
+
+_FLAG_NAMES = ("coordinator_address", "num_processes", "process_id")
+
+
+def _detected_cluster():
+  """The cluster environment `jax.distributed.initialize()` would use, or None."""
+  try:
+    from jax._src import clusters  # pylint: disable=import-outside-toplevel
+    cluster_types = clusters.ClusterEnv._cluster_types  # pylint: disable=protected-access
+  except (ImportError, AttributeError):
+    return None
+  for cluster in cluster_types:
+    try:
+      if not cluster.opt_in_only_method and cluster.is_env_present():
+        return cluster
+    except Exception:  # pylint: disable=broad-exception-caught
+      continue  # A detector that cannot run here (e.g. no metadata server).
+  return None
+
+
+def initialize(coordinator_address: str | None = None,
+               num_processes: int | None = None,
+               process_id: int | None = None) -> None:
+  """Starts JAX's multi-process runtime, or does nothing for a single process.
+
+  Call before any other JAX computation. With all three arguments, this process is
+  `process_id` of `num_processes`, and process 0 serves at `coordinator_address`
+  ("host:port", reachable from every process). With none, a cluster environment
+  that JAX detects (SLURM, Open MPI, Cloud TPU, ...; or JAX_COORDINATOR_ADDRESS)
+  supplies them; without one (or with a one-process cluster job) this is a no-op.
+  CPU devices use gloo collectives. Calling it again is a no-op.
+
+  Raises:
+    ValueError: only some of the three arguments were given, or they are invalid.
+  """
+  given = {name: value for name, value in zip(
+      _FLAG_NAMES, (coordinator_address, num_processes, process_id))
+           if value is not None}
+  if given and len(given) < len(_FLAG_NAMES):
+    missing = [f"--{name}" for name in _FLAG_NAMES if name not in given]
+    raise ValueError(
+        f"--coordinator_address, --num_processes and --process_id go together; got "
+        f"{', '.join(f'--{name}={value!r}' for name, value in given.items())} but "
+        f"not {', '.join(missing)}. Give all three, or none (single process, or "
+        f"a cluster that JAX detects, e.g. SLURM).")
+  if given:
+    if ":" not in str(coordinator_address):
+      raise ValueError(f"--coordinator_address={coordinator_address!r} must be "
+                       "HOST:PORT, e.g. 10.0.0.1:1234 (process 0's host).")
+    if not 0 <= int(process_id) < int(num_processes):
+      raise ValueError(f"--process_id={process_id} must be in [0, --num_processes="
+                       f"{num_processes}).")
+    if int(num_processes) == 1:
+      return
+  elif not os.environ.get("JAX_COORDINATOR_ADDRESS"):
+    cluster = _detected_cluster()
+    if cluster is None or cluster.get_process_count() == 1:
+      return
+  if jax.distributed.is_initialized():
+    return
+  if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  if given:
+    jax.distributed.initialize(coordinator_address=coordinator_address,
+                               num_processes=int(num_processes),
+                               process_id=int(process_id))
+  else:
+    jax.distributed.initialize()
+
+
+def is_main_process() -> bool:
+  """True on process 0 (the one that writes metrics, images and messages)."""
+  return jax.process_index() == 0
+
+
+def process_slice(global_batch_size: int,
+                  mesh: jax.sharding.Mesh | None = None) -> slice:
+  """The rows of a global batch that this process reads (and feeds its devices).
+
+  Args:
+    global_batch_size: B, divisible by the number of devices in `mesh`.
+    mesh: the 1-D data mesh (default: all devices of all processes).
+
+  Returns:
+    slice(start, stop) into the global batch; the processes' slices tile [0, B).
+  """
+  mesh = sharding.make_data_mesh() if mesh is None else mesh
+  sharding.check_batch_size(global_batch_size, mesh)
+  indices = sharding.batch_sharded(mesh).addressable_devices_indices_map(
+      (global_batch_size,)).values()
+  starts = sorted({index[0].indices(global_batch_size)[:2] for index in indices})
+  for (_, stop), (start, _) in zip(starts, starts[1:]):
+    if stop != start:
+      raise ValueError(f"This process's devices hold rows {starts} of the batch, not "
+                       "one contiguous block; order the mesh by process.")
+  return slice(starts[0][0], starts[-1][1])
+
+
+def make_global_batch(local_batch: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Assembles the global batch from every process's `process_slice` rows.
+
+  Args:
+    local_batch: a pytree of numpy arrays (b, ...), this process's rows.
+    mesh: the 1-D data mesh.
+
+  Returns:
+    The same pytree of global jax.Arrays (b * num_processes, ...), batch axis split
+    over the mesh.
+  """
+  batch_sharding = sharding.batch_sharded(mesh)
+  return jax.tree.map(
+      lambda rows: jax.make_array_from_process_local_data(batch_sharding,
+                                                          np.asarray(rows)),
+      local_batch)
+
+
+def _replicate_leaf(value, replicated: jax.sharding.NamedSharding):
+  if isinstance(value, jax.Array) and value.sharding == replicated:
+    return value  # Already global and replicated (e.g. a jitted step's output).
+  if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype,
+                                                            jax.dtypes.prng_key):
+    data = _replicate_leaf(jax.random.key_data(value), replicated)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+  host_value = np.asarray(value)
+  return jax.make_array_from_callback(host_value.shape, replicated,
+                                      lambda index: host_value[index])
+
+
+def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
+  """Every leaf of `tree` (identical on every process) on all devices of `mesh`.
+
+  `jax.device_put` cannot place data on other processes' devices; each process
+  fills its own devices from its (identical) copy instead.
+  """
+  replicated = sharding.replicated(mesh)
+  return jax.tree.map(lambda value: _replicate_leaf(value, replicated), tree)
+
+
+def _leaf_to_host(value):
+  if not isinstance(value, jax.Array):
+    return np.asarray(value)
+  if value.is_fully_addressable:
+    return np.asarray(jax.device_get(value))
+  if value.sharding.is_fully_replicated:
+    return np.asarray(value.addressable_data(0))
+  return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+
+
+def to_host(tree: Any) -> Any:
+  """numpy copies of the leaves (replicated ones locally; sharded ones gathered
+  from all processes, a collective)."""
+  return jax.tree.map(_leaf_to_host, tree)
+
+
+def gather_from_processes(value) -> np.ndarray:
+  """(num_processes, ...) array of a host value from every process, in process
+  order (a collective if there are several processes)."""
+  value = np.asarray(value)
+  if jax.process_count() == 1:
+    return value[None]
+  return np.asarray(multihost_utils.process_allgather(value))
+
+
+def all_processes(flag: bool) -> bool:
+  """True if `flag` is True on every process (a collective if there are several)."""
+  return bool(np.all(gather_from_processes(bool(flag))))
+
+
+def any_process(flag: bool) -> bool:
+  """True if `flag` is True on some process (a collective if there are several)."""
+  return bool(np.any(gather_from_processes(bool(flag))))
+
+
+def sync(name: str) -> None:
+  """Waits until every process reaches `sync(name)` (no-op for one process)."""
+  if jax.process_count() > 1:
+    multihost_utils.sync_global_devices(name)
