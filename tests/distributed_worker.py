@@ -54,12 +54,12 @@ def main():
   mesh = sharding.make_data_mesh()
   params, full_batch = problem()
   rows = distributed.process_slice(BATCH_SIZE, mesh)
-  batch = distributed.make_global_batch(
+  batch = sharding.shard_batch(
       {name: value[rows] for name, value in full_batch.items()}, mesh)
   replicated = sharding.replicated(mesh)
   step = jax.jit(train_step, in_shardings=(replicated, sharding.batch_sharded(mesh)),
                  out_shardings=replicated)
-  state = distributed.replicate(params, mesh)
+  state = sharding.replicate(params, mesh)
   losses = []
   checkpointer = checkpoints.Checkpointer(args.workdir)
   for step_number in (1, 2):
@@ -72,7 +72,7 @@ def main():
     open(os.path.join(checkpointer.directory, "2", "default", "_METADATA"), "w").close()
   distributed.sync("damaged")
   result = checkpointer.restore_newest_valid(
-      {"params": distributed.replicate(params, mesh)})
+      {"params": sharding.replicate(params, mesh)})
   checkpointer.close()
   with preemption.StopRequest(announce=False) as stop:
     stops = []

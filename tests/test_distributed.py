@@ -12,6 +12,7 @@ import pytest
 
 from tests import distributed_worker
 from tripjax.training import distributed
+from tripjax.training import sharding
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _CLUSTER_VARIABLES = ("SLURM_", "OMPI_", "PMI_", "JAX_COORDINATOR", "TPU_")
@@ -26,8 +27,8 @@ def _free_port():
 def _environment_without_cluster(**extra):
   environment = {name: value for name, value in os.environ.items()
                  if not name.startswith(_CLUSTER_VARIABLES)}
-  environment.update(JAX_PLATFORMS="cpu",
-                     XLA_FLAGS="--xla_force_host_platform_device_count=2", **extra)
+  environment.update({"JAX_PLATFORMS": "cpu",
+                      "XLA_FLAGS": "--xla_force_host_platform_device_count=2", **extra})
   return environment
 
 
@@ -115,18 +116,18 @@ def test_single_process_initialize_is_a_no_op(monkeypatch):
   assert distributed.process_slice(8) == slice(0, 8)
   assert distributed.any_process(True) and not distributed.all_processes(False)
   mesh = jax.sharding.Mesh(np.asarray(jax.devices()), ("data",))
-  batch = distributed.make_global_batch({"x": np.arange(6.0).reshape(3, 2)}, mesh)
+  batch = sharding.shard_batch({"x": np.arange(6.0).reshape(3, 2)}, mesh)
   np.testing.assert_array_equal(distributed.to_host(batch)["x"],
                                 np.arange(6.0).reshape(3, 2))
   state = {"key": jax.random.key(3), "raw_key": jax.random.PRNGKey(4),
            "w": np.arange(3.0)}
-  replicated = distributed.replicate(state, mesh)
+  replicated = sharding.replicate(state, mesh)
   assert all(leaf.sharding.is_fully_replicated for leaf in jax.tree.leaves(replicated))
   assert jax.random.key_data(replicated["key"]).tolist() == jax.random.key_data(
       state["key"]).tolist()
   np.testing.assert_array_equal(distributed.to_host(replicated["raw_key"]),
                                 state["raw_key"])
-  assert distributed.replicate(replicated, mesh)["w"] is replicated["w"]
+  assert sharding.replicate(replicated, mesh)["w"] is replicated["w"]
 
 
 @pytest.mark.parametrize("arguments, message", [

@@ -5,6 +5,9 @@ pixel, then the "generator" takes one Adam step towards the critic: the shape of
 WGAN step, in a state small enough to check exactly.
 """
 import os
+import signal
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -201,3 +204,70 @@ def test_too_few_examples_for_one_step_is_a_clear_error(dataset, tmp_path):
   with pytest.raises(ValueError, match="fewer than one step's 11 batch"):
     loop.run(workdir=str(tmp_path), options=_options(), task=_task(11),
              train_dataset=dataset)
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_ends_the_same(
+    dataset, tmp_path, capsys):
+  reference = loop.run(workdir=str(tmp_path / "reference"), options=_options(),
+                       task=_task(3), train_dataset=dataset)
+  workdir = tmp_path / "run"
+  loop.run(workdir=str(workdir), options=_options(max_steps=4), task=_task(3),
+           train_dataset=dataset)
+  (workdir / "checkpoints" / "4" / "default" / "_METADATA").write_text("")
+  capsys.readouterr()
+  state = loop.run(workdir=str(workdir), options=_options(), task=_task(3),
+                   train_dataset=dataset)
+  output = capsys.readouterr().out
+  assert "Checkpoint step 4 is damaged and was skipped" in output
+  assert "Resuming from" in output and "at step 3" in output
+  assert (workdir / "checkpoints" / "4.corrupt-1").is_dir()  # kept, not deleted
+  for leaf, expected_leaf in zip(_leaves(state), _leaves(reference), strict=True):
+    np.testing.assert_array_equal(leaf, expected_leaf)
+
+
+_SIGTERM_SCRIPT = """
+import sys, time
+from tests import test_loop
+from tripjax import data as data_lib
+from tripjax.training import cli, loop
+
+def slow_step(step, state):
+  print(f"STEP {step}", flush=True)
+  time.sleep(0.3)
+
+dataset = data_lib.load_dataset("digits", "train").take(test_loop.NUM_EXAMPLES)
+options = test_loop._options(checkpoint_every_steps=1000)
+sys.exit(cli.main(lambda: loop.run(workdir=sys.argv[1], options=options,
+                                   task=test_loop._task(1), train_dataset=dataset,
+                                   step_hooks=[slow_step])))
+"""
+
+
+def test_sigterm_saves_the_current_step_and_the_rerun_continues(dataset, tmp_path):
+  """A real SIGTERM mid-epoch: the run saves a checkpoint at the step it finished,
+  says so, exits with 143, and running again ends where an uninterrupted run does."""
+  workdir = str(tmp_path / "run")
+  environment = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONUNBUFFERED="1")
+  process = subprocess.Popen([sys.executable, "-c", _SIGTERM_SCRIPT, workdir],
+                             cwd=os.path.dirname(os.path.dirname(__file__)),
+                             env=environment, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+  try:
+    for line in process.stdout:
+      if line.strip() == "STEP 3":
+        process.send_signal(signal.SIGTERM)
+        break
+    stdout, stderr = process.communicate(timeout=120)
+  finally:
+    process.kill()
+  assert process.returncode == 143, stderr[-2000:]
+  stopped_at = int(stderr.split("Stopped by SIGTERM at step ")[1].split(";")[0])
+  assert 3 <= stopped_at < 10  # before the epoch end, the first checkpoint otherwise
+  _, position = loop.restore_checkpoint(workdir, _init_state())
+  assert position["step"] == stopped_at
+  state = loop.run(workdir=workdir, options=_options(checkpoint_every_steps=1000),
+                   task=_task(1), train_dataset=dataset)
+  expected = loop.run(workdir=str(tmp_path / "reference"), options=_options(),
+                      task=_task(1), train_dataset=dataset)
+  for leaf, expected_leaf in zip(_leaves(state), _leaves(expected), strict=True):
+    np.testing.assert_array_equal(leaf, expected_leaf)

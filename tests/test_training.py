@@ -13,6 +13,7 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
+from tests import test_distributed
 from tripjax import data as data_lib
 from tripjax.configs import digits_vae_trip
 from tripjax.training import image_grid
@@ -387,3 +388,31 @@ def test_optimizer_restarts_every_k_steps(tmp_path):
             if r.get("optimizer_reset")]
   assert resets == [2]
   assert _adam_count(state, vae.NETWORK) == _adam_count(state, vae.PRIOR) == 1
+
+
+def test_two_processes_train_the_quickstart_like_one(compilation_cache_dir, tmp_path):
+  """`train.vae` in 2 local processes (jax.distributed over gloo, one CPU device each)
+  for 3 steps: both exit 0, one metrics.jsonl, and the checkpoint equals a 1-process
+  run with the same global batch."""
+  port = test_distributed._free_port()
+  workdir = str(tmp_path / "two_processes")
+  overrides = _config_overrides(tiny_config(max_steps=3), digits_vae_trip.get_config())
+  command = [sys.executable, "-m", "train.vae", f"--workdir={workdir}",
+             "--config=configs/digits_vae_trip.py", *overrides,
+             f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2"]
+  environment = test_distributed._environment_without_cluster(
+      XLA_FLAGS="--xla_force_host_platform_device_count=1",
+      JAX_COMPILATION_CACHE_DIR=compilation_cache_dir,
+      JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+  results = test_distributed._run_processes(
+      [(command + [f"--process_id={index}"], environment) for index in (0, 1)],
+      timeout=300)
+  for returncode, output in results:
+    assert returncode == 0, output[-3000:]
+  records = metric_writer.MetricWriter(workdir).read()
+  assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
+  expected = vae.train_and_evaluate(tiny_config(max_steps=3), str(tmp_path / "one"))
+  restored, position = loop.restore_checkpoint(workdir, expected)
+  assert position["step"] == 3
+  for leaf, expected_leaf in zip(_leaves(restored), _leaves(expected), strict=True):
+    np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-4, atol=1e-6)

@@ -22,6 +22,7 @@ import tqdm
 from tripjax import data as data_lib
 from tripjax.metrics import classifier_fd
 from tripjax.training import config_checks
+from tripjax.training import distributed
 from tripjax.training import loop
 from tripjax.training import sharding
 from tripjax.training import workdirs
@@ -64,7 +65,7 @@ def make_train_step(optimizer: optax.GradientTransformation, binarize_fraction: 
 
 def accuracies(config: ml_collections.ConfigDict, params) -> dict[str, float]:
   """Top-1 accuracy on the validation and test splits, grey and binarized."""
-  params = jax.device_get(params)
+  params = distributed.to_host(params)
   results = {}
   for split in ("validation", "test"):
     dataset = data_lib.load_dataset(config.data.name, split, binarize=False)
@@ -98,8 +99,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     if not progress.final:
       return state, {}
     metrics = accuracies(config, state.params)
-    classifier_fd.save_classifier(workdir, jax.device_get(state.params),
-                                  {"config": config.to_dict(), **metrics})
+    params = distributed.to_host(state.params)
+    if distributed.is_main_process():
+      classifier_fd.save_classifier(workdir, params,
+                                    {"config": config.to_dict(), **metrics})
     return state, metrics
 
   task = loop.Task(

@@ -29,8 +29,11 @@ from absl import logging
 import ml_collections
 
 from tripjax import data as data_lib
+from tripjax.training import checkpoints
 from tripjax.training import config_checks
+from tripjax.training import distributed
 from tripjax.training import loop
+from tripjax.training import preemption
 from tripjax.training import sharding
 from tripjax.training import workdirs
 
@@ -46,6 +49,7 @@ class UsageError(Exception):
 # bug: `main` prints their message alone. Trainers and commands add their own.
 _EXPECTED_ERRORS: list[type[BaseException]] = [
     UsageError, config_checks.ConfigError, workdirs.ConfigMismatchError,
+    checkpoints.CheckpointMismatchError, checkpoints.CheckpointCorruptError,
     data_lib.DataNotFoundError, FileNotFoundError]
 
 
@@ -232,8 +236,13 @@ def _batch_sizes(config) -> list[int]:
 def start(args: argparse.Namespace, config: ml_collections.ConfigDict,
           validate_config: Callable[[ml_collections.ConfigDict], None]) -> None:
   """What every trainer does before touching JAX's devices: validates the config,
-  exposes every CPU core as a device (`sharding.use_all_cpu_cores`) and quiets logs."""
+  joins the other processes of a multi-host run (`distributed.initialize`, from the
+  flags of `add_trainer_flags` or a cluster JAX detects), exposes every CPU core as
+  a device (`sharding.use_all_cpu_cores`) and quiets logs."""
   validate_config(config)
+  distributed.initialize(getattr(args, "coordinator_address", None),
+                         getattr(args, "num_processes", None),
+                         getattr(args, "process_id", None))
   sharding.use_all_cpu_cores(_batch_sizes(config))
   quiet_logs()
 
@@ -248,4 +257,8 @@ def main(run_fn: Callable[[], int | None]) -> int:
   except loop.NonFiniteMetricError as error:
     print(f"error: {error}", file=sys.stderr)
     return 1
+  except preemption.Stopped as stopped:
+    if distributed.is_main_process():
+      print(stopped, file=sys.stderr)
+    return stopped.exit_code
   return 0 if status is None else int(status)

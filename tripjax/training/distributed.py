@@ -6,11 +6,11 @@ global mesh (`sharding.make_data_mesh()` over all `jax.devices()`). The contract
 * `initialize(...)` first, before any other JAX call (flags, or a cluster JAX
   detects such as SLURM or Open MPI, or nothing: a single process);
 * every process computes the same global batch indices and reads only
-  `process_slice(batch_size)` of them; `make_global_batch` assembles the global
+  `process_slice(batch_size)` of them; `sharding.shard_batch` assembles the global
   batch (batch axis split over all devices of all processes);
 * host-identical values (the initial state, the rng) become global replicated arrays
-  with `replicate`; results come back with `to_host`;
-* every process calls every collective (jitted steps, `replicate`, `to_host` of
+  with `sharding.replicate`; results come back with `to_host`;
+* every process calls every collective (jitted steps, `sharding.replicate`, `to_host` of
   non-replicated arrays, checkpoint saves and restores, `any_process`) in the same
   order; only process 0 writes metrics and images (`is_main_process`).
 
@@ -122,46 +122,6 @@ def process_slice(global_batch_size: int,
       raise ValueError(f"This process's devices hold rows {starts} of the batch, not "
                        "one contiguous block; order the mesh by process.")
   return slice(starts[0][0], starts[-1][1])
-
-
-def make_global_batch(local_batch: Any, mesh: jax.sharding.Mesh) -> Any:
-  """Assembles the global batch from every process's `process_slice` rows.
-
-  Args:
-    local_batch: a pytree of numpy arrays (b, ...), this process's rows.
-    mesh: the 1-D data mesh.
-
-  Returns:
-    The same pytree of global jax.Arrays (b * num_processes, ...), batch axis split
-    over the mesh.
-  """
-  batch_sharding = sharding.batch_sharded(mesh)
-  return jax.tree.map(
-      lambda rows: jax.make_array_from_process_local_data(batch_sharding,
-                                                          np.asarray(rows)),
-      local_batch)
-
-
-def _replicate_leaf(value, replicated: jax.sharding.NamedSharding):
-  if isinstance(value, jax.Array) and value.sharding == replicated:
-    return value  # Already global and replicated (e.g. a jitted step's output).
-  if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype,
-                                                            jax.dtypes.prng_key):
-    data = _replicate_leaf(jax.random.key_data(value), replicated)
-    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
-  host_value = np.asarray(value)
-  return jax.make_array_from_callback(host_value.shape, replicated,
-                                      lambda index: host_value[index])
-
-
-def replicate(tree: Any, mesh: jax.sharding.Mesh) -> Any:
-  """Every leaf of `tree` (identical on every process) on all devices of `mesh`.
-
-  `jax.device_put` cannot place data on other processes' devices; each process
-  fills its own devices from its (identical) copy instead.
-  """
-  replicated = sharding.replicated(mesh)
-  return jax.tree.map(lambda value: _replicate_leaf(value, replicated), tree)
 
 
 def _leaf_to_host(value):

@@ -50,8 +50,10 @@ import tqdm
 
 from tripjax import data as data_lib
 from tripjax.training import checkpoints
+from tripjax.training import distributed
 from tripjax.training import image_grid
 from tripjax.training import metric_writer
+from tripjax.training import preemption
 from tripjax.training import sharding
 from tripjax.training import workdirs
 
@@ -220,7 +222,9 @@ def _checkpoint_tree(state: State, rng: jax.Array, step: int, epoch: int,
 def restore_checkpoint(workdir: str, init_state: State, *,
                        mesh: jax.sharding.Mesh | None = None,
                        step: int | None = None) -> tuple[State, dict]:
-  """Reads a checkpoint that `run` wrote (default: the newest).
+  """Reads a checkpoint that `run` wrote (default: the newest that reads back).
+
+  Nothing in the workdir changes (a damaged newest checkpoint is skipped, not moved).
 
   Args:
     workdir: the run's workdir.
@@ -230,13 +234,24 @@ def restore_checkpoint(workdir: str, init_state: State, *,
 
   Returns:
     (state, position {"step", "epoch", "batches_done"} as ints).
+
+  Raises:
+    FileNotFoundError: no (such) checkpoint.
+    CheckpointMismatchError: the checkpoint holds another structure than `init_state`.
+    CheckpointCorruptError: no checkpoint reads back.
   """
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   checkpointer = checkpoints.Checkpointer(workdir)
   try:
     target = _checkpoint_tree(sharding.replicate(init_state, mesh),
                               sharding.replicate(jax.random.PRNGKey(0), mesh), 0, 0, 0)
-    restored = checkpointer.restore(target, step)
+    if step is not None:
+      restored = checkpointer.restore(target, step)
+    else:
+      result = checkpointer.restore_newest_valid(target, read_only=True)
+      if result.step is None:
+        raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
+      restored = result.tree
   finally:
     checkpointer.close()
   position = {name: int(value) for name, value in restored["position"].items()}
@@ -302,27 +317,37 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
   if options.max_steps is not None:
     stop_step = min(stop_step, options.max_steps)
 
+  main_process = distributed.is_main_process()
+  rows = distributed.process_slice(options.batch_size, mesh)  # This process's rows.
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoints.Checkpointer(workdir, options.max_checkpoints_to_keep)
-  writer = metric_writer.MetricWriter(workdir)
+  writer = metric_writer.MetricWriter(workdir) if main_process else None
   state = sharding.replicate(task.init_state, mesh)
   rng = sharding.replicate(jax.random.PRNGKey(options.seed), mesh)
   step, epoch, batches_done = 0, 0, 0
-  if checkpointer.latest_step() is not None:
-    restored = checkpointer.restore(_checkpoint_tree(state, rng, 0, 0, 0))
-    state, rng = restored["state"], restored["rng"]
-    step, epoch, batches_done = (int(restored["position"][name])
+  try:
+    restored = checkpointer.restore_newest_valid(_checkpoint_tree(state, rng, 0, 0, 0))
+  except BaseException:
+    checkpointer.close()
+    raise
+  if main_process:
+    for line in restored.report_lines():
+      tqdm.tqdm.write(line)
+  if restored.step is not None:
+    state, rng = restored.tree["state"], restored.tree["rng"]
+    step, epoch, batches_done = (int(restored.tree["position"][name])
                                  for name in ("step", "epoch", "batches_done"))
-    if step >= schedule_steps:
+    if main_process and step >= schedule_steps:
       tqdm.tqdm.write(f"{workdir}: all {schedule} are done (step {step}); raise "
                       f"train.{'num_steps' if options.num_steps else 'num_epochs'} "
                       "to train on.")
-    else:
+    elif main_process:
       tqdm.tqdm.write(f"Resuming from {checkpointer.directory} at step {step} "
                       f"(epoch {epoch + 1}, {batches_done} batches done).")
-  writer.drop_after(step)  # Records of steps that a killed run did not checkpoint.
-  if config is not None:
-    workdirs.save_config(config, workdir)
+  if main_process:
+    writer.drop_after(step)  # Records of steps that a killed run did not checkpoint.
+    if config is not None:
+      workdirs.save_config(config, workdir)
 
   replicated = sharding.replicated(mesh)
   batch_sharding = sharding.batch_sharded(mesh, leading_axes=int(per_step > 1))
@@ -331,21 +356,26 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
                         out_shardings=replicated)
   progress_bar = tqdm.tqdm(total=stop_step, initial=min(step, stop_step),
                            desc=os.path.basename(os.path.normpath(workdir)),
-                           disable=not options.progress_bar, dynamic_ncols=True)
+                           disable=not (options.progress_bar and main_process),
+                           dynamic_ncols=True)
 
   def save():
     checkpointer.save(step, _checkpoint_tree(state, rng, step, epoch, batches_done))
 
   def handle_outputs(outputs, progress):
+    if not main_process:
+      return
     scalars = {name: value for name, value in outputs.items()
                if not isinstance(value, Image)}
+    images = {name: value for name, value in outputs.items() if isinstance(value, Image)}
     stem = (f"epoch_{progress.epoch + 1:03d}" if progress.end_of_epoch
             else f"step_{progress.step:07d}")
-    for name, image in outputs.items():
-      if isinstance(image, Image):
-        image_grid.save_grid_png(image.grid, os.path.join(
-            workdir, IMAGES_DIRNAME, f"{stem}_{name}.png"), scale=image.scale)
-        writer.write_image(progress.step, name, image.grid)
+    for name, image in images.items():
+      image_grid.save_grid_png(image.grid, os.path.join(
+          workdir, IMAGES_DIRNAME, f"{stem}_{name}.png"), scale=image.scale)
+    if images:
+      writer.write_images(progress.step, {name: image.grid
+                                          for name, image in images.items()})
     if scalars:
       record = writer.write(progress.step, progress.epoch + 1, "eval", scalars)
       progress_bar.write(f"step {progress.step} (epoch {progress.epoch + 1}): "
@@ -354,56 +384,68 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
 
   metric_sums, metric_count = {}, 0
   try:
-    while step < stop_step:
-      epoch_batches = data_lib.batch_indices(len(train_dataset), options.batch_size,
-                                             seed=options.seed, epoch=epoch)
-      epoch_batches = epoch_batches[:steps_per_epoch * per_step]
-      step_indices = [epoch_batches[start:start + per_step]
-                      for start in range(batches_done, len(epoch_batches), per_step)]
-      step_indices = step_indices[:stop_step - step]
-      for batch in _prefetched_batches(train_dataset, step_indices, task.prepare_batch,
-                                       stacked=per_step > 1):
-        new_state, metrics = jitted_step(state, sharding.shard_batch(batch, mesh,
-                                                                      batch_sharding),
-                                         jax.random.fold_in(rng, step))
-        metrics = jax.device_get(metrics)
-        non_finite = _first_non_finite(metrics)
-        if non_finite is not None:
-          writer.write(step + 1, epoch + 1, "train_non_finite", metrics)
-          checkpointer.wait()
-          raise NonFiniteMetricError(step + 1, *non_finite,
-                                     checkpointer.latest_step(), checkpointer.directory)
-        state = new_state
-        step += 1
-        batches_done += per_step
-        progress_bar.update(1)
-        for name, value in metrics.items():
-          metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
-        metric_count += 1
-        if step % options.log_every_steps == 0:
-          means = {name: total / metric_count for name, total in metric_sums.items()}
-          writer.write(step, epoch + 1, "train", means)
-          progress_bar.set_postfix({name: f"{value:.4g}" for name, value in means.items()
-                                    if name in task.shown_metrics}, refresh=False)
-          metric_sums, metric_count = {}, 0
-        end_of_epoch = batches_done == len(epoch_batches)
-        progress = Progress(step=step, epoch=epoch, end_of_epoch=end_of_epoch,
-                            final=step == schedule_steps)
-        if task.after_step is not None:
-          state, outputs = task.after_step(state, progress)
-          if outputs:
-            handle_outputs(outputs, progress)
-        if end_of_epoch:
-          epoch, batches_done = epoch + 1, 0
-        if end_of_epoch or step == stop_step or step % options.checkpoint_every_steps == 0:
-          save()
-        for hook in step_hooks:
-          hook(step, state)
-    if step == stop_step:
-      save()  # No-op when this step is saved already; else a resumed, finished run.
+    with preemption.StopRequest(announce=main_process) as stop_request:
+      while step < stop_step:
+        epoch_batches = data_lib.batch_indices(len(train_dataset), options.batch_size,
+                                               seed=options.seed, epoch=epoch)
+        epoch_batches = [indices[rows]
+                         for indices in epoch_batches[:steps_per_epoch * per_step]]
+        step_indices = [epoch_batches[start:start + per_step]
+                        for start in range(batches_done, len(epoch_batches), per_step)]
+        step_indices = step_indices[:stop_step - step]
+        for batch in _prefetched_batches(train_dataset, step_indices,
+                                         task.prepare_batch, stacked=per_step > 1):
+          new_state, metrics = jitted_step(
+              state, sharding.shard_batch(batch, mesh, batch_sharding),
+              jax.random.fold_in(rng, step))
+          metrics = distributed.to_host(metrics)
+          non_finite = _first_non_finite(metrics)
+          if non_finite is not None:
+            if main_process:
+              writer.write(step + 1, epoch + 1, "train_non_finite", metrics)
+            checkpointer.wait()
+            raise NonFiniteMetricError(step + 1, *non_finite,
+                                       checkpointer.latest_step(),
+                                       checkpointer.directory)
+          state = new_state
+          step += 1
+          batches_done += per_step
+          progress_bar.update(1)
+          for name, value in metrics.items():
+            metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
+          metric_count += 1
+          if step % options.log_every_steps == 0:
+            means = {name: total / metric_count for name, total in metric_sums.items()}
+            if main_process:
+              writer.write(step, epoch + 1, "train", means)
+            progress_bar.set_postfix({name: f"{value:.4g}" for name, value in
+                                      means.items() if name in task.shown_metrics},
+                                     refresh=False)
+            metric_sums, metric_count = {}, 0
+          end_of_epoch = batches_done == len(epoch_batches)
+          progress = Progress(step=step, epoch=epoch, end_of_epoch=end_of_epoch,
+                              final=step == schedule_steps)
+          if task.after_step is not None:
+            state, outputs = task.after_step(state, progress)
+            if outputs:
+              handle_outputs(outputs, progress)
+          if end_of_epoch:
+            epoch, batches_done = epoch + 1, 0
+          stopping = stop_request.should_stop(step)
+          if (end_of_epoch or stopping or step == stop_step
+              or step % options.checkpoint_every_steps == 0):
+            save()
+          if stopping:
+            checkpointer.wait()
+            raise stop_request.stopped(step, checkpointer.directory)
+          for hook in step_hooks:
+            hook(step, state)
+      if step == stop_step:
+        save()  # No-op when this step is saved already; else a resumed, finished run.
   finally:
     progress_bar.close()
-    writer.close()
+    if writer is not None:
+      writer.close()
     checkpointer.wait()
     checkpointer.close()
   return state

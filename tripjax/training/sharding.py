@@ -69,12 +69,42 @@ def check_batch_size(batch_size: int, mesh: Mesh, what: str = "batch size") -> N
                      f"devices {num_devices}; pick a multiple of {num_devices}.")
 
 
+def _replicate_leaf(value, sharding: NamedSharding):
+  if isinstance(value, jax.Array) and value.sharding == sharding:
+    return value  # Already global and replicated (e.g. a jitted step's output).
+  if isinstance(value, jax.Array) and jax.dtypes.issubdtype(value.dtype,
+                                                            jax.dtypes.prng_key):
+    data = _replicate_leaf(jax.random.key_data(value), sharding)
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+  host_value = np.asarray(value)
+  return jax.make_array_from_callback(host_value.shape, sharding,
+                                      lambda index: host_value[index])
+
+
 def replicate(tree, mesh: Mesh):
-  """Puts every leaf of `tree` on all devices of `mesh`."""
-  return jax.device_put(tree, replicated(mesh))
+  """Every leaf of `tree` on all devices of `mesh`.
+
+  With several processes, each fills its own devices from its copy of `tree`, which
+  must be the same on every process (`jax.device_put` cannot reach other processes'
+  devices).
+  """
+  sharding = replicated(mesh)
+  return jax.tree.map(lambda value: _replicate_leaf(value, sharding), tree)
 
 
-def shard_batch(batch, mesh: Mesh, sharding: NamedSharding | None = None):
-  """Splits every leaf of `batch` over `mesh` (default: on its leading axis B, which
-  the device count must divide)."""
-  return jax.device_put(batch, batch_sharded(mesh) if sharding is None else sharding)
+def shard_batch(local_batch, mesh: Mesh, sharding: NamedSharding | None = None):
+  """The global batch, split over `mesh` (default: on the leading axis B).
+
+  Args:
+    local_batch: a pytree of numpy arrays, this process's rows of the global batch
+      (`distributed.process_slice`); with one process, the whole batch.
+    mesh: the 1-D data mesh; its device count must divide B.
+    sharding: the batch's sharding (default `batch_sharded(mesh)`).
+
+  Returns:
+    The same pytree of global jax.Arrays.
+  """
+  sharding = batch_sharded(mesh) if sharding is None else sharding
+  return jax.tree.map(
+      lambda rows: jax.make_array_from_process_local_data(sharding, np.asarray(rows)),
+      local_batch)

@@ -29,6 +29,7 @@ from tripjax import losses
 from tripjax import priors
 from tripjax.models import vae as vae_models
 from tripjax.training import config_checks
+from tripjax.training import distributed
 from tripjax.training import image_grid
 from tripjax.training import loop
 from tripjax.training import metric_writer
@@ -272,12 +273,13 @@ def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   sharding.check_batch_size(batch_size, mesh, "eval batch size")
   eval_step = _jitted_eval_step(model, iwae_samples, iwae_samples_per_chunk, mesh)
+  rows = distributed.process_slice(batch_size, mesh)
   totals = {}
   for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
-    sums = eval_step(params, batch.images, batch.mask,
-                     jax.random.fold_in(key, batch_index))
+    images, mask = sharding.shard_batch((batch.images[rows], batch.mask[rows]), mesh)
+    sums = eval_step(params, images, mask, jax.random.fold_in(key, batch_index))
     totals = {name: totals.get(name, 0.0) + value for name, value in sums.items()}
-  totals = jax.device_get(totals)
+  totals = distributed.to_host(totals)
   count = totals.pop("count")
   names = {"iwae": f"iwae_{iwae_samples}"}
   return {f"{prefix}_{names.get(name, name)}": float(total / count)
@@ -290,9 +292,11 @@ def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset,
   """Means of q(z|x) for the first `max_examples` (default all) examples: (N, d)."""
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   posterior_mean = _jitted_posterior_mean(model, mesh)
+  rows = distributed.process_slice(batch_size, mesh)
   means = []
   for batch in data_lib.padded_batches(dataset, batch_size):
-    means.append(np.asarray(posterior_mean(params, batch.images))[batch.mask > 0])
+    batch_means = posterior_mean(params, sharding.shard_batch(batch.images[rows], mesh))
+    means.append(distributed.to_host(batch_means)[batch.mask > 0])
     if max_examples and sum(len(chunk) for chunk in means) >= max_examples:
       break
   means = np.concatenate(means)
@@ -343,7 +347,7 @@ def image_outputs(model: VaeModel, params: dict, images: np.ndarray, key: jax.Ar
                   num_prior_samples: int = 64) -> dict[str, loop.Image]:
   """The loop's image outputs: "reconstructions" (rows alternate originals and their
   reconstructions) and "prior_samples" (decoder means of z ~ p(z))."""
-  params = jax.device_get(params)
+  params = distributed.to_host(params)
   samples = np.asarray(prior_sample_images(model, params, key, num_prior_samples))
   scale = image_grid.display_scale(model.image_shape)
   return {
@@ -359,7 +363,7 @@ def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset
   """Refits the prior's means/scales (and cores) by EM on the encoder means (paper 3.1)."""
   z = encoder_means(model, state.params, dataset, batch_size=batch_size,
                     max_examples=max_examples, mesh=mesh)
-  prior_params = _jitted_refit(model)(jax.device_get(state.params["prior"]),
+  prior_params = _jitted_refit(model)(distributed.to_host(state.params["prior"]),
                                       jnp.asarray(z), key)
   params = dict(state.params, prior=sharding.replicate(prior_params, mesh))
   return state.replace(params=params)
@@ -564,7 +568,7 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
   optimizer = make_optimizer(config)
   state, position = loop.restore_for_inference(
       workdir, lambda key: init_state(model, optimizer, key), step=step)
-  params = jax.device_get(state.params)
+  params = distributed.to_host(state.params)
 
   def sample_fn(key, num_samples):
     return prior_sample_images(model, params, key, num_samples)
