@@ -68,7 +68,8 @@ def to_image_range(images: jax.Array) -> jax.Array:
 def _check_image_shape(image_shape: Sequence[int], widths: Sequence[int],
                        module: str) -> tuple[int, int, int]:
   if len(image_shape) != 3:
-    raise ValueError(f"{module}: image_shape must be (H, W, C), got {tuple(image_shape)}.")
+    raise ValueError(f"{module}: image_shape must be (H, W, C), "
+                     f"got {tuple(image_shape)}.")
   height, width, channels = image_shape
   factor = 2 ** len(widths)
   if height % factor or width % factor:
@@ -154,7 +155,7 @@ class Critic(nn.Module):
     x = images
     for layer, width in enumerate(self.widths):
       x = nn.Conv(width, (KERNEL_SIZE, KERNEL_SIZE), strides=(2, 2),
-                  padding=((PADDING, PADDING), (PADDING, PADDING)), name=f"conv{layer}")(x)
+                  padding=((PADDING, PADDING),) * 2, name=f"conv{layer}")(x)
       if layer > 0:
         x = _Norm(self.norm, name=f"norm{layer}")(x, train=train)
       x = nn.leaky_relu(x, negative_slope=LEAKY_RELU_SLOPE)

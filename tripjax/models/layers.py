@@ -17,10 +17,11 @@ def _parity_taps(kernel_size: int, padding: int, parity: int
                  ) -> tuple[tuple[int, ...], tuple[int, int]]:
   """Kernel taps and input padding that produce the outputs 2i + parity along one axis.
 
-  A stride-2 transposed convolution (PyTorch semantics) is y[o] = Σ_u x[(o + p - u) / 2]
-  K[u] over the taps u with o + p - u even. At o = 2i + a these are the u ≡ a + p (mod 2),
-  reading input i + (a + p - u) / 2: a stride-1 correlation of x with those taps in
-  reverse order, over the input window [i + d_min, i + d_max].
+  A stride-2 transposed convolution (PyTorch semantics) is
+  y[o] = Σ_u x[(o + p - u) / 2] K[u] over the taps u with o + p - u even. At o = 2i + a
+  these are the u ≡ a + p (mod 2), reading input i + (a + p - u) / 2: a stride-1
+  correlation of x with those taps in reverse order, over the input window
+  [i + d_min, i + d_max].
 
   Returns:
     The taps in window order, and the (low, high) padding = (-d_min, d_max).
@@ -62,7 +63,7 @@ def conv_transpose_doubling(x: jax.Array, kernel: jax.Array, padding: int) -> ja
 
 
 def check_doubling(kernel_size: int, padding: int, output_padding: int) -> None:
-  """Raises unless ConvTranspose2d(kernel_size, 2, padding, output_padding) doubles H, W."""
+  """Raises unless ConvTranspose2d(kernel_size, 2, padding, output_padding) doubles H."""
   if kernel_size + output_padding - 2 * padding != 2 or not 0 <= padding < kernel_size:
     raise ValueError(
         f"A stride-2 transposed conv with kernel_size={kernel_size}, padding={padding}, "
