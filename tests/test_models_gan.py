@@ -99,14 +99,32 @@ def test_paper_parameter_counts(critic_norm):
   assert ("batch_stats" in critic_vars) == (critic_norm == "batch")
 
 
+def _numpy_init(module, *inputs):
+  """Variables with `init`'s shapes, kernels ~ N(0, 1/fan_in), scales 1, the rest 0.
+
+  `jax.eval_shape(init)` compiles nothing; numpy values avoid compiling the random
+  initializers, which takes many seconds on CPU.
+  """
+  rng = np.random.default_rng(0)
+
+  def fill(path, leaf):
+    name = getattr(path[-1], "key", "")
+    if name == "kernel":
+      fan_in = int(np.prod(leaf.shape[:-1]))
+      return (rng.normal(size=leaf.shape) / np.sqrt(fan_in)).astype(leaf.dtype)
+    return np.full(leaf.shape, 1.0 if name in ("scale", "var") else 0.0, leaf.dtype)
+
+  shapes = jax.eval_shape(module.init, jax.random.key(0), *inputs)
+  return jax.tree_util.tree_map_with_path(fill, shapes)
+
+
 @pytest.fixture(scope="module")
 def small_gan():
-  """A 32x32x3 generator and layer-norm critic with small widths, real init."""
+  """A 32x32x3 generator and layer-norm critic with small widths."""
   generator, critic = gan.generator_critic((32, 32, 3), widths=SMALL_WIDTHS[32])
-  key = jax.random.key(0, impl="rbg")  # threefry init compiles slowly on CPU
-  z = 3.0 * jax.random.normal(jax.random.key(1, impl="rbg"), (4, 8))
-  generator_vars = jax.jit(generator.init)(key, z)
-  critic_vars = jax.jit(critic.init)(key, jnp.zeros((4, 32, 32, 3)))
+  z = 3.0 * np.random.default_rng(1).normal(size=(4, 8)).astype(np.float32)
+  generator_vars = _numpy_init(generator, z)
+  critic_vars = _numpy_init(critic, np.zeros((4, 32, 32, 3), np.float32))
   return generator, critic, generator_vars, critic_vars, z
 
 
@@ -149,7 +167,7 @@ def test_batch_norm_critic_train_and_eval():
   critic = gan.Critic(widths=SMALL_WIDTHS[28][::-1], norm="batch")
   images = jnp.asarray(np.random.default_rng(4).uniform(-1, 1, (4, 28, 28, 1)),
                        jnp.float32)
-  variables = jax.jit(critic.init)(jax.random.key(0, impl="rbg"), images)
+  variables = _numpy_init(critic, images)
   assert set(variables) == {"params", "batch_stats"}
   train = jax.jit(lambda v, x: critic.apply(v, x, train=True, mutable=["batch_stats"]))
   scores, updates = train(variables, images)
