@@ -73,3 +73,15 @@ def test_bad_input_raises():
     prior.log_prob({}, jnp.zeros((2, 3)), jnp.ones((2, 2), bool))
   with pytest.raises(ValueError, match="without given"):
     prior.sample({}, jax.random.PRNGKey(0), (2,), observed=jnp.ones((3,), bool))
+
+
+@pytest.mark.parametrize("kind", ["gmm", "trip"])
+def test_init_is_the_papers_gan_init(kind):
+  """Section 3.3: means uniform in [-1, 1], standard deviations 1/N."""
+  num_components = 10
+  prior = priors.make_prior(kind, 40, num_components=num_components, rank=4)
+  params = jax.jit(prior.init)(jax.random.key(7, impl="rbg"))  # compiles fast
+  means = np.asarray(params.means).ravel()
+  np.testing.assert_allclose(np.exp(params.log_scales), 1 / num_components, rtol=1e-6)
+  assert np.all(np.abs(means) <= 1)
+  assert stats.kstest(means, "uniform", args=(-1, 2)).pvalue > 1e-3

@@ -1,20 +1,32 @@
-"""VAE objectives in nats: reparameterized Gaussian posterior, ELBO with MC KL, IWAE.
+"""VAE (in nats) and GAN objectives: ELBO, IWAE, REINFORCE surrogate (eq. 10), WGAN(-GP).
 
-All functions are pure and work per example; callers average over the batch.
+All functions are pure and work per example; callers average over the batch (the GAN
+functions below return batch means, but couple examples only through those means, so a
+batch sharded over devices gives the same values).
 
-Notation (paper, section 3.1, eqs. 6-8):
+VAE notation (paper, section 3.1, eqs. 6-8):
   q(z|x) = N(z | mean(x), exp(log_scale(x))^2)    (diagonal Gaussian encoder)
   log w  = log p(x|z) + log p(z) - log q(z|x),    z = mean + exp(log_scale) * eps
   ELBO   = E_q[log w]                 = E_q[log p(x|z)] - KL(q(z|x) || p(z))
   IWAE_k = E[log (1/k) sum_i w_i]     >= ELBO, -> log p(x) as k -> infinity
 The KL is estimated by Monte Carlo (log q(z|x) - log p(z) at the sampled z), so any prior
 with a `log_prob` works, TRIP included.
+
+GAN notation (paper, section 3.3, eq. 10; WGAN: Arjovsky et al.; WGAN-GP: Gulrajani et
+al.): a critic D scores images, the generator G maps z ~ p_psi(z) to images. The critic
+minimizes E[D(G(z))] - E[D(x)] under a Lipschitz constraint (weight clipping, or the
+gradient penalty E[(||grad D(x_hat)|| - 1)^2]); the generator minimizes -E[D(G(z))] by
+the pathwise gradient. A learnable prior gets no pathwise gradient (the sampled z are
+constants to it) but the score-function gradient of eq. 10,
+  (1 - 1/B) grad_psi E_p[r(z)] ~ (1/B) sum_i (r_i - mean_j r_j) grad_psi log p_psi(z_i),
+with r the per-example generator loss (-D(G(z_i)) for WGAN), z_i ~ p_psi.
 """
 import math
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import optax
 
 Array = jax.Array
 # z (batch, d) -> log p(x|z) (batch,), x fixed by closure.
@@ -162,3 +174,126 @@ def iwae_bound(key: Array, mean: Array, log_scale: Array,
                                  prior_log_prob_fn, num_samples,
                                  samples_per_chunk)
   return log_mean_exp(terms.log_weight, axis=0)
+
+
+# ---------------------------------------------------------------------------------------
+# GANs.
+
+
+def score_function_surrogate(log_prob: Array, rewards: Array,
+                             normalize: bool = False) -> Array:
+  """REINFORCE surrogate of eq. 10, with the batch-mean reward as baseline.
+
+  Its gradient with respect to whatever produced `log_prob` is
+    (1/B) sum_i (r_i - mean(r)) grad log p(z_i),
+  which estimates (1 - 1/B) grad E_p[r(z)] without bias (the baseline contains r_i
+  itself). Minimizing it with r = the per-example generator loss trains the prior as
+  eq. 10. The rewards carry no gradient. Pass z that carry no gradient into the
+  prior's parameters either (`jax.lax.stop_gradient` on the samples), or the pathwise
+  term is added to the score-function one.
+
+  Args:
+    log_prob: (B,) log p(z_i), differentiable in the prior's parameters.
+    rewards: (B,) rewards r_i (e.g. -D(G(z_i))).
+    normalize: also divide the centered rewards by their standard deviation over the
+      batch (ddof 0; constant rewards give a zero gradient), as the authors' code does.
+
+  Returns:
+    Scalar surrogate; only its gradient has a meaning.
+  """
+  log_prob, rewards = jnp.asarray(log_prob), jnp.asarray(rewards)
+  if log_prob.ndim != 1 or rewards.shape != log_prob.shape:
+    raise ValueError(f"log_prob and rewards must both have shape (B,); got "
+                     f"{log_prob.shape} and {rewards.shape}.")
+  rewards = jax.lax.stop_gradient(rewards)
+  advantages = rewards - jnp.mean(rewards)
+  if normalize:
+    std = jnp.std(rewards)
+    advantages = advantages / jnp.where(std > 0, std, 1.0)
+  return jnp.mean(advantages * log_prob)
+
+
+def wgan_critic_loss(real_scores: Array, fake_scores: Array) -> Array:
+  """E[D(G(z))] - E[D(x)] for scores (B,) and (B',): the critic minimizes it."""
+  return jnp.mean(fake_scores) - jnp.mean(real_scores)
+
+
+def wgan_generator_loss(fake_scores: Array) -> Array:
+  """-E[D(G(z))] for scores (B,): the generator minimizes it."""
+  return -jnp.mean(fake_scores)
+
+
+def random_interpolates(key: Array, real: Array, fake: Array) -> Array:
+  """x_hat = eps * real + (1 - eps) * fake with one eps ~ U(0, 1) per example.
+
+  Args:
+    key: PRNG key.
+    real, fake: (B, ...) images of equal shape.
+
+  Returns:
+    (B, ...) interpolates.
+  """
+  if real.shape != fake.shape:
+    raise ValueError(f"real and fake must have the same shape; got {real.shape} and "
+                     f"{fake.shape}.")
+  eps = jax.random.uniform(key, (real.shape[0],) + (1,) * (real.ndim - 1), real.dtype)
+  return eps * real + (1.0 - eps) * fake
+
+
+def per_example_gradient_norms(critic_fn: Callable[[Array], Array],
+                               points: Array) -> Array:
+  """||grad_x D(x_b)||_2 over all pixels and channels, for every example b.
+
+  The gradient of sum_b D(x_b) is the per-example gradient for a critic whose score b
+  depends on example b only (layer norm or no norm; not batch norm in training mode).
+  A zero gradient has norm 0 and a finite (zero) derivative.
+
+  Args:
+    critic_fn: images (B, ...) -> scores (B,), parameters closed over.
+    points: (B, ...) images.
+
+  Returns:
+    (B,) norms.
+  """
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(points)
+  squared = jnp.sum(jnp.square(grads).reshape(points.shape[0], -1), axis=-1)
+  positive = squared > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
+def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Array,
+                     key: Array, weight: float = 10.0) -> Array:
+  """WGAN-GP's weight * E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates.
+
+  Args:
+    critic_fn: images (B, ...) -> scores (B,), parameters closed over (differentiate
+      the penalty through it for the critic's gradient).
+    real, fake: (B, ...) images; pass fake with `jax.lax.stop_gradient`.
+    key: PRNG key for the interpolation weights (`random_interpolates`).
+    weight: lambda, 10 in the paper's runs.
+
+  Returns:
+    Scalar penalty.
+  """
+  norms = per_example_gradient_norms(critic_fn, random_interpolates(key, real, fake))
+  return weight * jnp.mean(jnp.square(norms - 1.0))
+
+
+def clip_weights(params: Any, clip_value: float) -> Any:
+  """WGAN's weight clipping: every parameter projected onto [-clip_value, clip_value].
+
+  Apply to the critic's `params` collection after each update (the WGAN authors clip
+  all of the critic's parameters, batch-norm scales and biases included); running
+  `batch_stats` are statistics, not parameters, and are left alone.
+
+  Args:
+    params: pytree of arrays.
+    clip_value: c > 0 (0.01 in the WGAN paper).
+
+  Returns:
+    The clipped pytree (`optax.projections.projection_linf_ball`, the box [-c, c]; its
+    `projection_box` fails on scalar bounds in optax 0.2.8).
+  """
+  if isinstance(clip_value, (int, float)) and not clip_value > 0:
+    raise ValueError(f"clip_value must be > 0, got {clip_value!r}.")
+  return optax.projections.projection_linf_ball(params, clip_value)

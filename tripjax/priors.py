@@ -2,7 +2,10 @@
 
 Every prior is a `Prior` of pure functions over its own params pytree, so a trainer
 switches priors by config. The factorized GMM of the paper's tables is exactly a TRIP of
-rank 1 (the ring's trace then factorizes into a product of 1-D mixtures).
+rank 1 (the ring's trace then factorizes into a product of 1-D mixtures). `init` is the
+paper's GAN initialization (section 3.3: means uniform in [-1, 1], standard deviations
+1/N); the VAE re-fits means and scales to the data (`refit`). `mode_hopping` draws the
+latent trajectories of Figure 5.
 """
 
 from __future__ import annotations
@@ -123,3 +126,62 @@ def make_prior(kind: str, num_variables: int, *, num_components: int = 10,
       log_prob=trip.log_prob,
       sample=trip.sample,
       refit=refit)
+
+
+# ---------------------------------------------------------------------------------------
+# Mode hopping (paper, section 6.3, Figure 5).
+
+
+def _check_count(value, name: str, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+  return value
+
+
+def mode_hopping(prior: Prior, params: Any, key: Array, num_trajectories: int,
+                 num_hops: int, num_resampled: int = 5) -> Array:
+  """Trajectories of latents that re-draw a few random coordinates at every hop.
+
+  Figure 5 of the paper: start from z ~ p(z); at each hop pick `num_resampled`
+  distinct random dimensions S (per trajectory) and draw z_S from the exact conditional
+  p(z_S | z_rest) (`prior.sample` with `given`); the other coordinates stay exactly as
+  they were. Decoding every latent of a trajectory shows which image features a few
+  latent dimensions control. Every hop leaves p(z) invariant, so each z is a draw
+  from the prior.
+
+  Args:
+    prior: a `Prior` (normal, gmm or trip).
+    params: its parameters.
+    key: PRNG key.
+    num_trajectories: T.
+    num_hops: H, hops after the initial sample.
+    num_resampled: dimensions re-drawn per hop, 1 <= num_resampled <= d.
+
+  Returns:
+    (T, H + 1, d) latents; [:, 0] is the initial prior sample.
+  """
+  num_variables = prior.num_variables
+  _check_count(num_trajectories, "num_trajectories", 1)
+  _check_count(num_hops, "num_hops", 0)
+  _check_count(num_resampled, "num_resampled", 1)
+  if num_resampled > num_variables:
+    raise ValueError(f"num_resampled must be <= the latent size {num_variables}, "
+                     f"got {num_resampled}.")
+  # The initial draw is a hop that re-draws every coordinate, so the sampler is traced
+  # (and compiled) once.
+  start = jax.eval_shape(lambda key: prior.sample(params, key, (num_trajectories,)), key)
+  first = jnp.arange(num_hops + 1) == 0
+
+  def hop(z, inputs):
+    key, everything = inputs
+    key_dims, key_sample = jax.random.split(key)
+    # num_resampled distinct dims per row: the positions of its largest uniforms.
+    _, dims = jax.lax.top_k(jax.random.uniform(key_dims, z.shape), num_resampled)
+    resampled = jnp.any(dims[..., None] == jnp.arange(num_variables), axis=-2)
+    z = prior.sample(params, key_sample, (), given=z,
+                     observed=~(resampled | everything))
+    return z, z
+
+  _, path = jax.lax.scan(hop, jnp.zeros(start.shape, start.dtype),
+                         (jax.random.split(key, num_hops + 1), first))
+  return jnp.swapaxes(path, 0, 1)

@@ -27,6 +27,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from tripjax.models import layers
+
 NORMS = ("none", "group", "batch")
 LEAKY_RELU_SLOPE = 0.2
 
@@ -108,42 +110,10 @@ class Encoder(nn.Module):
     return mean, log_scale
 
 
-class UpConv(nn.Module):
-  """Stride-2 transposed convolution with a 4×4 kernel that doubles H and W.
-
-  The same map as PyTorch's `ConvTranspose2d(kernel_size=4, stride=2, padding=1)` (the
-  paper's decoder layer), y[2i + a] = Σ_u x[(2i + a + 1 - u) / 2] K[u], computed as four
-  2×2 convolutions, one per output parity (a, b), then interleaved. XLA:CPU takes seconds
-  for the kernel gradient of a strided transposed convolution at the paper's sizes;
-  plain convolutions take milliseconds. Parameters: kernel (4, 4, C_in, features), bias.
-  """
-  features: int
-  use_bias: bool = True
-
-  # Kernel taps feeding output parity 0 (inputs i-1, i) and parity 1 (inputs i, i+1),
-  # and the padding that lines the 2-tap window up with those inputs.
-  _TAPS = ((3, 1), (2, 0))
-  _PADS = ((1, 0), (0, 1))
-
-  @nn.compact
-  def __call__(self, x: jax.Array) -> jax.Array:
-    batch, height, width, in_features = x.shape
-    kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                        (4, 4, in_features, self.features), x.dtype)
-    rows = []
-    for a in (0, 1):
-      columns = []
-      for b in (0, 1):
-        sub_kernel = kernel[jnp.array(self._TAPS[a])][:, jnp.array(self._TAPS[b])]
-        columns.append(jax.lax.conv_general_dilated(
-            x, sub_kernel, (1, 1), (self._PADS[a], self._PADS[b]),
-            dimension_numbers=("NHWC", "HWIO", "NHWC")))
-      rows.append(jnp.stack(columns, axis=3))                    # (B, H, W, 2, F)
-    y = jnp.stack(rows, axis=2)                                   # (B, H, 2, W, 2, F)
-    y = y.reshape(batch, 2 * height, 2 * width, self.features)
-    if self.use_bias:
-      y = y + self.param("bias", nn.initializers.zeros, (self.features,), x.dtype)
-    return y
+# PyTorch's ConvTranspose2d(kernel_size=4, stride=2, padding=1), the paper's decoder layer,
+# computed as four 2×2 convolutions, one per output parity (see tripjax.models.layers).
+# Parameters: kernel (4, 4, C_in, features), bias.
+UpConv = layers.DoublingConvTranspose
 
 
 class Decoder(nn.Module):
