@@ -73,8 +73,37 @@ def test_notebook_is_valid_nbformat4_without_outputs(name):
   assert re.search(r"Figure \d", _source(cells[0]))
   install = _code_cells(notebook)[0]
   assert _is_install_cell(install)
-  assert re.search(r'if "google\.colab" in sys\.modules:\n\s+!pip install -q git\+',
-                   install)
+  assert 'TRIPJAX_SOURCE = ""' in install
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+@pytest.mark.parametrize("source,wheels,expected", [
+    ("", ["/content/tripjax-0.1.0-py3-none-any.whl"],
+     "/content/tripjax-0.1.0-py3-none-any.whl"),
+    ("git+https://example.org/tripjax.git", [], "git+https://example.org/tripjax.git"),
+    ("", [], None),
+])
+def test_install_cell_on_colab_installs_the_wheel_or_the_source(
+    name, source, wheels, expected, monkeypatch):
+  """The install cell as Colab runs it: pip gets the uploaded wheel or TRIPJAX_SOURCE;
+  with neither, a clear error. Outside Colab it does nothing (the other tests)."""
+  import subprocess as subprocess_module  # pylint: disable=import-outside-toplevel
+  import sys as sys_module  # pylint: disable=import-outside-toplevel
+  import types  # pylint: disable=import-outside-toplevel
+  calls = []
+  monkeypatch.setitem(sys_module.modules, "google.colab", types.ModuleType("colab"))
+  monkeypatch.setattr(subprocess_module, "run",
+                      lambda command, check: calls.append(command))
+  monkeypatch.setattr("glob.glob", lambda pattern: list(wheels))
+  install = _code_cells(_load(name))[0].replace('TRIPJAX_SOURCE = ""',
+                                                f"TRIPJAX_SOURCE = {source!r}")
+  if expected is None:
+    with pytest.raises(RuntimeError, match="Upload tripjax-"):
+      exec(compile(install, name, "exec"), {})  # pylint: disable=exec-used
+    assert not calls
+  else:
+    exec(compile(install, name, "exec"), {})  # pylint: disable=exec-used
+    assert calls == [[sys_module.executable, "-m", "pip", "install", "-q", expected]]
 
 
 def _imported_modules(tree):
