@@ -79,6 +79,16 @@ def random_ring(rng: np.random.Generator, kinds: Sequence[str],
   return ring
 
 
+def permuted_ring(rng: np.random.Generator, permutation: Sequence[int],
+                  kinds: Sequence[str], num_components: Sequence[int], rank: int,
+                  **kwargs) -> Ring:
+  """A `random_ring` over variables given in their own order, placed on the ring so
+  that ring position i holds variable permutation[i] (the joint prior's convention)."""
+  order = list(permutation)
+  return random_ring(rng, [kinds[i] for i in order],
+                     [num_components[i] for i in order], rank, **kwargs)
+
+
 def lattice(num_components: Sequence[int]) -> np.ndarray:
   """All component-index combinations, (S, n) int, in C order."""
   return np.array(list(itertools.product(*[range(k) for k in num_components])),

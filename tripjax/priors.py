@@ -3,15 +3,21 @@
 Every prior is a `Prior` of pure functions over its own params pytree, so a trainer
 switches priors by config. The factorized GMM of the paper's tables is exactly a TRIP of
 rank 1 (the ring's trace then factorizes into a product of 1-D mixtures).
+
+`make_joint_prior` builds the conditional model's prior (paper, section 4, eq. 11): one
+TRIP over the latents z and discrete attributes y, in a seeded random order of the
+variables, with missing attributes summed out exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tripjax import prior as trip
 
@@ -123,3 +129,200 @@ def make_prior(kind: str, num_variables: int, *, num_components: int = 10,
       log_prob=trip.log_prob,
       sample=trip.sample,
       refit=refit)
+
+
+# ---------------------------------------------------------------------------------------
+# The joint prior p(z, y) of the conditional VAE-TRIP (paper, section 4).
+
+
+class JointLogProb(NamedTuple):
+  """log p(z) and log p(y_obs | z) = log p(z, y_obs) - log p(z), each (...)."""
+  latent: Array
+  attribute: Array
+
+
+class JointSample(NamedTuple):
+  """Draws of the joint prior: latents (..., d) and attributes (..., a) as floats."""
+  latents: Array
+  attributes: Array
+
+
+def _check_count(name: str, value, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
+      or value < minimum:
+    raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
+  return int(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class JointPrior:
+  """A TRIP over d continuous latents z and a discrete attributes y (paper, eq. 11).
+
+  The ring holds the d + a variables of [z, y] in the order `permutation`: ring position
+  i holds variable permutation[i] (z_j is variable j, attribute k is variable d + k).
+  The params are the ring's `TRIPParams` in ring order, a pytree of float arrays only;
+  the permutation is static (a compile-time gather), so it never meets an optimizer.
+  A trainer stores `permutation` in its checkpoint next to (not inside) the params and
+  rebuilds the prior with `make_joint_prior(..., permutation=stored)` on restore.
+
+  Attributes are float arrays (..., a) holding value indices 0..num_values-1, NaN where
+  an attribute is missing: missing attributes are summed out exactly (Algorithm 1).
+  An attribute value out of range or not an integer has probability zero (-inf).
+
+  Attributes:
+    num_latents: d.
+    num_values: (a,) number of values of each attribute.
+    permutation: (d + a,) the ring order of the variables of [z, y].
+    num_components: Gaussian components per latent variable.
+    rank: the ring's core size m.
+    dtype: parameter dtype.
+  """
+  num_latents: int
+  num_values: tuple[int, ...]
+  permutation: tuple[int, ...]
+  num_components: int = 10
+  rank: int = 20
+  dtype: Any = jnp.float32
+
+  @property
+  def num_attributes(self) -> int:
+    return len(self.num_values)
+
+  @property
+  def variables(self) -> tuple:
+    """The ring's `trip.Continuous` / `trip.Discrete` variables in ring order."""
+    natural_order = ([trip.Continuous(self.num_components)] * self.num_latents
+                     + [trip.Discrete(k) for k in self.num_values])
+    return tuple(natural_order[i] for i in self.permutation)
+
+  def init(self, key: Array) -> trip.TRIPParams:
+    """Random ring parameters (as `trip.init`), in ring order."""
+    return trip.init(key, self.variables, rank=self.rank, dtype=self.dtype)
+
+  def ring_values(self, z: Array, attributes: Optional[Array] = None) -> Array:
+    """[z, y] in ring order: z (..., d), attributes (..., a) or None -> (..., d + a).
+
+    Attributes broadcast against z's batch shape; None means all missing.
+    """
+    z = _check_latent(z, self.num_latents)
+    batch_shape = z.shape[:-1]
+    if attributes is None:
+      attributes = jnp.full(batch_shape + (self.num_attributes,), jnp.nan, z.dtype)
+    attributes = _check_latent(attributes, self.num_attributes, "attributes")
+    try:
+      attributes = jnp.broadcast_to(attributes, batch_shape + (self.num_attributes,))
+    except ValueError:
+      raise ValueError(f"attributes of shape {attributes.shape} do not broadcast to "
+                       f"z's batch shape {batch_shape}.") from None
+    values = jnp.concatenate([z, attributes.astype(z.dtype)], axis=-1)
+    return values[..., np.asarray(self.permutation)]
+
+  def split_ring_values(self, values: Array) -> JointSample:
+    """Inverse of `ring_values`: (..., d + a) in ring order -> (z, attributes)."""
+    natural_order = values[..., np.argsort(self.permutation)]
+    return JointSample(natural_order[..., :self.num_latents],
+                       natural_order[..., self.num_latents:])
+
+  def log_prob(self, params: trip.TRIPParams, z: Array,
+               attributes: Optional[Array] = None) -> Array:
+    """log p(z, y_obs) (...) for z (..., d) and attributes (..., a), NaN = missing."""
+    return trip.log_prob(params, self.ring_values(z, attributes))
+
+  def latent_log_prob(self, params: trip.TRIPParams, z: Array) -> Array:
+    """log p(z) (...), every attribute summed out."""
+    return self.log_prob(params, z)
+
+  def log_prob_parts(self, params: trip.TRIPParams, z: Array,
+                     attributes: Array) -> JointLogProb:
+    """log p(z) and log p(y_obs | z) (eq. 14's two prior terms) in one ring contraction.
+
+    log p(y_obs | z) = log p(z, y_obs) - log p(z); both are evaluated in one batch of
+    twice the size, so an example whose attributes are all missing gets exactly 0.
+    """
+    with_attributes = self.ring_values(z, attributes)
+    without = self.ring_values(z)
+    both = trip.log_prob(params, jnp.stack([without, with_attributes]))
+    return JointLogProb(latent=both[0], attribute=both[1] - both[0])
+
+  def attribute_log_prob(self, params: trip.TRIPParams, z: Array,
+                         attributes: Array) -> Array:
+    """log p(y_obs | z) (...): the attribute term of eq. 14."""
+    return self.log_prob_parts(params, z, attributes).attribute
+
+  def sample(self, params: trip.TRIPParams, key: Array, shape: Sequence[int] = (),
+             given_attributes: Optional[Array] = None) -> JointSample:
+    """Exact draws from p(z, y), or from p(z, y_missing | y_given).
+
+    Args:
+      params: the ring's params.
+      key: PRNG key.
+      shape: sample shape.
+      given_attributes: optional (..., a) attributes to condition on, NaN for the
+        unspecified ones (those are summed out of the condition and drawn too).
+
+    Returns:
+      JointSample with latents (*shape, ..., d) and attributes (*shape, ..., a): given
+      attributes unchanged, the others drawn from the conditional. Rows whose given
+      attributes have probability zero are NaN in every drawn entry.
+    """
+    given = None
+    if given_attributes is not None:
+      given_attributes = _check_latent(given_attributes, self.num_attributes,
+                                       "given_attributes")
+      no_latents = jnp.full(given_attributes.shape[:-1] + (self.num_latents,), jnp.nan,
+                            given_attributes.dtype)
+      given = self.ring_values(no_latents, given_attributes)
+    return self.split_ring_values(trip.sample(params, key, shape, given=given))
+
+  def refit(self, params: trip.TRIPParams, z: Array,
+            key: Optional[Array] = None) -> trip.TRIPParams:
+    """Data-driven re-initialization of the latents' means and scales from z (N, d)."""
+    return trip.refit_components(params, self.ring_values(z), key=key)
+
+
+def random_permutation(num_variables: int, seed: int) -> tuple[int, ...]:
+  """The seeded random order of `num_variables` variables (numpy PCG64)."""
+  _check_count("num_variables", num_variables, 1)
+  _check_count("seed", seed, 0)
+  return tuple(int(i) for i in np.random.default_rng(seed).permutation(num_variables))
+
+
+def make_joint_prior(num_latents: int, num_values: Sequence[int], *,
+                     num_components: int = 10, rank: int = 20, permutation_seed: int = 0,
+                     permutation: Optional[Sequence[int]] = None,
+                     dtype=jnp.float32) -> JointPrior:
+  """The joint TRIP p(z, y) over d latents and discrete attributes (paper, eq. 11).
+
+  Args:
+    num_latents: d.
+    num_values: values of each attribute, e.g. [10, 2, 2]; may be empty.
+    num_components: Gaussian components per latent variable.
+    rank: the ring's core size m.
+    permutation_seed: seed of the random order of the variables ("randomly permuting
+      latent codes and conditions gives good results", section 4).
+    permutation: an explicit order of the d + a variables (e.g. restored from a
+      checkpoint); overrides `permutation_seed`.
+    dtype: parameter dtype.
+
+  Returns:
+    A `JointPrior`.
+  """
+  num_latents = _check_count("num_latents", num_latents, 1)
+  num_values = tuple(num_values)
+  for k, values in enumerate(num_values):
+    _check_count(f"num_values[{k}]", values, 1)
+  num_values = tuple(int(values) for values in num_values)
+  _check_count("num_components", num_components, 1)
+  _check_count("rank", rank, 1)
+  num_variables = num_latents + len(num_values)
+  if permutation is None:
+    permutation = random_permutation(num_variables, permutation_seed)
+  else:
+    permutation = tuple(int(i) for i in np.asarray(permutation).reshape(-1))
+    if sorted(permutation) != list(range(num_variables)):
+      raise ValueError(f"permutation must be an order of range({num_variables}) "
+                       f"({num_latents} latents + {len(num_values)} attributes), got "
+                       f"{list(permutation)}.")
+  return JointPrior(num_latents=num_latents, num_values=num_values,
+                    permutation=permutation, num_components=int(num_components),
+                    rank=int(rank), dtype=dtype)

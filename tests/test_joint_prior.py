@@ -1,0 +1,177 @@
+"""Tests for the joint prior p(z, y) of the conditional VAE-TRIP (tripjax.priors)."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import prior_reference as ref
+import tripjax.prior as trip
+from tripjax import priors
+
+NUM_LATENTS, LATENT_COMPONENTS, NUM_VALUES, RANK = 2, 2, (3, 2), 2
+
+
+def reference_ring(joint: priors.JointPrior, seed: int) -> ref.Ring:
+  """A random brute-force ring over [z, y] in the prior's ring order, with strongly
+  dependent variables (sparse, sharpened cores) so that conditioning matters."""
+  kinds = ([ref.CONTINUOUS] * joint.num_latents
+           + [ref.DISCRETE] * joint.num_attributes)
+  components = [joint.num_components] * joint.num_latents + list(joint.num_values)
+  ring = ref.permuted_ring(np.random.default_rng(seed), joint.permutation, kinds,
+                           components, joint.rank, zero_fraction=0.4)
+  return ring.with_cores(ring.cores ** 3)
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  joint = priors.make_joint_prior(NUM_LATENTS, NUM_VALUES,
+                                  num_components=LATENT_COMPONENTS, rank=RANK,
+                                  permutation_seed=0)
+  ring = reference_ring(joint, seed=5)
+  return joint, ring, ref.to_params(ring)
+
+
+def test_permutation_is_fixed_by_the_seed_and_restorable():
+  def order(seed):
+    return priors.make_joint_prior(5, [3, 2], permutation_seed=seed).permutation
+
+  assert order(0) == order(0)
+  assert sorted(order(0)) == list(range(7))
+  assert len({order(seed) for seed in range(4)}) > 1
+  joint = priors.make_joint_prior(5, [3, 2], permutation_seed=1, rank=3)
+  restored = priors.make_joint_prior(5, [3, 2], permutation_seed=9, rank=3,
+                                     permutation=np.asarray(joint.permutation))
+  assert restored == joint
+  kinds = [type(v) for v in joint.variables]
+  for position, variable in enumerate(joint.permutation):
+    assert kinds[position] == (trip.Continuous if variable < 5 else trip.Discrete)
+  # Params are float leaves only: nothing in them for an optimizer to break on.
+  params = joint.init(jax.random.PRNGKey(0))
+  assert all(jnp.issubdtype(leaf.dtype, jnp.floating)
+             for leaf in jax.tree.leaves(params))
+
+
+def test_the_ring_is_invariant_to_rotating_order_and_cores_together():
+  """Tr is cyclic: rotating the permutation and the cores alike keeps p(z, y); a swap
+  of two variables (with their cores) changes the ring and p."""
+  joint = priors.make_joint_prior(4, [3, 2], num_components=3, rank=3,
+                                  permutation_seed=5)
+  params = joint.init(jax.random.PRNGKey(1))
+  z = jax.random.normal(jax.random.PRNGKey(2), (6, 4))
+  attributes = jnp.array([[0.0, 1.0], [2.0, np.nan], [np.nan, 0.0]] * 2)
+  expected = joint.log_prob(params, z, attributes)
+  shift = 2
+
+  def reorder(order, index):
+    moved = jax.tree.map(lambda leaf: leaf[np.asarray(index)], params).replace(
+        num_components=tuple(params.num_components[i] for i in index),
+        discrete=tuple(params.discrete[i] for i in index))
+    return priors.make_joint_prior(4, [3, 2], num_components=3, rank=3,
+                                   permutation=order), moved
+
+  n = len(joint.permutation)
+  rotation = [(i + shift) % n for i in range(n)]
+  rotated, rotated_params = reorder([joint.permutation[i] for i in rotation], rotation)
+  np.testing.assert_allclose(rotated.log_prob(rotated_params, z, attributes), expected,
+                             rtol=1e-5)
+  swap = list(range(n))
+  swap[0], swap[2] = 2, 0
+  swapped, swapped_params = reorder([joint.permutation[i] for i in swap], swap)
+  assert not np.allclose(swapped.log_prob(swapped_params, z, attributes), expected,
+                         rtol=1e-3)
+
+
+def test_log_prob_parts_match_brute_force(tiny, x64):
+  joint, ring, _ = tiny
+  params = ref.to_params(ring, jnp.float64)
+  z = np.random.default_rng(1).normal(size=(4, NUM_LATENTS))
+  attributes = np.array([[0, 1], [2, np.nan], [np.nan, 0], [np.nan, np.nan]])
+  ring_x = np.concatenate([z, attributes], 1)[:, list(joint.permutation)]
+  ring_z = np.concatenate([z, np.full_like(attributes, np.nan)], 1)[
+      :, list(joint.permutation)]
+  parts = joint.log_prob_parts(params, jnp.asarray(z), jnp.asarray(attributes))
+  np.testing.assert_allclose(joint.log_prob(params, z, attributes),
+                             ref.log_prob(ring, ring_x), rtol=1e-10)
+  np.testing.assert_allclose(parts.latent, ref.log_prob(ring, ring_z), rtol=1e-10)
+  np.testing.assert_allclose(parts.attribute,
+                             ref.log_prob(ring, ring_x) - ref.log_prob(ring, ring_z),
+                             rtol=1e-9, atol=1e-12)
+  assert parts.attribute[3] == 0.0  # nothing observed: exactly zero
+  # A single attribute vector broadcasts against the batch of z.
+  np.testing.assert_allclose(
+      joint.log_prob(params, z, attributes[0]), joint.log_prob(params, z,
+                                                               np.tile(attributes[0],
+                                                                       (4, 1))))
+
+
+@pytest.mark.parametrize("given", [[np.nan, np.nan], [2, np.nan], [np.nan, 1], [0, 1]])
+def test_conditional_samples_follow_brute_force_conditionals(tiny, given):
+  """Frequencies of drawn attribute values and means of z given a subset of attributes."""
+  joint, ring, params = tiny
+  num_draws = 40_000
+  draws = joint.sample(params, jax.random.PRNGKey(4), (num_draws,),
+                       given_attributes=jnp.asarray(given, jnp.float32))
+  latents, attributes = np.asarray(draws.latents), np.asarray(draws.attributes)
+  assert latents.shape == (num_draws, NUM_LATENTS)
+  assert attributes.shape == (num_draws, len(NUM_VALUES))
+  given = np.asarray(given)
+  np.testing.assert_array_equal(attributes[:, ~np.isnan(given)],
+                                np.broadcast_to(given[~np.isnan(given)],
+                                                (num_draws, np.sum(~np.isnan(given)))))
+  ring_given = np.concatenate([np.full(NUM_LATENTS, np.nan), given])[
+      list(joint.permutation)]
+  node_probs = ref.conditional_node_probabilities(ring, ring_given)
+  nodes = ref.lattice(ring.num_components)
+  mean, var = ref.value_moments(ring, node_probs)
+  position = np.argsort(joint.permutation)  # ring position of each variable of [z, y]
+  if not np.all(np.isnan(given)):  # The condition moves z: ignoring it would fail.
+    prior_mean, _ = ref.value_moments(ring, ref.prior_node_probabilities(ring))
+    latent = position[:NUM_LATENTS]
+    shift = np.abs(mean - prior_mean)[latent] / np.sqrt(var[latent] / num_draws)
+    assert np.max(shift) > 20
+  for j in range(NUM_LATENTS):
+    standard_error = np.sqrt(var[position[j]] / num_draws)
+    assert abs(latents[:, j].mean() - mean[position[j]]) < 5 * standard_error, j
+  for k, num_values in enumerate(NUM_VALUES):
+    if not np.isnan(given[k]):
+      continue
+    for value in range(num_values):
+      expected = node_probs[nodes[:, position[NUM_LATENTS + k]] == value].sum()
+      standard_error = np.sqrt(expected * (1 - expected) / num_draws)
+      assert abs(np.mean(attributes[:, k] == value) - expected) < 5 * standard_error
+
+
+def test_impossible_condition_gives_nan_draws(tiny):
+  joint, _, params = tiny
+  draws = joint.sample(params, jax.random.PRNGKey(5), (3,),
+                       given_attributes=jnp.array([[5.0, np.nan], [1.0, 0.0]]))
+  assert draws.latents.shape == (3, 2, NUM_LATENTS)
+  assert np.all(np.isnan(draws.latents[:, 0])) and np.all(np.isnan(draws.attributes[:, 0, 1]))
+  assert np.all(np.isfinite(draws.latents[:, 1]))
+
+
+def test_refit_changes_only_the_latents(tiny):
+  joint, _, params = tiny
+  z = jax.random.normal(jax.random.PRNGKey(6), (200, NUM_LATENTS)) * 3.0 + 1.0
+  refit = joint.refit(params, z)
+  np.testing.assert_array_equal(refit.core_roots, params.core_roots)
+  is_latent = np.asarray(joint.permutation) < NUM_LATENTS
+  np.testing.assert_array_equal(refit.means[~is_latent], params.means[~is_latent])
+  assert not np.allclose(refit.means[is_latent], params.means[is_latent])
+
+
+def test_joint_prior_bad_input():
+  with pytest.raises(ValueError, match="num_latents"):
+    priors.make_joint_prior(0, [2])
+  with pytest.raises(ValueError, match=r"num_values\[1\]"):
+    priors.make_joint_prior(3, [2, 0])
+  with pytest.raises(ValueError, match=r"order of range\(5\)"):
+    priors.make_joint_prior(3, [2, 2], permutation=[0, 1, 2, 3, 3])
+  joint = priors.make_joint_prior(3, [2, 2])
+  params = joint.init(jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match=r"attributes must have shape \(\.\.\., 2\)"):
+    joint.log_prob(params, jnp.zeros((4, 3)), jnp.zeros((4, 3)))
+  with pytest.raises(TypeError, match="attributes must be a float array"):
+    joint.log_prob(params, jnp.zeros((4, 3)), jnp.zeros((4, 2), jnp.int32))
+  with pytest.raises(ValueError, match="broadcast"):
+    joint.log_prob(params, jnp.zeros((4, 3)), jnp.zeros((3, 2)))
