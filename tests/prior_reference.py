@@ -89,6 +89,17 @@ def permuted_ring(rng: np.random.Generator, permutation: Sequence[int],
                      [num_components[i] for i in order], rank, **kwargs)
 
 
+def joint_ring(joint, seed: int) -> Ring:
+  """A random ring over [z, y] in the ring order of `joint` (a tripjax JointPrior: only
+  its sizes and permutation are read), with strongly dependent variables (sparse,
+  sharpened cores) so that conditioning on y matters."""
+  kinds = [CONTINUOUS] * joint.num_latents + [DISCRETE] * joint.num_attributes
+  components = [joint.num_components] * joint.num_latents + list(joint.num_values)
+  ring = permuted_ring(np.random.default_rng(seed), joint.permutation, kinds,
+                       components, joint.rank, zero_fraction=0.4)
+  return ring.with_cores(ring.cores ** 3)
+
+
 def lattice(num_components: Sequence[int]) -> np.ndarray:
   """All component-index combinations, (S, n) int, in C order."""
   return np.array(list(itertools.product(*[range(k) for k in num_components])),

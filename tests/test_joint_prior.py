@@ -11,23 +11,12 @@ from tripjax import priors
 NUM_LATENTS, LATENT_COMPONENTS, NUM_VALUES, RANK = 2, 2, (3, 2), 2
 
 
-def reference_ring(joint: priors.JointPrior, seed: int) -> ref.Ring:
-  """A random brute-force ring over [z, y] in the prior's ring order, with strongly
-  dependent variables (sparse, sharpened cores) so that conditioning matters."""
-  kinds = ([ref.CONTINUOUS] * joint.num_latents
-           + [ref.DISCRETE] * joint.num_attributes)
-  components = [joint.num_components] * joint.num_latents + list(joint.num_values)
-  ring = ref.permuted_ring(np.random.default_rng(seed), joint.permutation, kinds,
-                           components, joint.rank, zero_fraction=0.4)
-  return ring.with_cores(ring.cores ** 3)
-
-
 @pytest.fixture(scope="module")
 def tiny():
   joint = priors.make_joint_prior(NUM_LATENTS, NUM_VALUES,
                                   num_components=LATENT_COMPONENTS, rank=RANK,
                                   permutation_seed=0)
-  ring = reference_ring(joint, seed=5)
+  ring = ref.joint_ring(joint, seed=5)
   return joint, ring, ref.to_params(ring)
 
 
