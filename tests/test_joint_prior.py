@@ -20,6 +20,12 @@ def tiny():
   return joint, ring, ref.to_params(ring)
 
 
+@pytest.fixture(scope="module")
+def tiny_sample(tiny):
+  """The tiny prior's `sample`, compiled once for the module."""
+  return jax.jit(tiny[0].sample, static_argnums=2)
+
+
 def test_permutation_is_fixed_by_the_seed_and_restorable():
   def order(seed):
     return priors.make_joint_prior(5, [3, 2], permutation_seed=seed).permutation
@@ -35,7 +41,7 @@ def test_permutation_is_fixed_by_the_seed_and_restorable():
   for position, variable in enumerate(joint.permutation):
     assert kinds[position] == (trip.Continuous if variable < 5 else trip.Discrete)
   # Params are float leaves only: nothing in them for an optimizer to break on.
-  params = joint.init(jax.random.PRNGKey(0))
+  params = joint.init(jax.random.key(0, impl="rbg"))  # threefry compiles slowly
   assert all(jnp.issubdtype(leaf.dtype, jnp.floating)
              for leaf in jax.tree.leaves(params))
 
@@ -45,29 +51,35 @@ def test_the_ring_is_invariant_to_rotating_order_and_cores_together():
   of two variables (with their cores) changes the ring and p."""
   joint = priors.make_joint_prior(4, [3, 2], num_components=3, rank=3,
                                   permutation_seed=5)
-  params = joint.init(jax.random.PRNGKey(1))
-  z = jax.random.normal(jax.random.PRNGKey(2), (6, 4))
+  params = joint.init(jax.random.key(1, impl="rbg"))
+  z = jnp.asarray(np.random.default_rng(2).normal(size=(6, 4)), jnp.float32)
   attributes = jnp.array([[0.0, 1.0], [2.0, np.nan], [np.nan, 0.0]] * 2)
-  expected = joint.log_prob(params, z, attributes)
   shift = 2
 
-  def reorder(order, index):
+  def reorder(index):
+    """The prior with ring order permutation[index] and its params moved alike."""
     moved = jax.tree.map(lambda leaf: leaf[np.asarray(index)], params).replace(
         num_components=tuple(params.num_components[i] for i in index),
         discrete=tuple(params.discrete[i] for i in index))
+    order = [joint.permutation[i] for i in index]
     return priors.make_joint_prior(4, [3, 2], num_components=3, rank=3,
                                    permutation=order), moved
 
   n = len(joint.permutation)
-  rotation = [(i + shift) % n for i in range(n)]
-  rotated, rotated_params = reorder([joint.permutation[i] for i in rotation], rotation)
-  np.testing.assert_allclose(rotated.log_prob(rotated_params, z, attributes), expected,
-                             rtol=1e-5)
+  rotated, rotated_params = reorder([(i + shift) % n for i in range(n)])
   swap = list(range(n))
   swap[0], swap[2] = 2, 0
-  swapped, swapped_params = reorder([joint.permutation[i] for i in swap], swap)
-  assert not np.allclose(swapped.log_prob(swapped_params, z, attributes), expected,
-                         rtol=1e-3)
+  swapped, swapped_params = reorder(swap)
+
+  @jax.jit
+  def evaluate(z, attributes):  # one compilation for the three rings
+    return (joint.log_prob(params, z, attributes),
+            rotated.log_prob(rotated_params, z, attributes),
+            swapped.log_prob(swapped_params, z, attributes))
+
+  expected, rotated_log_prob, swapped_log_prob = evaluate(z, attributes)
+  np.testing.assert_allclose(rotated_log_prob, expected, rtol=1e-5)
+  assert not np.allclose(swapped_log_prob, expected, rtol=1e-3)
 
 
 def test_log_prob_parts_match_brute_force(tiny, x64):
@@ -75,31 +87,36 @@ def test_log_prob_parts_match_brute_force(tiny, x64):
   params = ref.to_params(ring, jnp.float64)
   z = np.random.default_rng(1).normal(size=(4, NUM_LATENTS))
   attributes = np.array([[0, 1], [2, np.nan], [np.nan, 0], [np.nan, np.nan]])
-  ring_x = np.concatenate([z, attributes], 1)[:, list(joint.permutation)]
-  ring_z = np.concatenate([z, np.full_like(attributes, np.nan)], 1)[
-      :, list(joint.permutation)]
-  parts = joint.log_prob_parts(params, jnp.asarray(z), jnp.asarray(attributes))
-  np.testing.assert_allclose(joint.log_prob(params, z, attributes),
-                             ref.log_prob(ring, ring_x), rtol=1e-10)
-  np.testing.assert_allclose(parts.latent, ref.log_prob(ring, ring_z), rtol=1e-10)
+
+  def brute_force(attributes):  # [z, y] in ring order: position i holds permutation[i]
+    values = np.concatenate([z, np.broadcast_to(attributes, (4, 2))], 1)
+    return ref.log_prob(ring, values[:, list(joint.permutation)])
+
+  @jax.jit
+  def evaluate(z, attributes):  # one compilation for the three calls
+    return (joint.log_prob(params, z, attributes),
+            joint.log_prob_parts(params, z, attributes),
+            joint.log_prob(params, z, attributes[1]))
+
+  log_prob, parts, broadcast = evaluate(jnp.asarray(z), jnp.asarray(attributes))
+  no_attributes = np.full(2, np.nan)
+  np.testing.assert_allclose(log_prob, brute_force(attributes), rtol=1e-10)
+  np.testing.assert_allclose(parts.latent, brute_force(no_attributes), rtol=1e-10)
   np.testing.assert_allclose(parts.attribute,
-                             ref.log_prob(ring, ring_x) - ref.log_prob(ring, ring_z),
+                             brute_force(attributes) - brute_force(no_attributes),
                              rtol=1e-9, atol=1e-12)
   assert parts.attribute[3] == 0.0  # nothing observed: exactly zero
   # A single attribute vector broadcasts against the batch of z.
-  np.testing.assert_allclose(
-      joint.log_prob(params, z, attributes[0]), joint.log_prob(params, z,
-                                                               np.tile(attributes[0],
-                                                                       (4, 1))))
+  np.testing.assert_allclose(broadcast, brute_force(attributes[1]), rtol=1e-10)
 
 
 @pytest.mark.parametrize("given", [[np.nan, np.nan], [2, np.nan], [np.nan, 1], [0, 1]])
-def test_conditional_samples_follow_brute_force_conditionals(tiny, given):
+def test_conditional_samples_follow_brute_force_conditionals(tiny, tiny_sample, given):
   """Frequencies of drawn attribute values and means of z given a subset of attributes."""
   joint, ring, params = tiny
   num_draws = 40_000
-  draws = joint.sample(params, jax.random.PRNGKey(4), (num_draws,),
-                       given_attributes=jnp.asarray(given, jnp.float32))
+  draws = tiny_sample(params, jax.random.PRNGKey(4), (num_draws,),
+                      jnp.asarray(given, jnp.float32))
   latents, attributes = np.asarray(draws.latents), np.asarray(draws.attributes)
   assert latents.shape == (num_draws, NUM_LATENTS)
   assert attributes.shape == (num_draws, len(NUM_VALUES))
@@ -130,37 +147,37 @@ def test_conditional_samples_follow_brute_force_conditionals(tiny, given):
       assert abs(np.mean(attributes[:, k] == value) - expected) < 5 * standard_error
 
 
-def test_impossible_condition_gives_nan_draws(tiny):
+def test_impossible_condition_gives_nan_draws(tiny, tiny_sample):
   joint, _, params = tiny
-  draws = joint.sample(params, jax.random.PRNGKey(5), (3,),
-                       given_attributes=jnp.array([[5.0, np.nan], [1.0, 0.0]]))
-  assert draws.latents.shape == (3, 2, NUM_LATENTS)
-  assert np.all(np.isnan(draws.latents[:, 0])) and np.all(np.isnan(draws.attributes[:, 0, 1]))
-  assert np.all(np.isfinite(draws.latents[:, 1]))
+  draws = tiny_sample(params, jax.random.PRNGKey(5), (40_000,),
+                      jnp.array([5.0, np.nan]))  # the compiled shape of the test above
+  assert np.all(np.isnan(draws.latents)) and np.all(np.isnan(draws.attributes[:, 1]))
 
 
 def test_refit_changes_only_the_latents(tiny):
   joint, _, params = tiny
-  z = jax.random.normal(jax.random.PRNGKey(6), (200, NUM_LATENTS)) * 3.0 + 1.0
-  refit = joint.refit(params, z)
+  z = np.random.default_rng(6).normal(size=(200, NUM_LATENTS)) * 3.0 + 1.0
+  z = jnp.asarray(z, jnp.float32)
+  refit = jax.jit(joint.refit)(params, z)
   np.testing.assert_array_equal(refit.core_roots, params.core_roots)
   is_latent = np.asarray(joint.permutation) < NUM_LATENTS
   np.testing.assert_array_equal(refit.means[~is_latent], params.means[~is_latent])
   assert not np.allclose(refit.means[is_latent], params.means[is_latent])
 
 
-def test_joint_prior_bad_input():
+def test_joint_prior_bad_input(tiny):
   with pytest.raises(ValueError, match="num_latents"):
     priors.make_joint_prior(0, [2])
   with pytest.raises(ValueError, match=r"num_values\[1\]"):
     priors.make_joint_prior(3, [2, 0])
   with pytest.raises(ValueError, match=r"order of range\(5\)"):
     priors.make_joint_prior(3, [2, 2], permutation=[0, 1, 2, 3, 3])
-  joint = priors.make_joint_prior(3, [2, 2])
-  params = joint.init(jax.random.PRNGKey(0))
+  joint, _, params = tiny
   with pytest.raises(ValueError, match=r"attributes must have shape \(\.\.\., 2\)"):
-    joint.log_prob(params, jnp.zeros((4, 3)), jnp.zeros((4, 3)))
+    joint.log_prob(params, jnp.zeros((4, 2)), jnp.zeros((4, 3)))
   with pytest.raises(TypeError, match="attributes must be a float array"):
-    joint.log_prob(params, jnp.zeros((4, 3)), jnp.zeros((4, 2), jnp.int32))
+    joint.log_prob(params, jnp.zeros((4, 2)), jnp.zeros((4, 2), jnp.int32))
   with pytest.raises(ValueError, match="broadcast"):
-    joint.log_prob(params, jnp.zeros((4, 3)), jnp.zeros((3, 2)))
+    joint.log_prob(params, jnp.zeros((4, 2)), jnp.zeros((3, 2)))
+  with pytest.raises(ValueError, match=r"z must have shape \(\.\.\., 2\)"):
+    joint.log_prob(params, jnp.zeros((4, 3)))

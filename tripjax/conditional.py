@@ -9,6 +9,7 @@ and z ~ p(z | y_given) is drawn exactly (`JointPrior.sample`); with a prior over
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Sequence, Union
 
 import jax
@@ -72,6 +73,13 @@ def format_attribute_request(specs: Sequence[AttributeSpec], request) -> str:
 AnyPrior = Union[priors.JointPrior, priors.Prior]
 
 
+@functools.partial(jax.jit, static_argnames=("prior", "shape"))
+def _joint_latents(prior: priors.JointPrior, params, key: Array, request: Array,
+                   shape: tuple) -> Array:
+  """z of `prior.sample` given the request, compiled once per prior and shape."""
+  return prior.sample(params, key, shape, given_attributes=request).latents
+
+
 def sample_latents_given_attributes(prior: AnyPrior, params, key: Array, request,
                                     num: int | None = None) -> Array:
   """z ~ p(z | y_given) by exact conditional sampling, unspecified attributes summed out.
@@ -103,7 +111,7 @@ def sample_latents_given_attributes(prior: AnyPrior, params, key: Array, request
     if request.shape[-1] != prior.num_attributes:
       raise ValueError(f"request must have {prior.num_attributes} attributes, got "
                        f"shape {request.shape}.")
-    z = prior.sample(params, key, shape, given_attributes=request).latents
+    z = _joint_latents(prior, params, key, request, shape)
     if np.any(np.isnan(np.asarray(z))):
       raise ValueError("the requested attributes have probability zero under the "
                        "prior; ask for a subset of them.")
