@@ -46,7 +46,7 @@ def test_bad_digit_value_lists_the_digits():
 @pytest.fixture(scope="module")
 def joint_prior():
   joint = priors.make_joint_prior(3, [10, 2, 2], num_components=2, rank=2)
-  return joint, joint.init(jax.random.PRNGKey(0))
+  return joint, jax.jit(joint.init)(jax.random.key(0, impl="rbg"))
 
 
 def test_latents_given_attributes_are_the_joint_prior_conditionals(joint_prior):

@@ -3,6 +3,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import stats
 
 import prior_reference as ref
 import tripjax.prior as trip
@@ -41,7 +42,7 @@ def test_permutation_is_fixed_by_the_seed_and_restorable():
   for position, variable in enumerate(joint.permutation):
     assert kinds[position] == (trip.Continuous if variable < 5 else trip.Discrete)
   # Params are float leaves only: nothing in them for an optimizer to break on.
-  params = joint.init(jax.random.key(0, impl="rbg"))  # threefry compiles slowly
+  params = jax.jit(joint.init)(jax.random.key(0, impl="rbg"))
   assert all(jnp.issubdtype(leaf.dtype, jnp.floating)
              for leaf in jax.tree.leaves(params))
 
@@ -50,8 +51,8 @@ def test_the_ring_is_invariant_to_rotating_order_and_cores_together():
   """Tr is cyclic: rotating the permutation and the cores alike keeps p(z, y); a swap
   of two variables (with their cores) changes the ring and p."""
   joint = priors.make_joint_prior(4, [3, 2], num_components=3, rank=3,
-                                  permutation_seed=5)
-  params = joint.init(jax.random.key(1, impl="rbg"))
+                                  permutation_seed=5, core_init="uniform")
+  params = joint.init(jax.random.key(1, impl="rbg"))  # (diagonal cores hide the order)
   z = jnp.asarray(np.random.default_rng(2).normal(size=(6, 4)), jnp.float32)
   attributes = jnp.array([[0.0, 1.0], [2.0, np.nan], [np.nan, 0.0]] * 2)
   shift = 2
@@ -181,3 +182,50 @@ def test_joint_prior_bad_input(tiny):
     joint.log_prob(params, jnp.zeros((4, 2)), jnp.zeros((3, 2)))
   with pytest.raises(ValueError, match=r"z must have shape \(\.\.\., 2\)"):
     joint.log_prob(params, jnp.zeros((4, 3)))
+
+
+def test_diagonal_cores_make_a_mixture_of_factorized_distributions(x64):
+  """With off_diagonal = 0: p(x) = Σ_a ∏_j Σ_k u_jka p(x_j | k) / Σ_a ∏_j Σ_k u_jka."""
+  joint = priors.make_joint_prior(3, [3, 2], num_components=2, rank=4,
+                                  core_init="uniform", dtype=jnp.float64)
+  params = jax.jit(lambda key: priors.near_diagonal_cores(
+      joint.init(key), jax.random.fold_in(key, 1), off_diagonal=0.0))(
+          jax.random.key(0, impl="rbg"))
+  cores, means, scales = (np.asarray(a) for a in trip.natural(params))
+  u = np.diagonal(cores, axis1=-2, axis2=-1)                 # (n, K, m)
+  assert np.all(cores[np.asarray(params.num_components) == 2][:, 2] == 0)  # padding
+  z = np.random.default_rng(3).normal(size=(5, 3))
+  attributes = np.array([[0, 1], [2, np.nan], [np.nan, 0], [np.nan, np.nan], [1, 1]])
+  values = np.concatenate([z, attributes], 1)[:, list(joint.permutation)]
+  expected = []
+  for row in values:
+    per_state = np.ones(4)
+    normalizer = np.ones(4)
+    for j, (value, discrete) in enumerate(zip(row, params.discrete)):
+      k = params.num_components[j]
+      if np.isnan(value):
+        weight = np.ones(k)
+      elif discrete:
+        weight = (np.arange(k) == value).astype(float)
+      else:
+        weight = stats.norm.pdf(value, means[j, :k], scales[j, :k])
+      per_state *= weight @ u[j, :k]
+      normalizer *= u[j, :k].sum(0)
+    expected.append(np.log(per_state.sum() / normalizer.sum()))
+  np.testing.assert_allclose(jax.jit(joint.log_prob)(params, z, attributes), expected,
+                             rtol=1e-10)
+
+
+def test_default_init_is_near_diagonal():
+  joint = priors.make_joint_prior(3, [3, 2], num_components=2, rank=4)
+  params = jax.jit(joint.init)(jax.random.key(0, impl="rbg"))
+  cores = np.asarray(trip.natural(params).cores)
+  real = cores[:, :2]  # every variable has >= 2 components
+  off = real * (1 - np.eye(4))
+  np.testing.assert_allclose(off[off > 0], 0.01, rtol=1e-5)
+  diagonal = np.diagonal(real, axis1=-2, axis2=-1)
+  assert np.all((diagonal > 0.5) & (diagonal < 1.52))
+  with pytest.raises(ValueError, match="core_init"):
+    priors.make_joint_prior(3, [2], core_init="identity")
+  with pytest.raises(ValueError, match="off_diagonal"):
+    priors.make_joint_prior(3, [2], off_diagonal=0.0)
