@@ -148,11 +148,10 @@ class JointSample(NamedTuple):
   attributes: Array
 
 
-def _check_count(name: str, value, minimum: int) -> int:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-      or value < minimum:
+def _check_count(value, name: str, minimum: int) -> int:
+  if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
     raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
-  return int(value)
+  return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -313,8 +312,8 @@ def near_diagonal_cores(params: trip.TRIPParams, key: Array,
 
 def random_permutation(num_variables: int, seed: int) -> tuple[int, ...]:
   """The seeded random order of `num_variables` variables (numpy PCG64)."""
-  _check_count("num_variables", num_variables, 1)
-  _check_count("seed", seed, 0)
+  _check_count(num_variables, "num_variables", 1)
+  _check_count(seed, "seed", 0)
   return tuple(int(i) for i in np.random.default_rng(seed).permutation(num_variables))
 
 
@@ -342,13 +341,13 @@ def make_joint_prior(num_latents: int, num_values: Sequence[int], *,
   Returns:
     A `JointPrior`.
   """
-  num_latents = _check_count("num_latents", num_latents, 1)
+  num_latents = _check_count(num_latents, "num_latents", 1)
   num_values = tuple(num_values)
   for k, values in enumerate(num_values):
-    _check_count(f"num_values[{k}]", values, 1)
+    _check_count(values, f"num_values[{k}]", 1)
   num_values = tuple(int(values) for values in num_values)
-  _check_count("num_components", num_components, 1)
-  _check_count("rank", rank, 1)
+  _check_count(num_components, "num_components", 1)
+  _check_count(rank, "rank", 1)
   if core_init not in JOINT_CORE_INITS:
     raise ValueError(f"unknown core_init {core_init!r}; expected one of "
                      f"{JOINT_CORE_INITS}.")
