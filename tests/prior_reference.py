@@ -79,6 +79,27 @@ def random_ring(rng: np.random.Generator, kinds: Sequence[str],
   return ring
 
 
+def permuted_ring(rng: np.random.Generator, permutation: Sequence[int],
+                  kinds: Sequence[str], num_components: Sequence[int], rank: int,
+                  **kwargs) -> Ring:
+  """A `random_ring` over variables given in their own order, placed on the ring so
+  that ring position i holds variable permutation[i] (the joint prior's convention)."""
+  order = list(permutation)
+  return random_ring(rng, [kinds[i] for i in order],
+                     [num_components[i] for i in order], rank, **kwargs)
+
+
+def joint_ring(joint, seed: int) -> Ring:
+  """A random ring over [z, y] in the ring order of `joint` (a tripjax JointPrior: only
+  its sizes and permutation are read), with strongly dependent variables (sparse,
+  sharpened cores) so that conditioning on y matters."""
+  kinds = [CONTINUOUS] * joint.num_latents + [DISCRETE] * joint.num_attributes
+  components = [joint.num_components] * joint.num_latents + list(joint.num_values)
+  ring = permuted_ring(np.random.default_rng(seed), joint.permutation, kinds,
+                       components, joint.rank, zero_fraction=0.4)
+  return ring.with_cores(ring.cores ** 3)
+
+
 def lattice(num_components: Sequence[int]) -> np.ndarray:
   """All component-index combinations, (S, n) int, in C order."""
   return np.array(list(itertools.product(*[range(k) for k in num_components])),

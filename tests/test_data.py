@@ -210,3 +210,60 @@ def test_unprepared_data_dir_says_how_to_get_celeb_a(tmp_path):
   message = str(error.value)
   assert "tfds build celeb_a" in message and "download=True" in message
   assert "img_align_celeba.zip" in message  # the manual-download hint
+
+
+# ---------------------------------------------------------------- attributes
+
+
+def test_celeb_a_conditions_are_read_by_name(mock_tfds):
+  dataset = data.load_dataset("celeb_a", "train")
+  assert dataset.attribute_names == data.CELEB_A_LABEL_NAMES
+  _, labels = dataset.read(np.arange(len(dataset)))
+  attributes = data.attributes_from_labels("celeb_a", labels)
+  specs = data.attribute_specs("celeb_a")
+  assert len(specs) == 14 and attributes.shape == (len(dataset), 14)
+  assert attributes.dtype == np.float32
+  for column, spec in enumerate(specs):
+    assert spec.value_names == ("0", "1")
+    expected = labels[:, dataset.attribute_names.index(spec.name)]
+    np.testing.assert_array_equal(attributes[:, column], expected)
+
+
+def test_digit_attributes_follow_the_label():
+  dataset = data.load_dataset("digits", "test")
+  attributes = data.attributes_from_labels("digits", dataset.labels)
+  assert [spec.name for spec in data.attribute_specs("digits")] == [
+      "digit", "even", "at_least_5"]
+  assert [spec.num_values for spec in data.attribute_specs("digits")] == [10, 2, 2]
+  assert attributes.shape == (500, 3) and attributes.dtype == np.float32
+  for label, (digit, even, at_least_5) in zip(dataset.labels, attributes):
+    assert (digit, even, at_least_5) == (label, label % 2 == 0, label >= 5)
+
+
+def test_attribute_errors_name_the_valid_choices():
+  with pytest.raises(ValueError, match="digits, mnist, celeb_a"):
+    data.attribute_specs("cifar10")
+  with pytest.raises(ValueError, match=r"\(n, 40\)"):
+    data.attributes_from_labels("celeb_a", np.zeros((3, 14)))
+  with pytest.raises(ValueError, match="0..9"):
+    data.attributes_from_labels("digits", np.array([3, 10]))
+  with pytest.raises(ValueError, match="fraction"):
+    data.hidden_attribute_mask(4, 3, 1.5, seed=0)
+
+
+def test_hidden_attribute_mask_is_fixed_per_example_by_the_seed():
+  mask = data.hidden_attribute_mask(20_000, 3, 0.5, seed=7)
+  assert mask.shape == (20_000, 3) and mask.dtype == np.bool_
+  # Bernoulli(0.5) per entry: the share is within 4 standard errors of 0.5.
+  assert abs(mask.mean() - 0.5) < 4 * np.sqrt(0.25 / mask.size)
+  # Row i does not depend on how many rows were asked for: resume and shard safe.
+  np.testing.assert_array_equal(data.hidden_attribute_mask(100, 3, 0.5, seed=7),
+                                mask[:100])
+  assert not np.array_equal(data.hidden_attribute_mask(100, 3, 0.5, seed=8), mask[:100])
+  assert not data.hidden_attribute_mask(50, 3, 0.0, seed=7).any()
+  assert data.hidden_attribute_mask(50, 3, 1.0, seed=7).all()
+  attributes = data.attributes_from_labels("digits", np.arange(10, dtype=np.int32))
+  hidden = data.hidden_attribute_mask(10, 3, 0.5, seed=7)
+  masked = data.hide_attributes(attributes, hidden)
+  np.testing.assert_array_equal(np.isnan(masked), hidden)
+  np.testing.assert_array_equal(masked[~hidden], attributes[~hidden])

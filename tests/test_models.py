@@ -190,3 +190,52 @@ def test_upconv_is_pytorch_transposed_conv_4_2_1():
           if 0 <= row < 2 * height and 0 <= col < 2 * width:
             expected[:, row, col] += x[:, i, j] @ kernel[u, v]
   np.testing.assert_allclose(module.apply(variables, x), expected, atol=1e-5)
+
+
+# ---------------------------------------------------------------- conditional decoder
+
+
+def test_attribute_one_hot_has_an_unknown_slot():
+  attributes = jnp.array([[0, 1], [2, np.nan], [np.nan, 0], [5, 0.5]])
+  expected = np.array([
+      [1, 0, 0, 0, 0, 1, 0],
+      [0, 0, 1, 0, 0, 0, 1],
+      [0, 0, 0, 1, 1, 0, 0],
+      [0, 0, 0, 0, 0, 0, 0],  # out of range / not an integer: no slot
+  ], np.float32)
+  np.testing.assert_array_equal(vae.attribute_one_hot(attributes, (3, 2)), expected)
+  with pytest.raises(ValueError, match=r"\(\.\.\., 2\)"):
+    vae.attribute_one_hot(jnp.zeros((4, 3)), (3, 2))
+
+
+def test_conditional_decoder_learns_an_unknown_value():
+  _, decoder = vae.encoder_decoder((28, 28, 1), 3, widths=(8, 16))
+  conditional = vae.ConditionalDecoder(decoder=decoder, num_values=(3, 2))
+  z = jnp.asarray(np.random.default_rng(0).normal(size=(4, 3)), jnp.float32)
+  attributes = jnp.array([[0, 1], [np.nan, 1], [np.nan, np.nan], [np.nan, 0]])
+  shapes = jax.eval_shape(conditional.init, jax.random.key(0), z, attributes)
+  rng = np.random.default_rng(1)
+  params = jax.tree.map(lambda leaf: jnp.asarray(
+      rng.normal(size=leaf.shape) * 0.3, leaf.dtype), shapes)
+  kernel = params["params"]["decoder"]["from_latent"]["kernel"]
+  assert kernel.shape == (3 + 4 + 3, 16)  # [z, 3 + 1 slots, 2 + 1 slots]
+
+  @jax.jit
+  def output_and_kernel_grad(params, attributes):
+    output = conditional.apply(params, z, attributes)
+    grad = jax.grad(lambda p: jnp.sum(conditional.apply(p, z, attributes)))(params)
+    return output, grad["params"]["decoder"]["from_latent"]["kernel"]
+
+  output, grad = output_and_kernel_grad(params, attributes)
+  assert output.shape == (4, 28, 28, 1)
+  # Rows 1-3 have attribute 0 unknown: their own output differs from value 0's.
+  known, _ = output_and_kernel_grad(params, attributes.at[1, 0].set(0.0))
+  assert not np.allclose(known[1], output[1])
+  np.testing.assert_array_equal(known[2:], output[2:])
+  # Only the slots in use get gradient: attribute 0 uses value 0 and "unknown".
+  used = np.abs(np.asarray(grad)).sum(axis=1) > 0
+  np.testing.assert_array_equal(used[3:], [True, False, False, True, True, True, True])
+  # All unknown: only the unknown slots (and z) get gradient.
+  _, grad_unknown = output_and_kernel_grad(params, jnp.full((4, 2), jnp.nan))
+  used = np.abs(np.asarray(grad_unknown)).sum(axis=1) > 0
+  np.testing.assert_array_equal(used[3:], [False, False, False, True, False, False, True])

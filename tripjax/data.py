@@ -28,7 +28,22 @@ likelihood over 256 bins.
 
 Labels: `digits`, `mnist`, `cifar10` give int32 class labels, shape (); `celeb_a`
 gives its 40 binary attributes as a float32 array of shape (40,) (order:
-`ImageDataset.attribute_names`).
+`ImageDataset.attribute_names`, which is `CELEB_A_LABEL_NAMES`).
+
+Attributes (the conditions of the conditional VAE, paper section 4): `attribute_specs`
+names a dataset's discrete attributes and `attributes_from_labels` derives them from
+its labels. The convention for a batch is `batch["attributes"]`: float32 (B, a) whose
+entries are the value indices 0..num_values-1 as floats and NaN where the attribute is
+hidden (the convention of `tripjax.prior` for missing entries).
+
+* digits and mnist: `digit` (10 values "0".."9"), `even` and `at_least_5` ("0"/"1"),
+  all from the class label.
+* celeb_a: the 14 binary attributes `CELEB_A_CONDITIONS` (sex, age, smile, glasses, hat,
+  hair colour and style, baldness, beard, mustache, makeup), like the paper's 14
+  ("sex, hair color, presence of mustache, and beard"), values "0"/"1".
+
+`hidden_attribute_mask` hides a seeded random fraction of the training labels, a
+pure function of (seed, example index), and `hide_attributes` sets them to NaN.
 """
 
 from __future__ import annotations
@@ -442,6 +457,123 @@ def _load_tfds(name: str, split: str, data_dir, binarize: bool) -> ImageDataset:
   return ImageDataset(name=name, split=split, image_shape=image_shape,
                       num_examples=stop - start, read_fn=read, binarized=binarize,
                       attribute_names=attribute_names)
+
+
+# ---------------------------------------------------------------- attributes
+
+
+class AttributeSpec(NamedTuple):
+  """A discrete attribute: its name and the names of its values 0..num_values-1."""
+  name: str
+  value_names: tuple[str, ...]
+
+  @property
+  def num_values(self) -> int:
+    return len(self.value_names)
+
+
+BINARY_VALUE_NAMES = ("0", "1")
+
+# The 40 celeb_a attributes in the order of the celeb_a labels (sorted by name).
+CELEB_A_LABEL_NAMES = (
+    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald",
+    "Bangs", "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
+    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
+    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache",
+    "Narrow_Eyes", "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose",
+    "Receding_Hairline", "Rosy_Cheeks", "Sideburns", "Smiling", "Straight_Hair",
+    "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat", "Wearing_Lipstick",
+    "Wearing_Necklace", "Wearing_Necktie", "Young")
+
+# The 14 conditions of the celeb_a conditional VAE (paper, section 6: "14 binary image
+# attributes, including sex, hair color, presence mustache, and beard"): attributes that
+# are visible in a 64x64 face crop and that the paper's examples ask for.
+CELEB_A_CONDITIONS = (
+    "Male", "Young", "Smiling", "Eyeglasses", "Wearing_Hat", "Black_Hair", "Blond_Hair",
+    "Brown_Hair", "Gray_Hair", "Bald", "Wavy_Hair", "Mustache", "No_Beard",
+    "Heavy_Makeup")
+
+DIGIT_ATTRIBUTES = (
+    AttributeSpec("digit", tuple(str(digit) for digit in range(10))),
+    AttributeSpec("even", BINARY_VALUE_NAMES),
+    AttributeSpec("at_least_5", BINARY_VALUE_NAMES),
+)
+CELEB_A_ATTRIBUTES = tuple(AttributeSpec(name, BINARY_VALUE_NAMES)
+                           for name in CELEB_A_CONDITIONS)
+_ATTRIBUTES = {"digits": DIGIT_ATTRIBUTES, "mnist": DIGIT_ATTRIBUTES,
+               "celeb_a": CELEB_A_ATTRIBUTES}
+ATTRIBUTE_DATASETS = tuple(_ATTRIBUTES)
+
+
+def attribute_specs(name: str) -> tuple[AttributeSpec, ...]:
+  """The discrete attributes (conditions) of a dataset, in the order of its arrays."""
+  if name not in _ATTRIBUTES:
+    raise ValueError(f"Dataset {name!r} has no attributes; datasets with attributes: "
+                     f"{', '.join(ATTRIBUTE_DATASETS)}.")
+  return _ATTRIBUTES[name]
+
+
+def attributes_from_labels(name: str, labels) -> np.ndarray:
+  """The attributes of a dataset's examples, derived from their labels.
+
+  Args:
+    name: one of `ATTRIBUTE_DATASETS`.
+    labels: the dataset's labels: (n,) integer classes 0..9 (digits, mnist) or
+      (n, 40) binary floats in `CELEB_A_LABEL_NAMES` order (celeb_a).
+
+  Returns:
+    (n, a) float32 value indices (no NaN), a = len(attribute_specs(name)).
+  """
+  specs = attribute_specs(name)
+  labels = np.asarray(labels)
+  if name == "celeb_a":
+    if labels.ndim != 2 or labels.shape[1] != len(CELEB_A_LABEL_NAMES):
+      raise ValueError(f"celeb_a labels must have shape (n, {len(CELEB_A_LABEL_NAMES)}), "
+                       f"got {labels.shape}.")
+    if not np.all((labels == 0) | (labels == 1)):
+      raise ValueError("celeb_a labels must be 0 or 1.")
+    columns = [CELEB_A_LABEL_NAMES.index(spec.name) for spec in specs]
+    return labels[:, columns].astype(np.float32)
+  if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{name} labels must be a 1-D integer array, got dtype "
+                     f"{labels.dtype} and shape {labels.shape}.")
+  if labels.size and (labels.min() < 0 or labels.max() > 9):
+    raise ValueError(f"{name} labels must be digits 0..9, got values in "
+                     f"[{labels.min()}, {labels.max()}].")
+  return np.stack([labels, labels % 2 == 0, labels >= 5], axis=1).astype(np.float32)
+
+
+def hidden_attribute_mask(num_examples: int, num_attributes: int, fraction: float,
+                          seed: int) -> np.ndarray:
+  """Which attributes of which training examples are hidden: bool (n, a).
+
+  Each entry is hidden independently with probability `fraction`. Row i depends only on
+  (seed, i, num_attributes), not on num_examples (the draws are consumed row by row from
+  one PCG64 stream), so a run that is resumed or sharded sees the same hidden labels.
+
+  Args:
+    num_examples: n, the size of the training split.
+    num_attributes: a.
+    fraction: probability in [0, 1] that an entry is hidden (0: none, 1: all).
+    seed: non-negative int.
+  """
+  _check_nonnegative_int("num_examples", num_examples)
+  _check_nonnegative_int("num_attributes", num_attributes)
+  _check_nonnegative_int("seed", seed)
+  if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
+      or not 0.0 <= fraction <= 1.0:
+    raise ValueError(f"fraction must be a number in [0, 1], got {fraction!r}.")
+  uniforms = np.random.default_rng(seed).random((num_examples, num_attributes))
+  return uniforms < fraction
+
+
+def hide_attributes(attributes, hidden) -> np.ndarray:
+  """attributes (n, a) as float32 with NaN where `hidden` (bool, broadcastable) is True."""
+  attributes = np.asarray(attributes, np.float32)
+  hidden = np.asarray(hidden)
+  if hidden.dtype != np.bool_:
+    raise TypeError(f"hidden must be a boolean array, got dtype {hidden.dtype}.")
+  return np.where(hidden, np.float32(np.nan), attributes)
 
 
 # ---------------------------------------------------------------- argument checks

@@ -20,6 +20,11 @@ the pathwise gradient. A learnable prior gets no pathwise gradient (the sampled 
 constants to it) but the score-function gradient of eq. 10,
   (1 - 1/B) grad_psi E_p[r(z)] ~ (1/B) sum_i (r_i - mean_j r_j) grad_psi log p_psi(z_i),
 with r the per-example generator loss (-D(G(z_i)) for WGAN), z_i ~ p_psi.
+
+Conditional VAE-TRIP (paper, section 4, eq. 14), y_obs the observed attributes of x:
+  bound  = E_q[log p(x|z) + log p(y_obs|z)] - KL(q(z|x) || p(z))   <= log p(x, y_obs)
+with the unconditional encoder q(z|x), log p(y_obs|z) = log p(z, y_obs) - log p(z) from
+the joint prior (missing attributes summed out exactly, no imputation) and the same MC KL.
 """
 import math
 from typing import Any, Callable, NamedTuple
@@ -33,6 +38,9 @@ Array = jax.Array
 LogLikelihoodFn = Callable[[Array], Array]
 # z (..., d) -> log p(z) (...).
 PriorLogProbFn = Callable[[Array], Array]
+# z (batch, d) -> (log p(z), log p(y_obs|z)), each (batch,), y_obs fixed by closure
+# (e.g. `JointPrior.log_prob_parts`).
+JointLogProbFn = Callable[[Array], tuple[Array, Array]]
 
 _HALF_LOG_TWO_PI = 0.5 * math.log(2.0 * math.pi)
 
@@ -107,13 +115,15 @@ def log_importance_weights(key: Array, mean: Array, log_scale: Array,
     return (log_likelihood_fn(z_sample), prior_log_prob_fn(z_sample),
             gaussian_log_prob(z_sample, mean, log_scale))
 
-  if num_samples == 1:
-    log_likelihood, log_prior, log_posterior = jax.tree.map(
-        lambda term: term[None], terms_for_one_sample(z[0]))
-  else:
-    log_likelihood, log_prior, log_posterior = jax.lax.map(
-        terms_for_one_sample, z, batch_size=samples_per_chunk)
-  return LogWeights(log_likelihood, log_prior, log_posterior)
+  return LogWeights(*_map_over_samples(terms_for_one_sample, z, samples_per_chunk))
+
+
+def _map_over_samples(terms_fn: Callable, z: Array,
+                      samples_per_chunk: int | None = None):
+  """terms_fn on each (batch, d) slice of z (k, batch, d); outputs stacked to (k, ...)."""
+  if z.shape[0] == 1:
+    return jax.tree.map(lambda term: term[None], terms_fn(z[0]))
+  return jax.lax.map(terms_fn, z, batch_size=samples_per_chunk)
 
 
 class ElboTerms(NamedTuple):
@@ -143,6 +153,49 @@ def elbo(key: Array, mean: Array, log_scale: Array,
   log_likelihood = jnp.mean(terms.log_likelihood, axis=0)
   kl = jnp.mean(terms.log_posterior - terms.log_prior, axis=0)
   return ElboTerms(elbo=log_likelihood - kl, log_likelihood=log_likelihood, kl=kl)
+
+
+class ConditionalElboTerms(NamedTuple):
+  """Per-example terms of the conditional bound (paper eq. 14), each (batch,), in nats."""
+  bound: Array
+  log_likelihood: Array  # MC estimate of E_q[log p(x|z)]
+  attribute_log_likelihood: Array  # MC estimate of E_q[log p(y_obs|z)]
+  kl: Array  # MC estimate of KL(q(z|x) || p(z))
+
+
+def conditional_elbo(key: Array, mean: Array, log_scale: Array,
+                     log_likelihood_fn: LogLikelihoodFn,
+                     joint_log_prob_fn: JointLogProbFn,
+                     num_samples: int = 1) -> ConditionalElboTerms:
+  """Monte-Carlo lower bound on log p(x, y_obs) of the conditional VAE-TRIP (eq. 14).
+
+  The z samples are those of `elbo` with the same key, so with every attribute missing
+  (log p(y_obs|z) = 0) the bound equals `elbo` with the prior's log p(z).
+
+  Args:
+    key: PRNG key.
+    mean, log_scale: (batch, d) parameters of the unconditional encoder q(z|x).
+    log_likelihood_fn: z (batch, d) -> log p(x|z) (batch,).
+    joint_log_prob_fn: z (batch, d) -> (log p(z), log p(y_obs|z)), each (batch,).
+    num_samples: l, samples averaged per example.
+
+  Returns:
+    ConditionalElboTerms with (batch,) fields;
+    bound = log_likelihood + attribute_log_likelihood - kl.
+  """
+  z = sample_gaussian(key, mean, log_scale, num_samples)  # (k, batch, d)
+
+  def terms_for_one_sample(z_sample):  # (batch, d) -> 3 x (batch,)
+    log_prior, attribute_log_likelihood = joint_log_prob_fn(z_sample)
+    kl = gaussian_log_prob(z_sample, mean, log_scale) - log_prior
+    return log_likelihood_fn(z_sample), attribute_log_likelihood, kl
+
+  log_likelihood, attribute_log_likelihood, kl = jax.tree.map(
+      lambda term: jnp.mean(term, axis=0), _map_over_samples(terms_for_one_sample, z))
+  return ConditionalElboTerms(
+      bound=log_likelihood + attribute_log_likelihood - kl,
+      log_likelihood=log_likelihood,
+      attribute_log_likelihood=attribute_log_likelihood, kl=kl)
 
 
 def log_mean_exp(values: Array, axis: int = 0) -> Array:

@@ -6,20 +6,27 @@ rank 1 (the ring's trace then factorizes into a product of 1-D mixtures). `init`
 paper's GAN initialization (section 3.3: means uniform in [-1, 1], standard deviations
 1/N); the VAE re-fits means and scales to the data (`refit`). `mode_hopping` draws the
 latent trajectories of Figure 5.
+
+`make_joint_prior` builds the conditional model's prior (paper, section 4, eq. 11): one
+TRIP over the latents z and discrete attributes y, in a seeded random order of the
+variables, with missing attributes summed out exactly.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from tripjax import prior as trip
 
 Array = jax.Array
 PRIOR_KINDS = ("normal", "gmm", "trip")
+JOINT_CORE_INITS = ("diagonal", "uniform")
 
 
 class Prior(NamedTuple):
@@ -185,3 +192,233 @@ def mode_hopping(prior: Prior, params: Any, key: Array, num_trajectories: int,
   _, path = jax.lax.scan(hop, jnp.zeros(start.shape, start.dtype),
                          (jax.random.split(key, num_hops + 1), first))
   return jnp.swapaxes(path, 0, 1)
+
+
+# ---------------------------------------------------------------------------------------
+# The joint prior p(z, y) of the conditional VAE-TRIP (paper, section 4).
+
+
+class JointLogProb(NamedTuple):
+  """log p(z) and log p(y_obs | z) = log p(z, y_obs) - log p(z), each (...)."""
+  latent: Array
+  attribute: Array
+
+
+class JointSample(NamedTuple):
+  """Draws of the joint prior: latents (..., d) and attributes (..., a) as floats."""
+  latents: Array
+  attributes: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class JointPrior:
+  """A TRIP over d continuous latents z and a discrete attributes y (paper, eq. 11).
+
+  The ring holds the d + a variables of [z, y] in the order `permutation`: ring position
+  i holds variable permutation[i] (z_j is variable j, attribute k is variable d + k).
+  The params are the ring's `TRIPParams` in ring order, a pytree of float arrays only;
+  the permutation is static (a compile-time gather), so it never meets an optimizer.
+  A trainer stores `permutation` in its checkpoint next to (not inside) the params and
+  rebuilds the prior with `make_joint_prior(..., permutation=stored)` on restore.
+
+  Attributes are float arrays (..., a) holding value indices 0..num_values-1, NaN where
+  an attribute is missing: missing attributes are summed out exactly (Algorithm 1).
+  An attribute value out of range or not an integer has probability zero (-inf).
+
+  Attributes:
+    num_latents: d.
+    num_values: (a,) number of values of each attribute.
+    permutation: (d + a,) the ring order of the variables of [z, y].
+    num_components: Gaussian components per latent variable.
+    rank: the ring's core size m.
+    core_init: "diagonal" (`near_diagonal_cores`) or "uniform" (`trip.init`'s).
+    off_diagonal: the off-diagonal core entries of the "diagonal" init.
+    dtype: parameter dtype.
+  """
+  num_latents: int
+  num_values: tuple[int, ...]
+  permutation: tuple[int, ...]
+  num_components: int = 10
+  rank: int = 20
+  core_init: str = "diagonal"
+  off_diagonal: float = 0.01
+  dtype: Any = jnp.float32
+
+  @property
+  def num_attributes(self) -> int:
+    return len(self.num_values)
+
+  @property
+  def variables(self) -> tuple:
+    """The ring's `trip.Continuous` / `trip.Discrete` variables in ring order."""
+    natural_order = ([trip.Continuous(self.num_components)] * self.num_latents
+                     + [trip.Discrete(k) for k in self.num_values])
+    return tuple(natural_order[i] for i in self.permutation)
+
+  def init(self, key: Array) -> trip.TRIPParams:
+    """Random ring parameters in ring order: `trip.init`'s, with `near_diagonal_cores`
+    for core_init="diagonal"."""
+    params = trip.init(key, self.variables, rank=self.rank, dtype=self.dtype)
+    if self.core_init == "uniform":
+      return params
+    return near_diagonal_cores(params, jax.random.fold_in(key, 1), self.off_diagonal)
+
+  def ring_values(self, z: Array, attributes: Optional[Array] = None) -> Array:
+    """[z, y] in ring order: z (..., d), attributes (..., a) or None -> (..., d + a).
+
+    Attributes broadcast against z's batch shape; None means all missing.
+    """
+    z = _check_latent(z, self.num_latents)
+    batch_shape = z.shape[:-1]
+    if attributes is None:
+      attributes = jnp.full(batch_shape + (self.num_attributes,), jnp.nan, z.dtype)
+    attributes = _check_latent(attributes, self.num_attributes, "attributes")
+    try:
+      attributes = jnp.broadcast_to(attributes, batch_shape + (self.num_attributes,))
+    except ValueError:
+      raise ValueError(f"attributes of shape {attributes.shape} do not broadcast to "
+                       f"z's batch shape {batch_shape}.") from None
+    values = jnp.concatenate([z, attributes.astype(z.dtype)], axis=-1)
+    return values[..., np.asarray(self.permutation)]
+
+  def split_ring_values(self, values: Array) -> JointSample:
+    """Inverse of `ring_values`: (..., d + a) in ring order -> (z, attributes)."""
+    natural_order = values[..., np.argsort(self.permutation)]
+    return JointSample(natural_order[..., :self.num_latents],
+                       natural_order[..., self.num_latents:])
+
+  def log_prob(self, params: trip.TRIPParams, z: Array,
+               attributes: Optional[Array] = None) -> Array:
+    """log p(z, y_obs) (...) for z (..., d) and attributes (..., a), NaN = missing."""
+    return trip.log_prob(params, self.ring_values(z, attributes))
+
+  def latent_log_prob(self, params: trip.TRIPParams, z: Array) -> Array:
+    """log p(z) (...), every attribute summed out."""
+    return self.log_prob(params, z)
+
+  def log_prob_parts(self, params: trip.TRIPParams, z: Array,
+                     attributes: Array) -> JointLogProb:
+    """log p(z) and log p(y_obs | z) (eq. 14's two prior terms) in one ring contraction.
+
+    log p(y_obs | z) = log p(z, y_obs) - log p(z); both are evaluated in one batch of
+    twice the size, so an example whose attributes are all missing gets exactly 0.
+    """
+    with_attributes = self.ring_values(z, attributes)
+    without = self.ring_values(z)
+    both = trip.log_prob(params, jnp.stack([without, with_attributes]))
+    return JointLogProb(latent=both[0], attribute=both[1] - both[0])
+
+  def attribute_log_prob(self, params: trip.TRIPParams, z: Array,
+                         attributes: Array) -> Array:
+    """log p(y_obs | z) (...): the attribute term of eq. 14."""
+    return self.log_prob_parts(params, z, attributes).attribute
+
+  def sample(self, params: trip.TRIPParams, key: Array, shape: Sequence[int] = (),
+             given_attributes: Optional[Array] = None) -> JointSample:
+    """Exact draws from p(z, y), or from p(z, y_missing | y_given).
+
+    Args:
+      params: the ring's params.
+      key: PRNG key.
+      shape: sample shape.
+      given_attributes: optional (..., a) attributes to condition on, NaN for the
+        unspecified ones (those are summed out of the condition and drawn too).
+
+    Returns:
+      JointSample with latents (*shape, ..., d) and attributes (*shape, ..., a): given
+      attributes unchanged, the others drawn from the conditional. Rows whose given
+      attributes have probability zero are NaN in every drawn entry.
+    """
+    given = None
+    if given_attributes is not None:
+      given_attributes = _check_latent(given_attributes, self.num_attributes,
+                                       "given_attributes")
+      no_latents = jnp.full(given_attributes.shape[:-1] + (self.num_latents,), jnp.nan,
+                            given_attributes.dtype)
+      given = self.ring_values(no_latents, given_attributes)
+    return self.split_ring_values(trip.sample(params, key, shape, given=given))
+
+  def refit(self, params: trip.TRIPParams, z: Array,
+            key: Optional[Array] = None) -> trip.TRIPParams:
+    """Data-driven re-initialization of the latents' means and scales from z (N, d)."""
+    return trip.refit_components(params, self.ring_values(z), key=key)
+
+
+def near_diagonal_cores(params: trip.TRIPParams, key: Array,
+                        off_diagonal: float = 0.01) -> trip.TRIPParams:
+  """The params with cores Q_j[k] = diag(u_jk) + off_diagonal, u_jk ~ U(0.5, 1.5)^m.
+
+  With off_diagonal = 0 the ring is a mixture of m fully factorized distributions,
+  Tr(∏_j Q_j[s_j]) = Σ_a ∏_j u_{j s_j a}: every variable sees the same bond state a, so
+  an attribute is coupled to every latent however far apart they sit on the ring. The
+  near-uniform cores of `trip.init` are close to rank one instead (all-ones matrices),
+  under which the variables are nearly independent and log p(y_obs | z) of eq. 14 has
+  almost no gradient: on the digits, its training stayed at chance for epochs. The
+  small off-diagonal part keeps the gradient of the off-diagonal entries nonzero.
+  Means and scales are kept.
+  """
+  cores, means, scales = trip.natural(params)
+  num_variables, max_components, rank, _ = cores.shape
+  diagonal = jax.random.uniform(key, (num_variables, max_components, rank), cores.dtype,
+                                0.5, 1.5)
+  new_cores = jnp.eye(rank, dtype=cores.dtype) * diagonal[..., None] + off_diagonal
+  new_cores = jnp.where(cores > 0, new_cores, 0.0)        # keeps padded components zero
+  return trip.from_natural(params.variables, new_cores, means, scales)
+
+
+def random_permutation(num_variables: int, seed: int) -> tuple[int, ...]:
+  """The seeded random order of `num_variables` variables (numpy PCG64)."""
+  _check_count(num_variables, "num_variables", 1)
+  _check_count(seed, "seed", 0)
+  return tuple(int(i) for i in np.random.default_rng(seed).permutation(num_variables))
+
+
+def make_joint_prior(num_latents: int, num_values: Sequence[int], *,
+                     num_components: int = 10, rank: int = 20, permutation_seed: int = 0,
+                     permutation: Optional[Sequence[int]] = None,
+                     core_init: str = "diagonal", off_diagonal: float = 0.01,
+                     dtype=jnp.float32) -> JointPrior:
+  """The joint TRIP p(z, y) over d latents and discrete attributes (paper, eq. 11).
+
+  Args:
+    num_latents: d.
+    num_values: values of each attribute, e.g. [10, 2, 2]; may be empty.
+    num_components: Gaussian components per latent variable.
+    rank: the ring's core size m.
+    permutation_seed: seed of the random order of the variables ("randomly permuting
+      latent codes and conditions gives good results", section 4).
+    permutation: an explicit order of the d + a variables (e.g. restored from a
+      checkpoint); overrides `permutation_seed`.
+    core_init: "diagonal" (`near_diagonal_cores`, a mixture of rank-many factorized
+      distributions at init) or "uniform" (`trip.init`'s near-uniform cores).
+    off_diagonal: the off-diagonal core entries of the "diagonal" init, > 0.
+    dtype: parameter dtype.
+
+  Returns:
+    A `JointPrior`.
+  """
+  num_latents = _check_count(num_latents, "num_latents", 1)
+  num_values = tuple(num_values)
+  for k, values in enumerate(num_values):
+    _check_count(values, f"num_values[{k}]", 1)
+  num_values = tuple(int(values) for values in num_values)
+  _check_count(num_components, "num_components", 1)
+  _check_count(rank, "rank", 1)
+  if core_init not in JOINT_CORE_INITS:
+    raise ValueError(f"unknown core_init {core_init!r}; expected one of "
+                     f"{JOINT_CORE_INITS}.")
+  if not isinstance(off_diagonal, (int, float)) or not off_diagonal > 0:
+    raise ValueError(f"off_diagonal must be a number > 0, got {off_diagonal!r}.")
+  num_variables = num_latents + len(num_values)
+  if permutation is None:
+    permutation = random_permutation(num_variables, permutation_seed)
+  else:
+    permutation = tuple(int(i) for i in np.asarray(permutation).reshape(-1))
+    if sorted(permutation) != list(range(num_variables)):
+      raise ValueError(f"permutation must be an order of range({num_variables}) "
+                       f"({num_latents} latents + {len(num_values)} attributes), got "
+                       f"{list(permutation)}.")
+  return JointPrior(num_latents=num_latents, num_values=num_values,
+                    permutation=permutation, num_components=int(num_components),
+                    rank=int(rank), core_init=core_init,
+                    off_diagonal=float(off_diagonal), dtype=dtype)

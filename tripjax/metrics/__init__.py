@@ -4,11 +4,17 @@
 * `inception`: Flax port of pytorch-fid's InceptionV3 (weights from a file;
   `convert_inception` converts the reference .pth).
 * `classifier_fd`: offline Fréchet distance in a small digit classifier's features.
+* `condition_violation`: share of conditional samples whose classified attributes
+  contradict the requested ones; `attribute_classifier` trains the classifier.
 """
 
 from tripjax.metrics.classifier_fd import classifier_features
 from tripjax.metrics.classifier_fd import classifier_frechet_distance
 from tripjax.metrics.classifier_fd import load_classifier
+from tripjax.metrics.condition_violation import ViolationRates
+from tripjax.metrics.condition_violation import predict_digit_attributes
+from tripjax.metrics.condition_violation import random_requests
+from tripjax.metrics.condition_violation import violation_rates
 from tripjax.metrics.frechet import frechet_distance
 from tripjax.metrics.frechet import frechet_distance_from_features
 from tripjax.metrics.frechet import gaussian_stats
@@ -17,6 +23,7 @@ from tripjax.metrics.inception import inception_features
 from tripjax.metrics.inception import load_inception_variables
 
 __all__ = [
+    "ViolationRates",
     "classifier_features",
     "classifier_frechet_distance",
     "frechet_distance",
@@ -25,5 +32,8 @@ __all__ = [
     "inception_features",
     "load_classifier",
     "load_inception_variables",
+    "predict_digit_attributes",
+    "random_requests",
     "trace_sqrt_product",
+    "violation_rates",
 ]

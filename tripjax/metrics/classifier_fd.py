@@ -84,10 +84,14 @@ def classifier_features(params: Params, images, batch_size: int = 500) -> np.nda
   return _batched(params, images, batch_size)[1]
 
 
+def predict_digits(params: Params, images, batch_size: int = 500) -> np.ndarray:
+  """Predicted digits (N,) int32 of images (N, 28, 28, 1) in [0, 1]."""
+  return np.argmax(_batched(params, images, batch_size)[0], -1).astype(np.int32)
+
+
 def classifier_accuracy(params: Params, images, labels, batch_size: int = 500) -> float:
   """Top-1 accuracy on images (N, 28, 28, 1) with labels (N,)."""
-  logits = _batched(params, images, batch_size)[0]
-  return float(np.mean(np.argmax(logits, -1) == np.asarray(labels)))
+  return float(np.mean(predict_digits(params, images, batch_size) == np.asarray(labels)))
 
 
 def classifier_stats(params: Params, images, batch_size: int = 500):

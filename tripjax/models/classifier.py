@@ -1,6 +1,7 @@
-"""Small CNN digit classifier whose penultimate layer is a feature space for FD."""
+"""Small CNN classifiers: digits (its penultimate layer is a feature space for FD) and
+image attributes (the condition-violation metric of the conditional experiments)."""
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import flax.linen as nn
 import jax.numpy as jnp
@@ -27,3 +28,24 @@ class DigitClassifier(nn.Module):
     features = nn.relu(nn.Dense(self.feature_dim, name="features")(x))
     logits = nn.Dense(self.num_classes, name="logits")(features)
     return logits, features
+
+
+class AttributeClassifier(nn.Module):
+  """(N, H, W, C) images in [0, 1] → (N, Σ_j num_values[j]) logits, attribute by attribute.
+
+  Stride-2 convs 4×4 (`widths`) with ReLU, halving H and W each → flatten →
+  dense (hidden) → ReLU → dense (Σ_j num_values[j]); the logits of attribute j are
+  the j-th block of num_values[j] (a softmax per attribute).
+  """
+  num_values: Sequence[int]
+  widths: Sequence[int] = (32, 64, 128, 128)
+  hidden: int = 256
+
+  @nn.compact
+  def __call__(self, images) -> jnp.ndarray:
+    x = 2.0 * images - 1.0
+    for layer, width in enumerate(self.widths):
+      x = nn.relu(nn.Conv(width, (4, 4), strides=(2, 2), name=f"conv{layer}")(x))
+    x = x.reshape((x.shape[0], -1))
+    x = nn.relu(nn.Dense(self.hidden, name="hidden")(x))
+    return nn.Dense(sum(self.num_values), name="logits")(x)

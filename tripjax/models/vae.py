@@ -11,6 +11,9 @@ latent 100, about 11.4 M parameters) is `paper_encoder_decoder()`:
     (kernel 4, stride 2, no bias) 512 -> 256 -> 128 -> 64 -> output channels,
     LeakyReLU 0.2 between them, 4 -> 8 -> 16 -> 32 -> 64 pixels.
 
+`ConditionalDecoder` wraps the decoder for the concatenation CVAE baseline of the
+conditional experiments: its input is [z, one-hot attributes with an "unknown" slot].
+
 The last decoder layer is linear: it outputs the parameters of p(x|z) (see
 `tripjax.likelihoods`), where the authors' code applied tanh to a squared-error mean.
 The same modules serve 28 px (e.g. widths (32, 64): 28 -> 14 -> 7) and 32 px
@@ -195,6 +198,51 @@ def paper_encoder_decoder(latent_dim: int = PAPER_LATENT_DIM, *,
   return encoder_decoder((64, 64, 3), latent_dim, widths=PAPER_WIDTHS,
                          params_per_channel=params_per_channel, norm="none",
                          use_bias=False, kernel_size=4)
+
+
+def attribute_one_hot(attributes: jax.Array, num_values: Sequence[int]) -> jax.Array:
+  """Each attribute as a one-hot of num_values + 1 slots, the last one "unknown".
+
+  Args:
+    attributes: (..., a) float value indices, NaN for missing (unknown) attributes.
+    num_values: (a,) values of each attribute.
+
+  Returns:
+    (..., sum_j (num_values[j] + 1)) float32 codes. A NaN sets attribute j's last slot;
+    a value that is not an integer in range sets none.
+  """
+  if attributes.shape[-1] != len(num_values):
+    raise ValueError(f"attributes must have shape (..., {len(num_values)}), got "
+                     f"{attributes.shape}.")
+  codes = []
+  for j, count in enumerate(num_values):
+    value = attributes[..., j]
+    valid = (value == jnp.floor(value)) & (value >= 0) & (value < count)
+    index = jnp.where(jnp.isnan(value), count, jnp.where(valid, value, -1))
+    codes.append(jax.nn.one_hot(index.astype(jnp.int32), count + 1))
+  return jnp.concatenate(codes, axis=-1)
+
+
+class ConditionalDecoder(nn.Module):
+  """The concatenation CVAE's decoder: p(x | z, y) = decoder([z, one_hot(y)]).
+
+  Each attribute enters as a one-hot with an extra "unknown" slot for a missing value
+  (`attribute_one_hot`); the decoder's first dense layer maps that slot to a learned
+  vector, the "unknown" value. Parameters: {"decoder": the wrapped Decoder's}.
+
+  Attributes:
+    decoder: the `Decoder` that maps the concatenated input to p(x|z, y) parameters.
+    num_values: (a,) values of each attribute.
+  """
+  decoder: Decoder
+  num_values: Sequence[int]
+
+  @nn.compact
+  def __call__(self, z: jax.Array, attributes: jax.Array, *,
+               train: bool = False) -> jax.Array:
+    """z (B, latent_dim), attributes (B, a) float, NaN = unknown -> (B, H, W, P*C)."""
+    code = attribute_one_hot(attributes, tuple(self.num_values)).astype(z.dtype)
+    return self.decoder(jnp.concatenate([z, code], axis=-1), train=train)
 
 
 def count_params(params) -> int:

@@ -1,0 +1,149 @@
+"""Tests for tripjax/metrics/condition_violation.py and attribute_classifier.py."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tripjax import data
+from tripjax import metrics
+from tripjax.metrics import attribute_classifier
+from tripjax.metrics import classifier_fd
+from tripjax.metrics import condition_violation
+
+DIGITS = data.attribute_specs("digits")
+
+
+def test_violation_rates_on_a_hand_made_case():
+  nan = np.nan
+  predicted = np.array([[1, 0, 3], [0, 0, 3], [1, 1, 2], [0, 1, 2]])
+  requested = np.array([[1, nan, nan], [1, 0, nan], [nan, nan, nan], [0, 0, nan]])
+  rates = metrics.violation_rates(predicted, requested)
+  # Attribute 0: asked in rows 0, 1, 3, violated in row 1. Attribute 1: asked in rows
+  # 1, 3, violated in row 3. Attribute 2: never asked.
+  per_attribute, num_requested, violated_rows, asking_rows = [], [], set(), set()
+  for j in range(3):
+    asked = [i for i in range(4) if not np.isnan(requested[i, j])]
+    wrong = [i for i in asked if predicted[i, j] != requested[i, j]]
+    asking_rows |= set(asked)
+    violated_rows |= set(wrong)
+    num_requested.append(len(asked))
+    per_attribute.append(len(wrong) / len(asked) if asked else nan)
+  np.testing.assert_array_equal(rates.per_attribute, per_attribute)
+  np.testing.assert_array_equal(rates.per_attribute, [1 / 3, 1 / 2, nan])
+  np.testing.assert_array_equal(rates.num_requested, num_requested)
+  assert rates.mean == pytest.approx((1 / 3 + 1 / 2) / 2)
+  assert rates.any_violation == pytest.approx(len(violated_rows) / len(asking_rows))
+  assert rates.any_violation == pytest.approx(2 / 3)
+  with pytest.raises(ValueError, match=r"\(n, a\)"):
+    metrics.violation_rates(predicted, requested[:, :2])
+
+
+def test_random_requests_from_reference_are_satisfiable_subsets():
+  reference = data.attributes_from_labels("digits", np.arange(10, dtype=np.int32))
+  requests = metrics.random_requests(DIGITS, 2000, (2, 3), seed=0,
+                                     reference_attributes=reference)
+  assert requests.shape == (2000, 3) and requests.dtype == np.float32
+  sizes = np.sum(~np.isnan(requests), axis=1)
+  assert set(sizes) == {2, 3}
+  assert abs(np.mean(sizes == 2) - 0.5) < 5 * np.sqrt(0.25 / 2000)
+  for request in requests:  # some digit has every requested value
+    asked = ~np.isnan(request)
+    assert np.any(np.all(reference[:, asked] == request[asked], axis=1)), request
+  np.testing.assert_array_equal(
+      requests, metrics.random_requests(DIGITS, 2000, (2, 3), seed=0,
+                                        reference_attributes=reference))
+  assert not np.array_equal(
+      requests, metrics.random_requests(DIGITS, 2000, (2, 3), seed=1,
+                                        reference_attributes=reference),
+      equal_nan=True)
+
+
+def test_single_random_requests_cover_every_attribute_and_value():
+  requests = metrics.random_requests(DIGITS, 3000, (1,), seed=2)
+  asked = ~np.isnan(requests)
+  assert np.all(asked.sum(axis=1) == 1)
+  counts = asked.sum(axis=0)  # each attribute with probability 1/3
+  assert np.all(np.abs(counts / 3000 - 1 / 3) < 5 * np.sqrt(2 / 9 / 3000))
+  for j, spec in enumerate(DIGITS):
+    assert set(requests[asked[:, j], j]) == set(range(spec.num_values))
+  with pytest.raises(ValueError, match="subset_sizes"):
+    metrics.random_requests(DIGITS, 5, (4,), seed=0)
+
+
+def test_digit_attributes_follow_the_predicted_digit():
+  params = jax.jit(classifier_fd.init_params, static_argnums=1)(
+      jax.random.key(0, impl="rbg"), 16)
+  images = np.random.default_rng(0).uniform(size=(20, 28, 28, 1)).astype(np.float32)
+  attributes = metrics.predict_digit_attributes(params, images)
+  digits = classifier_fd.predict_digits(params, images)
+  np.testing.assert_array_equal(attributes,
+                                data.attributes_from_labels("digits", digits))
+
+
+# ---------------------------------------------------------------- attribute classifier
+
+
+def _synthetic(num_examples, seed):
+  """16x16x3 images with three visible attributes: red level (2 values), the column
+  of a green square (3 values), bright top or bottom half of blue (2 values)."""
+  rng = np.random.default_rng(seed)
+  attributes = np.stack([rng.integers(2, size=num_examples),
+                         rng.integers(3, size=num_examples),
+                         rng.integers(2, size=num_examples)], axis=1)
+  images = rng.uniform(0, 0.15, size=(num_examples, 16, 16, 3))
+  for i, (red, column, half) in enumerate(attributes):
+    images[i, :, :, 0] += 0.2 + 0.6 * red
+    row = rng.integers(0, 11)
+    images[i, row:row + 5, 5 * column:5 * column + 5, 1] += 0.8
+    images[i, 8 * half:8 * half + 8, :, 2] += 0.8
+  return np.clip(images, 0, 1).astype(np.float32), attributes.astype(np.float32)
+
+
+def test_attribute_loss_is_the_cross_entropy_of_observed_entries():
+  model = attribute_classifier.make_classifier(
+      (2, 3), attribute_classifier.AttributeClassifierConfig(widths=(4,), hidden=8))
+  images = np.random.default_rng(1).uniform(size=(3, 8, 8, 1)).astype(np.float32)
+  params = jax.jit(model.init)(jax.random.key(0, impl="rbg"), images)["params"]
+  attributes = np.array([[1, 2], [0, np.nan], [np.nan, 0]], np.float32)
+
+  @jax.jit
+  def loss_and_logits(params):
+    return (attribute_classifier.attribute_loss(model, params, images, attributes),
+            model.apply({"params": params}, images))
+
+  (loss, accuracy), logits = loss_and_logits(params)
+  logits = np.asarray(logits, np.float64)
+  blocks = [logits[:, :2], logits[:, 2:]]
+  terms, hits = [], [[], []]
+  for i in range(3):
+    for j in range(2):
+      if not np.isnan(attributes[i, j]):
+        log_probs = blocks[j][i] - np.log(np.sum(np.exp(blocks[j][i])))
+        terms.append(-log_probs[int(attributes[i, j])])
+        hits[j].append(np.argmax(blocks[j][i]) == attributes[i, j])
+  assert float(loss) == pytest.approx(np.mean(terms), rel=1e-5)
+  np.testing.assert_allclose(accuracy, [np.mean(hits[0]), np.mean(hits[1])])
+
+
+def test_attribute_classifier_learns_a_separable_task(tmp_path):
+  train_images, train_attributes = _synthetic(1024, seed=0)
+  test_images, test_attributes = _synthetic(300, seed=1)
+  hidden = data.hidden_attribute_mask(1024, 3, 0.3, seed=0)  # unknown labels are skipped
+  config = attribute_classifier.AttributeClassifierConfig(
+      num_epochs=3, batch_size=64, learning_rate=3e-3, widths=(8, 16), hidden=32)
+  lines = []
+  params = attribute_classifier.train_attribute_classifier(
+      train_images, data.hide_attributes(train_attributes, hidden), (2, 3, 2), config,
+      log=lines.append)
+  assert len(lines) == 3 and "epoch 3/3" in lines[-1]
+  model = attribute_classifier.make_classifier((2, 3, 2), config)
+  accuracy = attribute_classifier.attribute_accuracy(model, params, test_images,
+                                                     test_attributes)
+  assert np.all(accuracy > 0.95), accuracy
+  path = str(tmp_path / "attributes.msgpack")
+  attribute_classifier.save_attribute_classifier(path, model, params)
+  loaded_model, loaded_params = attribute_classifier.load_attribute_classifier(path)
+  assert loaded_model == model
+  np.testing.assert_array_equal(
+      attribute_classifier.predict_attributes(loaded_model, loaded_params, test_images),
+      attribute_classifier.predict_attributes(model, params, test_images))
