@@ -187,20 +187,31 @@ def test_training_command_matches_the_quickstart(name):
     assert key in config[section], field
 
 
-def test_figure1_notebook_runs():
+def run_notebook(name: str, overrides: dict) -> dict:
+  """Executes a notebook's code cells top to bottom in one namespace (matplotlib off
+  screen) and returns the namespace. Each name in `overrides` replaces the notebook's
+  value right after the cell that first assigns it (its settings cell), so tests run
+  the notebooks as written with small settings. The install cell runs too (it does
+  nothing outside Colab)."""
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   namespace = {"__name__": "__main__"}
+  pending = dict(overrides)
   with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*non-interactive.*")
-    for source in _code_cells(_load("figure1_trip_2d.ipynb")):
-      if _is_install_cell(source):
-        continue
-      exec(compile(source, "figure1_trip_2d.ipynb", "exec"), namespace)  # pylint: disable=exec-used
-      if "GRID_SIZE =" in source:
-        namespace.update(FIGURE1_OVERRIDES)
+    for source in _code_cells(_load(name)):
+      exec(compile(_as_python(source), name, "exec"), namespace)  # pylint: disable=exec-used
+      for variable in [v for v in pending if re.search(rf"^{v} =", source, re.M)]:
+        namespace[variable] = pending.pop(variable)
+  assert not pending, f"{name} never assigns {sorted(pending)}"
+  return namespace
+
+
+def test_figure1_notebook_runs():
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  namespace = run_notebook("figure1_trip_2d.ipynb", FIGURE1_OVERRIDES)
   try:
     grid = FIGURE1_OVERRIDES["GRID_SIZE"]
     assert namespace["density"].shape == (grid, grid)
