@@ -241,23 +241,49 @@ def _ring_log_trace_bwd(residuals, g):
 ring_log_trace.defvjp(_ring_log_trace_fwd, _ring_log_trace_bwd)
 
 
+class ProductTree(NamedTuple):
+  """Pairwise products of a sequence of matrices, each rescaled to a largest entry of 1.
+
+  Attributes:
+    levels: levels[0] are the input matrices, levels[l + 1] the products of the pairs of
+      levels[l]; every level but the root's is padded with an identity to an even
+      count, so levels[l][2i] @ levels[l][2i + 1] ∝ levels[l + 1][i]. levels[l] has
+      shape (2 ceil(n / 2^(l+1)), ..., m, m).
+    root: (..., m, m) the rescaled product of all the matrices.
+    log_scale: (...) log of the root's scale: ∏ = root * exp(log_scale).
+  """
+  levels: list
+  root: Array
+  log_scale: Array
+
+
+def product_tree(mats: Array) -> ProductTree:
+  """The ordered product of mats (n, ..., m, m) as a tree of ceil(log2 n) batched matmuls.
+
+  The scales are constants for the gradient, which is exact for anything that does not
+  depend on them (log Z, and every ratio of entries the sampler draws from).
+  """
+  eye = jnp.broadcast_to(jnp.eye(mats.shape[-1], dtype=mats.dtype), (1, *mats.shape[1:]))
+  log_scales = jnp.zeros(mats.shape[:-2], mats.dtype)   # of every node, summed as mats
+  levels = []
+  while mats.shape[0] > 1:
+    if mats.shape[0] % 2:
+      mats = jnp.concatenate([mats, eye])
+      log_scales = jnp.concatenate([log_scales, jnp.zeros_like(log_scales[:1])])
+    levels.append(mats)
+    mats = mats[0::2] @ mats[1::2]
+    scale = jax.lax.stop_gradient(jnp.max(mats, axis=(-2, -1)))
+    scale = jnp.where(scale > 0, scale, 1.0)
+    mats = mats / scale[..., None, None]
+    log_scales = log_scales[0::2] + log_scales[1::2] + jnp.log(scale)
+  return ProductTree(levels, mats[0], log_scales[0])
+
+
 def log_normalizer(cores: Array) -> Array:
   """log Z = log Tr(∏_j Σ_k Q_j[k]) for normalized cores (n, K, m, m); a scalar (eq. 1).
 
   Shared by the whole batch, so a pairwise tree (log2 n batched matmuls) rather than n
-  sequential tiny ones. Each level is rescaled; the scales are constants for the
-  gradient, which is exact because log Z does not depend on them.
+  sequential tiny ones.
   """
-  mats = jnp.sum(cores, axis=1)                                      # (n, m, m)
-  log_scales = jnp.zeros(mats.shape[:1], cores.dtype)  # summed pairwise, as the mats
-  while mats.shape[0] > 1:
-    if mats.shape[0] % 2:
-      eye = jnp.eye(mats.shape[-1], dtype=mats.dtype)[None]
-      mats = jnp.concatenate([mats, eye])
-      log_scales = jnp.concatenate([log_scales, jnp.zeros((1,), log_scales.dtype)])
-    mats = mats[0::2] @ mats[1::2]
-    scale = jax.lax.stop_gradient(jnp.max(mats, axis=(-2, -1)))
-    scale = jnp.where(scale > 0, scale, 1.0)
-    mats = mats / scale[:, None, None]
-    log_scales = log_scales[0::2] + log_scales[1::2] + jnp.log(scale)
-  return jnp.log(jnp.trace(mats[0])) + log_scales[0]
+  tree = product_tree(jnp.sum(cores, axis=1))                        # (n, m, m) leaves
+  return jnp.log(jnp.trace(tree.root)) + tree.log_scale

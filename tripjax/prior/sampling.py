@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Sequence
+import functools
+import operator
+from typing import Any, NamedTuple, Optional, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from tripjax.prior import checks
-from tripjax.prior.params import TRIPParams
-from tripjax.prior.ring import rescale, weighted_cores
-from tripjax.prior.weights import component_weights, cores_normalized, result_dtype
+from tripjax.prior.params import TRIPParams, component_mask, natural
+from tripjax.prior.ring import ProductTree, product_tree, rescale, weighted_cores
+from tripjax.prior.weights import component_weights, result_dtype
 
 Array = jax.Array
 
@@ -21,83 +23,179 @@ def _uniforms(key: Array, shape: tuple, dtype) -> Array:
   return jax.random.uniform(key, shape, dtype, minval=jnp.finfo(dtype).tiny)
 
 
+# Categorical draws up to this many categories unroll the running sum of the inverse CDF:
+# one fused loop on XLA:CPU, several times faster at these sizes than a cumsum (a
+# reduce-window) or a product with a triangular matrix, which larger sizes use.
+_UNROLLED_CATEGORIES = 32
+
+
 def _categorical(uniform: Array, probs: Array) -> Array:
-  """Inverse-CDF draw from unnormalized probs (..., m) with uniform (...) in [0, 1)."""
+  """Inverse-CDF draw from unnormalized probs (..., c) with uniform (...) in [0, 1).
+
+  A category of probability zero is not drawn (while the total is a normal float).
+  """
   size = probs.shape[-1]
-  # A cumulative sum as a product with a triangular matrix: XLA:CPU's cumsum (a
-  # reduce-window) is several times slower at these sizes.
-  upper = jnp.triu(jnp.ones((size, size), probs.dtype))
-  cdf = probs @ upper
-  threshold = uniform * cdf[..., -1]
-  index = jnp.sum(cdf <= threshold[..., None], axis=-1)
-  return jnp.minimum(index, probs.shape[-1] - 1)
+  if size > _UNROLLED_CATEGORIES:
+    cdf = probs @ jnp.triu(jnp.ones((size, size), probs.dtype))
+    index = jnp.sum(cdf <= (uniform * cdf[..., -1])[..., None], axis=-1)
+    return jnp.minimum(index, size - 1)
+  columns = [probs[..., k] for k in range(size)]
+  # The total is summed in the running sum's order, so it equals the last running sum
+  # and uniform * total < total: the last category needs no test of its own.
+  threshold = uniform * functools.reduce(operator.add, columns)
+  running = jnp.zeros_like(threshold)
+  index = jnp.zeros(threshold.shape, jnp.int32)
+  for column in columns[:-1]:
+    running = running + column
+    index = index + (running <= threshold)
+  return index
 
 
-def _suffix_products(mats: Array) -> Array:
-  """Rescaled suffixes S_j = M_j ··· M_{n-1} for mats (n, B, m, m): (n + 1, B, m, m)."""
-  n, batch, m, _ = mats.shape
-  eye = jnp.broadcast_to(jnp.eye(m, dtype=mats.dtype), (batch, m, m))
-
-  def body(suffix, mat):
-    suffix, _ = rescale(mat @ suffix)
-    return suffix, suffix
-
-  _, suffixes = jax.lax.scan(body, eye, mats, reverse=True)
-  return jnp.concatenate([suffixes, eye[None]], axis=0)
+def _span_counts(n: int) -> list:
+  """Spans of each tree level over n matrices, bottom up: ceil(n / 2), ceil(n / 4), .., 1."""
+  counts = []
+  while n > 1:
+    n = (n + 1) // 2
+    counts.append(n)
+  return counts
 
 
-def _sample_indices(params: TRIPParams, key: Array, num_draws: int, weights: Array):
-  """Exact draws of component indices s given per-row weights.
+def _num_bond_draws(n: int) -> int:
+  """The closing bond index and one midpoint per span of every level."""
+  return 1 + sum(_span_counts(n))
 
-  The ring's trace is a sum over the closing bond index: Tr(∏M) = Σ_a (∏M)_aa. So draw
-  a_0 ∝ diag(∏M), then a_j | a_{j-1}, a_0 ∝ M_j[a_{j-1}, a_j] S_{j+1}[a_j, a_0] along the
-  ring (S the suffix products, shared by all draws of a row), then every
-  s_j | a_{j-1}, a_j ∝ w_jk Q_j[k][a_{j-1}, a_j] in parallel.
+
+def _normalize(probs: Array) -> Array:
+  """Divides unnormalized probs (..., m) by their maximum (where it is positive)."""
+  top = jnp.max(probs, axis=-1, keepdims=True)
+  return probs / jnp.where(top > 0, top, 1.0)
+
+
+def _split_tables(tree: ProductTree) -> Array:
+  """Per span of the tree, the vectors its midpoint draw reads: (spans, B, 2m, m).
+
+  The spans of all levels, bottom up. A span's halves are L = levels[l][2i] and
+  R = levels[l][2i + 1]; its rows 0..m-1 are the rows of L, rows m..2m-1 the columns of
+  R, each divided by its maximum (a vector's scale cancels in p(a_c | a_a, a_b) ∝
+  L[a_a, a_c] R[a_c, a_b]), so that their product stays far from float underflow. One
+  table for all levels keeps the compiled program small.
+  """
+  nodes = jnp.concatenate(tree.levels)                # every level has an even count
+  return _normalize(jnp.concatenate([nodes[0::2], jnp.swapaxes(nodes[1::2], -1, -2)],
+                                    axis=-2))
+
+
+def _draw_bonds(tree: ProductTree, num_variables: int, uniforms: Array) -> Array:
+  """Exact draws of the ring's bond indices by bisection, in ceil(log2 n) + 1 steps.
+
+  With M_j the weighted cores, p(a_0, ..., a_{n-1}) ∝ ∏_j M_j[a_j, a_{j+1}] (a_n = a_0),
+  since Tr(∏M) = Σ_a (∏M)_aa. Draw the closing index a_0 ∝ diag(∏_j M_j); then, from the
+  root down, every span of the tree whose end bonds a_a, a_b are drawn splits at its
+  midpoint c with p(a_c | a_a, a_b) ∝ L[a_a, a_c] R[a_c, a_b], L and R the products of its
+  two halves (the tree's child nodes). All spans of a level are drawn at once.
 
   Args:
-    params: TRIPParams.
-    key: PRNG key.
-    num_draws: R, draws per row.
-    weights: (B, n, K) component weights w_jk of each row (B = 1 for no conditioning).
+    tree: `product_tree` of the weighted cores (n, B, m, m).
+    num_variables: n.
+    uniforms: (_num_bond_draws(n), R, B) uniforms.
+
+  Returns:
+    (n + 1, R, B) bond indices a_0, ..., a_n (a_n = a_0); a_j stands before M_j.
+  """
+  m = tree.root.shape[-1]
+  diag = jnp.diagonal(tree.root, axis1=-2, axis2=-1)                # (B, m)
+  closing = _categorical(uniforms[0], jnp.broadcast_to(diag, (*uniforms.shape[1:], m)))
+  bonds = jnp.stack([closing, closing])                             # (2, R, B)
+  if num_variables == 1:
+    return bonds
+  spans = _span_counts(num_variables)                               # bottom up
+  nodes = [num_variables] + spans[:-1]                              # real nodes per level
+  table = _split_tables(tree).reshape(-1, m)                        # (spans * B * 2m, m)
+  batch = tree.root.shape[0]
+  first_span = np.cumsum([0] + spans[:-1])
+  for level in reversed(range(len(spans))):
+    count = spans[level]
+    # Row a_a of L and column a_b of R of every span and draw: (c, R, B, 2, m).
+    rows = jnp.stack([bonds[:-1], bonds[1:] + m], axis=-1)          # (c, R, B, 2)
+    span_index = first_span[level] + np.arange(count)
+    first_row = (span_index[:, None] * batch + np.arange(batch)) * (2 * m)   # (c, B)
+    vectors = jnp.take(table, first_row[:, None, :, None] + rows, axis=0, mode="clip")
+    start = 1 + int(first_span[level])
+    middle = _categorical(uniforms[start:start + count],
+                          vectors[..., 0, :] * vectors[..., 1, :])  # (c, R, B)
+    interleaved = jnp.stack([bonds[:-1], middle], axis=1).reshape(2 * count,
+                                                                  *middle.shape[1:])
+    # The bonds around the level's real nodes: the one after an identity padding node
+    # (its midpoint equals the span's end) is dropped.
+    bonds = jnp.concatenate([interleaved, bonds[-1:]])[:nodes[level] + 1]
+  return bonds
+
+
+def _leaves(params: TRIPParams, weights: Optional[Array], dtype) -> Array:
+  """The ring's matrices M_j = Σ_k w_jk Q_j[k], each divided by its largest entry.
+
+  Args:
+    params: TRIPParams over n variables.
+    weights: (B, n, K) component weights, or None for w = 1 (nothing given, B = 1).
+    dtype: the float dtype to compute in.
+
+  Returns:
+    (n, B, m, m). The scales cancel in every conditional the sampler draws from.
+  """
+  cores = natural(params).cores.astype(dtype)                       # (n, K, m, m)
+  if weights is None:
+    mats = jnp.sum(cores, axis=1)[:, None]
+  else:
+    mats = weighted_cores(jnp.transpose(weights, (1, 0, 2)), cores)
+  return rescale(mats)[0]
+
+
+def _component_probs(params: TRIPParams, bonds: Array, weights: Optional[Array],
+                     dtype) -> Array:
+  """w_jk Q_j[k][a_j, a_{j+1}] for every variable and draw: (n, R, B, K).
+
+  Gathers the roots of the few entries it needs rather than squaring every core.
+  """
+  n = params.num_variables
+  roots = jnp.moveaxis(params.core_roots, 1, -1)                    # (n, m, m, K)
+  variable_index = jnp.arange(n)[:, None, None]
+  probs = jnp.square(roots[variable_index, bonds[:-1], bonds[1:]].astype(dtype))
+  probs = probs * jnp.asarray(component_mask(params), dtype)[:, None, None]
+  if weights is not None:
+    probs = probs * jnp.transpose(weights, (1, 0, 2))[:, None]
+  return probs
+
+
+def _num_index_uniforms(n: int) -> int:
+  """Uniforms per draw of the component indices: the bonds, then one per variable."""
+  return _num_bond_draws(n) + n
+
+
+def _sample_indices(params: TRIPParams, uniforms: Array, weights: Optional[Array],
+                    dtype):
+  """Exact draws of component indices s given per-row weights.
+
+  Draws the bond indices a_0..a_n of the ring of weighted cores M_j = Σ_k w_jk Q_j[k]
+  (`_draw_bonds`), then every s_j | a_j, a_{j+1} ∝ w_jk Q_j[k][a_j, a_{j+1}] in parallel.
+  The product tree is shared by all draws of a row (by all draws when nothing is given).
+
+  Args:
+    params: TRIPParams over n variables.
+    uniforms: (_num_index_uniforms(n), R, B) uniforms in (0, 1).
+    weights: (B, n, K) component weights w_jk of each row; None for no conditioning
+      (w = 1, B = 1).
+    dtype: the float dtype to compute in.
 
   Returns:
     (R, B, n) int32 component indices, and (B,) whether the row has positive probability.
   """
-  dtype = weights.dtype
-  cores = cores_normalized(params, dtype)                           # (n, K, m, m)
-  batch, n, _ = weights.shape
-  m = params.rank
-  flat = jnp.transpose(weights, (1, 0, 2))                          # (n, B, K)
-  mats = weighted_cores(flat, cores)                                # (n, B, m, m)
-  suffixes = _suffix_products(mats)                                 # (n+1, B, m, m)
-  # One draw of uniforms for everything: each random call site costs seconds of XLA:CPU
-  # compilation (threefry), so the bond, closing and component draws share one.
-  uniforms = _uniforms(key, (2 * n + 1, num_draws, batch), dtype)
-
-  diag = jnp.diagonal(suffixes[0], axis1=-2, axis2=-1)              # (B, m)
-  valid = jnp.sum(diag, axis=-1) > 0
-  alpha0 = _categorical(uniforms[2 * n], jnp.broadcast_to(diag, (num_draws, batch, m)))
-  bonds = jnp.arange(m)
-  # S_{j+1}[:, a_0] for every step at once: (n, R, B, m).
-  closing = (alpha0[..., None] == bonds).astype(dtype)
-  columns = jnp.einsum("rbk,nbjk->nrbj", closing, suffixes[1:])
-
-  def step(previous, inputs):
-    mat, column, u = inputs                          # (B, m, m), (R, B, m), (R, B)
-    probs = jnp.einsum("rbi,bij->rbj", previous, mat) * column
-    alpha = _categorical(u, probs)
-    return (alpha[..., None] == bonds).astype(dtype), alpha
-
-  _, alphas = jax.lax.scan(step, closing, (mats, columns, uniforms[:n]))
-  alpha_before = jnp.concatenate([alpha0[None], alphas[:-1]], axis=0)  # (n, R, B)
-  alpha_after = alphas                                              # a_n == a_0
-
-  # s_j ∝ w_jk Q_j[k][a_{j-1}, a_j] for all j at once.
-  cores_last = jnp.moveaxis(cores, 1, -1)                           # (n, m, m, K)
-  variable_index = jnp.arange(n)[:, None, None]
-  comp_probs = cores_last[variable_index, alpha_before, alpha_after]  # (n, R, B, K)
-  comp_probs = comp_probs * flat[:, None, :, :]
-  components = _categorical(uniforms[n:2 * n], comp_probs)          # (n, R, B)
+  n = params.num_variables
+  num_bonds = _num_bond_draws(n)
+  tree = product_tree(_leaves(params, weights, dtype))              # leaves (n, B, m, m)
+  valid = jnp.trace(tree.root, axis1=-2, axis2=-1) > 0              # (B,)
+  bonds = _draw_bonds(tree, n, uniforms[:num_bonds])                # (n+1, R, B)
+  probs = _component_probs(params, bonds, weights, dtype)           # (n, R, B, K)
+  components = _categorical(uniforms[num_bonds:], probs)            # (n, R, B)
   return jnp.moveaxis(components, 0, -1).astype(jnp.int32), valid
 
 
@@ -108,16 +206,20 @@ class _Conditioning(NamedTuple):
     shape: the sample shape.
     num_draws: R = prod(shape), draws per row.
     batch_shape: given.shape[:-1], () without `given`.
-    given: (B, n) values to condition on (B = 1 and all NaN without `given`).
-    present: (B, n) whether each given entry is observed.
-    weights: (B, n, K) the component weights w_jk of each row.
+    num_rows: B = prod(batch_shape), the rows conditioned on (1 without `given`).
+    dtype: the float dtype of the draws.
+    given: (B, n) values to condition on; None without `given`.
+    present: (B, n) whether each given entry is observed; None without `given`.
+    weights: (B, n, K) the component weights w_jk of each row; None without `given`.
   """
   shape: tuple
   num_draws: int
   batch_shape: tuple
-  given: Array
-  present: Array
-  weights: Array
+  num_rows: int
+  dtype: Any
+  given: Optional[Array]
+  present: Optional[Array]
+  weights: Optional[Array]
 
 
 def _conditioning(params: TRIPParams, shape, given, observed) -> _Conditioning:
@@ -125,17 +227,16 @@ def _conditioning(params: TRIPParams, shape, given, observed) -> _Conditioning:
   num_draws = int(np.prod(shape, dtype=np.int64))
   checks.observed_needs_given(given, observed)
   if given is None:
-    batch_shape = ()
-    given = jnp.full((1, params.num_variables), jnp.nan, params.core_roots.dtype)
-    present = jnp.zeros(given.shape, bool)
-  else:
-    given, present = checks.values_and_mask(given, observed, params.num_variables,
-                                            "given")
-    batch_shape = given.shape[:-1]
-    given = given.reshape(-1, params.num_variables)
-    present = present.reshape(given.shape)
-  weights = component_weights(params, given, present, result_dtype(params, given))
-  return _Conditioning(shape, num_draws, batch_shape, given, present, weights.weights)
+    return _Conditioning(shape, num_draws, (), 1, params.core_roots.dtype, None, None,
+                         None)
+  given, present = checks.values_and_mask(given, observed, params.num_variables, "given")
+  batch_shape = given.shape[:-1]
+  given = given.reshape(-1, params.num_variables)
+  present = present.reshape(given.shape)
+  dtype = result_dtype(params, given)
+  weights = component_weights(params, given, present, dtype).weights
+  return _Conditioning(shape, num_draws, batch_shape, given.shape[0], dtype, given,
+                       present, weights)
 
 
 def sample_components(params: TRIPParams, key: Array, shape: Sequence[int] = (),
@@ -147,7 +248,9 @@ def sample_components(params: TRIPParams, key: Array, shape: Sequence[int] = (),
     int32 array (*shape, n) without `given`, (*shape, *given.shape[:-1], n) with it.
   """
   request = _conditioning(params, shape, given, observed)
-  components, _ = _sample_indices(params, key, request.num_draws, request.weights)
+  uniforms = _uniforms(key, (_num_index_uniforms(params.num_variables),
+                             request.num_draws, request.num_rows), request.dtype)
+  components, _ = _sample_indices(params, uniforms, request.weights, request.dtype)
   return components.reshape(*request.shape, *request.batch_shape, params.num_variables)
 
 
@@ -169,16 +272,20 @@ def sample(params: TRIPParams, key: Array, shape: Sequence[int] = (),
     in their sampled entries.
   """
   request = _conditioning(params, shape, given, observed)
-  dtype = request.weights.dtype
-  key_components, key_noise = jax.random.fold_in(key, 0), jax.random.fold_in(key, 1)
-  components, valid = _sample_indices(params, key_components, request.num_draws,
-                                      request.weights)
-  variable_index = jnp.arange(params.num_variables)
-  means = params.means.astype(dtype)[variable_index, components]   # (R, B, n)
+  dtype, n = request.dtype, params.num_variables
+  # One draw of uniforms for everything: each random call site costs a second or more
+  # of XLA:CPU compilation (threefry), so the indices and the Gaussian noise share one.
+  num_index = _num_index_uniforms(n)
+  uniforms = _uniforms(key, (num_index + n, request.num_draws, request.num_rows), dtype)
+  components, valid = _sample_indices(params, uniforms[:num_index], request.weights,
+                                      dtype)                        # (R, B, n)
+  variable_index = jnp.arange(n)
+  means = params.means.astype(dtype)[variable_index, components]
   scales = jnp.exp(params.log_scales.astype(dtype))[variable_index, components]
-  noise = jax.scipy.special.ndtri(_uniforms(key_noise, components.shape, dtype))
+  noise = jax.scipy.special.ndtri(jnp.moveaxis(uniforms[num_index:], 0, -1))
   values = jnp.where(np.asarray(params.discrete), components.astype(dtype),
                      means + scales * noise)
   values = jnp.where(valid[None, :, None], values, jnp.nan)
-  values = jnp.where(request.present[None], request.given[None].astype(dtype), values)
-  return values.reshape(*request.shape, *request.batch_shape, params.num_variables)
+  if request.given is not None:
+    values = jnp.where(request.present[None], request.given[None].astype(dtype), values)
+  return values.reshape(*request.shape, *request.batch_shape, n)
