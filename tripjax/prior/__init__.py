@@ -21,18 +21,27 @@ combination the cores forbid) gives log p = -inf, never NaN: traced values canno
 
 Where the paper is implemented:
 
-  eq. 1 (p(s) ∝ Tr ∏ Q_j[s_j]), eq. 4 (ψ)  params.TRIPParams, params.natural; the
-                                          normalizer Z is ring.log_normalizer
-  eq. 2 (marginal: summed core)           weights.component_weights (w_jk = 1 if missing)
-  eq. 3 (p(z) as a lattice GMM)           weights.log_weights (log N(z_j; mu_jk, sigma_jk))
-  Algorithm 1 (marginal log p(z_M))       densities.log_prob via ring.ring_log_trace
-  eq. 5 (p(s_k | z_obs), GMM conditional) densities.posterior_weights (one ring VJP)
-  sampling (chain rule over the ring)     sampling.sample, sampling.sample_components
-  section 3.1 (EM init of means, scales)  em.refit_components
+  eq. 1, 4   p(s) ∝ Tr ∏_j Q_j[s_j], params ψ    params.TRIPParams, params.natural
+             normalizer Z = Tr ∏_j Σ_k Q_j[k]     ring.log_normalizer (ring.product_tree)
+  eq. 2      a marginalized variable's summed core weights.component_weights (w_jk = 1)
+  eq. 3      p(z) as a GMM on the lattice         weights.log_weights (log N(z_j; mu, sigma))
+  Alg. 1     marginal log p(z_M)                  densities.log_prob (ring.ring_log_trace)
+  eq. 5      p(s_k | z_obs) of the 1-D GMMs       densities.posterior_weights (one VJP)
+  sampling   exact joint / conditional draws      sampling.sample, sampling.sample_components
+  sec. 3.1   EM init of the means and scales      em.refit_components
+
+Sampling is exact, like the paper's chain rule over the variables (sections 2.1, 2.2), but
+not a chain: with M_j = Σ_k w_jk Q_j[k], the ring's trace is a sum over bond
+indices, p(a_0, ..., a_{n-1}) ∝ ∏_j M_j[a_j, a_{j+1}] (a_n = a_0), and given the bonds
+the components are independent, p(s_j = k | a_j, a_{j+1}) ∝ w_jk Q_j[k][a_j, a_{j+1}].
+The bonds are drawn by bisection over a pairwise product tree of the M_j: a_0 ∝
+diag(∏ M_j), then every span [a, b) of a tree level draws its midpoint c from
+p(a_c | a_a, a_b) ∝ L[a_a, a_c] R[a_c, a_b] (L, R the products of its halves), all
+spans of a level at once, so the depth is ceil(log2 n) + 1 (`sampling._draw_bonds`).
 
 Modules: `params` (specs, pytree, init), `checks` (the argument checks), `weights` (cores
-and w_jk), `ring` (the contraction and its VJP), `densities`, `sampling`, `em`,
-`distribution` (distrax adapter).
+and w_jk), `ring` (the contraction and its VJP, the product tree), `densities`,
+`sampling`, `em`, `distribution` (distrax adapter).
 """
 
 from tripjax.prior.checks import present_mask

@@ -16,6 +16,9 @@ variables go through a `lax.scan` in blocks of `_BLOCK`, and the count restarts 
 block, which is only the same count if a block is a multiple of `_RESCALE_EVERY`
 (`_split_blocks` makes it so). The backward pass takes the tail of the n - full variables
 that fill no block first, so it enters every block at the phase `_backward_phase(n)`.
+
+The normalizer Z and the sampler's bond draws use a pairwise tree of products instead,
+`product_tree`: ceil(log2 n) levels of batched matmuls, each node rescaled.
 """
 
 from __future__ import annotations

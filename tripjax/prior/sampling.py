@@ -1,4 +1,9 @@
-"""Exact sampling from a TRIP, optionally conditioned on given values."""
+"""Exact sampling from a TRIP, optionally conditioned on given values.
+
+The scheme (bond indices by bisection over a product tree, then the components in
+parallel) is stated in the package docstring; `_draw_bonds` draws the bonds,
+`_sample_indices` the components, and `sample` adds the values.
+"""
 
 from __future__ import annotations
 
