@@ -211,20 +211,16 @@ class _Conditioning(NamedTuple):
     shape: the sample shape.
     num_draws: R = prod(shape), draws per row.
     batch_shape: given.shape[:-1], () without `given`.
-    num_rows: B = prod(batch_shape), the rows conditioned on (1 without `given`).
     dtype: the float dtype of the draws.
-    given: (B, n) values to condition on; None without `given`.
+    given: (B, n) values to condition on; None without `given` (then B = 1).
     present: (B, n) whether each given entry is observed; None without `given`.
-    weights: (B, n, K) the component weights w_jk of each row; None without `given`.
   """
   shape: tuple
   num_draws: int
   batch_shape: tuple
-  num_rows: int
   dtype: Any
   given: Optional[Array]
   present: Optional[Array]
-  weights: Optional[Array]
 
 
 def _conditioning(params: TRIPParams, shape, given, observed) -> _Conditioning:
@@ -232,16 +228,48 @@ def _conditioning(params: TRIPParams, shape, given, observed) -> _Conditioning:
   num_draws = int(np.prod(shape, dtype=np.int64))
   checks.observed_needs_given(given, observed)
   if given is None:
-    return _Conditioning(shape, num_draws, (), 1, params.core_roots.dtype, None, None,
-                         None)
+    return _Conditioning(shape, num_draws, (), params.core_roots.dtype, None, None)
   given, present = checks.values_and_mask(given, observed, params.num_variables, "given")
   batch_shape = given.shape[:-1]
   given = given.reshape(-1, params.num_variables)
   present = present.reshape(given.shape)
-  dtype = result_dtype(params, given)
-  weights = component_weights(params, given, present, dtype).weights
-  return _Conditioning(shape, num_draws, batch_shape, given.shape[0], dtype, given,
-                       present, weights)
+  return _Conditioning(shape, num_draws, batch_shape, result_dtype(params, given), given,
+                       present)
+
+
+# Compiled as a whole even when called eagerly: op by op, the levels of the bisection
+# would each compile their own small programs, several times the cost of one.
+@functools.partial(jax.jit, static_argnames=("num_draws", "dtype", "values"))
+def _draw(params: TRIPParams, key: Array, given: Optional[Array],
+          present: Optional[Array], *, num_draws: int, dtype, values: bool) -> Array:
+  """(R, B, n) exact draws: int32 component indices, or the values when `values`.
+
+  Rows whose given part has zero probability get NaN values in their sampled entries.
+  """
+  n = params.num_variables
+  if given is None:
+    weights, num_rows = None, 1
+  else:
+    weights = component_weights(params, given, present, dtype).weights
+    num_rows = given.shape[0]
+  # One draw of uniforms for everything: each random call site costs a second or more
+  # of XLA:CPU compilation (threefry), so the indices and the Gaussian noise share one.
+  num_index = _num_index_uniforms(n)
+  num_noise = n if values else 0
+  uniforms = _uniforms(key, (num_index + num_noise, num_draws, num_rows), dtype)
+  components, valid = _sample_indices(params, uniforms[:num_index], weights, dtype)
+  if not values:
+    return components
+  variable_index = jnp.arange(n)
+  means = params.means.astype(dtype)[variable_index, components]
+  scales = jnp.exp(params.log_scales.astype(dtype))[variable_index, components]
+  noise = jax.scipy.special.ndtri(jnp.moveaxis(uniforms[num_index:], 0, -1))
+  draws = jnp.where(np.asarray(params.discrete), components.astype(dtype),
+                    means + scales * noise)
+  draws = jnp.where(valid[None, :, None], draws, jnp.nan)
+  if given is not None:
+    draws = jnp.where(present[None], given[None].astype(dtype), draws)
+  return draws
 
 
 def sample_components(params: TRIPParams, key: Array, shape: Sequence[int] = (),
@@ -253,9 +281,8 @@ def sample_components(params: TRIPParams, key: Array, shape: Sequence[int] = (),
     int32 array (*shape, n) without `given`, (*shape, *given.shape[:-1], n) with it.
   """
   request = _conditioning(params, shape, given, observed)
-  uniforms = _uniforms(key, (_num_index_uniforms(params.num_variables),
-                             request.num_draws, request.num_rows), request.dtype)
-  components, _ = _sample_indices(params, uniforms, request.weights, request.dtype)
+  components = _draw(params, key, request.given, request.present,
+                     num_draws=request.num_draws, dtype=request.dtype, values=False)
   return components.reshape(*request.shape, *request.batch_shape, params.num_variables)
 
 
@@ -277,20 +304,6 @@ def sample(params: TRIPParams, key: Array, shape: Sequence[int] = (),
     in their sampled entries.
   """
   request = _conditioning(params, shape, given, observed)
-  dtype, n = request.dtype, params.num_variables
-  # One draw of uniforms for everything: each random call site costs a second or more
-  # of XLA:CPU compilation (threefry), so the indices and the Gaussian noise share one.
-  num_index = _num_index_uniforms(n)
-  uniforms = _uniforms(key, (num_index + n, request.num_draws, request.num_rows), dtype)
-  components, valid = _sample_indices(params, uniforms[:num_index], request.weights,
-                                      dtype)                        # (R, B, n)
-  variable_index = jnp.arange(n)
-  means = params.means.astype(dtype)[variable_index, components]
-  scales = jnp.exp(params.log_scales.astype(dtype))[variable_index, components]
-  noise = jax.scipy.special.ndtri(jnp.moveaxis(uniforms[num_index:], 0, -1))
-  values = jnp.where(np.asarray(params.discrete), components.astype(dtype),
-                     means + scales * noise)
-  values = jnp.where(valid[None, :, None], values, jnp.nan)
-  if request.given is not None:
-    values = jnp.where(request.present[None], request.given[None].astype(dtype), values)
-  return values.reshape(*request.shape, *request.batch_shape, n)
+  draws = _draw(params, key, request.given, request.present,
+                num_draws=request.num_draws, dtype=request.dtype, values=True)
+  return draws.reshape(*request.shape, *request.batch_shape, params.num_variables)
