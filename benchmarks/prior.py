@@ -111,7 +111,7 @@ def main():
     print(json.dumps(rows[-len(args.settings):]), file=sys.stderr, flush=True)
 
   columns = list(rows[0])
-  header = "| " + " | ".join(c if i < 2 or c.endswith(")") else f"{c} (ms)"
+  header = "| " + " | ".join(c if i < 2 or c.endswith(" (s)") else f"{c} (ms)"
                              for i, c in enumerate(columns))
   print(header + " |")
   print("|" + "---|" * len(columns))
