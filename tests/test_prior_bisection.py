@@ -33,7 +33,7 @@ def _chi_square_p_value(index: np.ndarray, probs: np.ndarray) -> float:
   return stats.chisquare(counts[keep], counts.sum() * probs[keep]).pvalue
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 6, 9])
+@pytest.mark.parametrize("n", [1, 6, 9])
 def test_product_tree_matches_ordered_product(n, x64):
   del x64
   rng = np.random.default_rng(SEED + n)
