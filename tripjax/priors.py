@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tripjax import prior as trip
+from tripjax.prior import checks
 
 Array = jax.Array
 PRIOR_KINDS = ("normal", "gmm", "trip")
@@ -53,20 +54,10 @@ class Prior(NamedTuple):
 # N(0, I) with the same function shapes as tripjax.prior.
 
 
-def _check_latent(z: Array, num_variables: int, name: str = "z") -> Array:
-  z = jnp.asarray(z)
-  if not jnp.issubdtype(z.dtype, jnp.floating):
-    raise TypeError(f"{name} must be a float array, got dtype {z.dtype}.")
-  if z.ndim < 1 or z.shape[-1] != num_variables:
-    raise ValueError(f"{name} must have shape (..., {num_variables}), got {z.shape}.")
-  return z
-
-
 def normal_log_prob(num_variables: int, z: Array,
                     observed: Optional[Array] = None) -> Array:
   """log N(z_obs; 0, I) of the observed entries of z (..., d); missing entries drop out."""
-  z = _check_latent(z, num_variables)
-  present = trip.present_mask(z, observed)
+  z, present = checks.values_and_mask(z, observed, num_variables, "z")
   z_safe = jnp.where(present, z, 0.0)
   terms = -0.5 * jnp.square(z_safe) - 0.5 * math.log(2 * math.pi)
   return jnp.sum(jnp.where(present, terms, 0.0), axis=-1)
@@ -77,12 +68,10 @@ def normal_sample(num_variables: int, key: Array, shape: Sequence[int] = (),
                   dtype=jnp.float32) -> Array:
   """Draws from N(0, I); with `given`, its present entries are kept (independence)."""
   shape = (shape,) if isinstance(shape, int) else tuple(shape)
+  checks.observed_needs_given(given, observed)
   if given is None:
-    if observed is not None:
-      raise ValueError("observed was passed without given.")
     return jax.random.normal(key, (*shape, num_variables), dtype)
-  given = _check_latent(given, num_variables, "given")
-  present = trip.present_mask(given, observed, "given")
+  given, present = checks.values_and_mask(given, observed, num_variables, "given")
   noise = jax.random.normal(key, (*shape, *given.shape), given.dtype)
   return jnp.where(present, given, noise)
 
@@ -106,9 +95,7 @@ def make_prior(kind: str, num_variables: int, *, num_components: int = 10,
   """
   if kind not in PRIOR_KINDS:
     raise ValueError(f"unknown prior kind {kind!r}; expected one of {PRIOR_KINDS}.")
-  if isinstance(num_variables, bool) or not isinstance(num_variables, int) \
-      or num_variables < 1:
-    raise ValueError(f"num_variables must be an integer >= 1, got {num_variables!r}.")
+  num_variables = checks.positive_int(num_variables, "num_variables")
   if kind == "normal":
     return Prior(
         kind=kind,
