@@ -18,6 +18,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.binarize = False  # grey levels; see train.binarize_fraction
 
   config.model = ml_collections.ConfigDict()
+  config.model.kind = "digits"  # digits | attributes (configs/celeba_attribute_classifier.py)
   config.model.feature_dim = 64
 
   config.train.num_epochs = 6

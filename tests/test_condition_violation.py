@@ -1,7 +1,9 @@
-"""Tests for tripjax/metrics/condition_violation.py and attribute_classifier.py."""
+"""Tests for tripjax/metrics/condition_violation.py and attribute_classifier.py (the
+attribute classifier trained on the shared loop by tripjax/training/classifier.py)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from tripjax import data
@@ -9,6 +11,8 @@ from tripjax import metrics
 from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import condition_violation
+from tripjax.training import classifier
+from tripjax.training import loop
 
 DIGITS = data.attribute_specs("digits")
 
@@ -100,8 +104,7 @@ def _synthetic(num_examples, seed):
 
 
 def test_attribute_loss_is_the_cross_entropy_of_observed_entries():
-  model = attribute_classifier.make_classifier(
-      (2, 3), attribute_classifier.AttributeClassifierConfig(widths=(4,), hidden=8))
+  model = attribute_classifier.make_classifier((2, 3), widths=(4,), hidden=8)
   images = np.random.default_rng(1).uniform(size=(3, 8, 8, 1)).astype(np.float32)
   params = jax.jit(model.init)(jax.random.key(0, impl="rbg"), images)["params"]
   attributes = np.array([[1, 2], [0, np.nan], [np.nan, 0]], np.float32)
@@ -125,18 +128,31 @@ def test_attribute_loss_is_the_cross_entropy_of_observed_entries():
   np.testing.assert_allclose(accuracy, [np.mean(hits[0]), np.mean(hits[1])])
 
 
-def test_attribute_classifier_learns_a_separable_task(tmp_path):
+def test_attribute_classifier_learns_a_separable_task_on_the_loop(tmp_path):
+  """`classifier.make_attribute_train_step` on the shared loop, 30% of the labels
+  hidden (left out of the loss), learns three visible attributes."""
   train_images, train_attributes = _synthetic(1024, seed=0)
   test_images, test_attributes = _synthetic(300, seed=1)
-  hidden = data.hidden_attribute_mask(1024, 3, 0.3, seed=0)  # unknown labels are skipped
-  config = attribute_classifier.AttributeClassifierConfig(
-      num_epochs=3, batch_size=64, learning_rate=3e-3, widths=(8, 16), hidden=32)
-  lines = []
-  params = attribute_classifier.train_attribute_classifier(
-      train_images, data.hide_attributes(train_attributes, hidden), (2, 3, 2), config,
-      log=lines.append)
-  assert len(lines) == 3 and "epoch 3/3" in lines[-1]
-  model = attribute_classifier.make_classifier((2, 3, 2), config)
+  hidden = data.hidden_attribute_mask(1024, 3, 0.3, seed=0)
+  labels = data.hide_attributes(train_attributes, hidden)
+  dataset = data.ImageDataset(name="synthetic", split="train", image_shape=(16, 16, 3),
+                              num_examples=1024, binarized=False,
+                              read_fn=lambda indices: (train_images[indices],
+                                                       labels[indices]))
+  model = attribute_classifier.make_classifier((2, 3, 2), widths=(8, 16), hidden=32)
+  optimizer = optax.adam(3e-3)
+  params = jax.jit(model.init)(jax.random.key(0, impl="rbg"), train_images[:1])["params"]
+  task = loop.Task(
+      init_state=classifier.ClassifierState(params, optimizer.init(params)),
+      train_step=classifier.make_attribute_train_step(model, optimizer),
+      shown_metrics=("loss", "accuracy"),
+      prepare_batch=lambda indices, images, attributes: {"image": images,
+                                                         "attributes": attributes})
+  options = loop.LoopOptions(num_epochs=3, batch_size=64, log_every_steps=16,
+                             progress_bar=False)
+  state = loop.run(workdir=str(tmp_path / "run"), options=options, task=task,
+                   train_dataset=dataset)
+  params = jax.device_get(state.params)
   accuracy = attribute_classifier.attribute_accuracy(model, params, test_images,
                                                      test_attributes)
   assert np.all(accuracy > 0.95), accuracy

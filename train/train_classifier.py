@@ -1,11 +1,17 @@
-"""Trains (or reuses) the digit classifier behind the offline classifier FD.
+"""Trains (or reuses) the classifiers of the metrics.
 
   python -m train.train_classifier --workdir runs/classifier
+  python -m train.train_classifier --config celeba_attribute_classifier \
+      --workdir runs/attr_classifier --config.data.data_dir=~/tensorflow_datasets
 
-Trains `DigitClassifier` on the 4,000 grey-level training digits with the config
-configs/digits_classifier.py (well under a minute on a laptop CPU), logs its
+The default config (configs/digits_classifier.py) trains `DigitClassifier` on the
+4,000 grey-level training digits (well under a minute on a laptop CPU), the classifier
+behind the offline classifier FD and the digits' condition violation rate; it logs its
 validation/test accuracy and writes classifier.msgpack and classifier.json into the
-workdir; a workdir that holds a classifier of the same config is reused.
+workdir. configs/celeba_attribute_classifier.py trains the CelebA attribute classifier
+of the conditional VAE's condition violation rate (attribute_classifier.msgpack and
+.json, with per-attribute accuracies). A workdir that holds a classifier of the same
+config is reused.
 """
 import sys
 

@@ -5,7 +5,8 @@
   `convert_inception` converts the reference .pth).
 * `classifier_fd`: offline Fréchet distance in a small digit classifier's features.
 * `condition_violation`: share of conditional samples whose classified attributes
-  contradict the requested ones; `attribute_classifier` trains the classifier.
+  contradict the requested ones; `attribute_classifier` is the classifier's loss,
+  predictions and weight file (trained by `tripjax.training.classifier`).
 """
 
 from tripjax.metrics.classifier_fd import classifier_features

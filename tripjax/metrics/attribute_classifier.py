@@ -1,22 +1,22 @@
 """Attribute classifier of generated images, for the condition-violation rate.
 
 `AttributeClassifier` (tripjax/models/classifier.py) predicts every attribute of an
-image with a softmax per attribute; `train_attribute_classifier` trains it on real
-images and their attributes (CelebA's 14 conditions), deterministically given
-`AttributeClassifierConfig.seed`. Missing (NaN) attributes are left out of the loss.
-On digits the existing digit classifier serves instead: its predicted digit gives all
-three digit attributes (`tripjax.metrics.condition_violation.predict_digit_attributes`).
+image with a softmax per attribute. Here: its loss (`attribute_loss`, missing (NaN)
+attributes left out), predictions, accuracy and weight file. It is trained on real
+images and their attributes (CelebA's 14 conditions) on the shared loop by
+`tripjax.training.classifier` (`python -m train.train_classifier --config
+celeba_attribute_classifier --workdir runs/attr_classifier`). On digits the digit
+classifier serves instead: its predicted digit gives all three digit attributes
+(`tripjax.metrics.condition_violation.predict_digit_attributes`).
 """
 
-import dataclasses
 import functools
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Sequence
 
 from flax import serialization
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from tripjax.metrics import images as images_lib
 from tripjax.models.classifier import AttributeClassifier
@@ -25,24 +25,15 @@ WEIGHTS_FORMAT = "tripjax-attribute-classifier-v1"
 
 Params = Mapping[str, Any]
 
-
-@dataclasses.dataclass(frozen=True)
-class AttributeClassifierConfig:
-  """Hyper-parameters of the attribute classifier."""
-  seed: int = 0
-  num_epochs: int = 5
-  batch_size: int = 128
-  learning_rate: float = 1e-3
-  widths: tuple = (32, 64, 128, 128)
-  hidden: int = 256
+DEFAULT_WIDTHS = (32, 64, 128, 128)
+DEFAULT_HIDDEN = 256
 
 
-def make_classifier(num_values: Sequence[int],
-                    config: AttributeClassifierConfig = AttributeClassifierConfig()
-                    ) -> AttributeClassifier:
+def make_classifier(num_values: Sequence[int], widths: Sequence[int] = DEFAULT_WIDTHS,
+                    hidden: int = DEFAULT_HIDDEN) -> AttributeClassifier:
   """The module for attributes with `num_values` values each."""
   return AttributeClassifier(num_values=tuple(int(k) for k in num_values),
-                             widths=tuple(config.widths), hidden=config.hidden)
+                             widths=tuple(int(w) for w in widths), hidden=int(hidden))
 
 
 def attribute_log_probs(model: AttributeClassifier, params: Params,
@@ -73,62 +64,12 @@ def attribute_loss(model: AttributeClassifier, params: Params, images, attribute
   return loss, accuracy
 
 
-@functools.partial(jax.jit, static_argnames=("model", "optimizer"))
-def train_step(params, opt_state, images, attributes, model, optimizer):
-  """One Adam step: returns (params, opt_state, {"loss", "accuracy" (a,)})."""
-  (loss, accuracy), grads = jax.value_and_grad(
-      lambda p: attribute_loss(model, p, images, attributes), has_aux=True)(params)
-  updates, opt_state = optimizer.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state, {"loss": loss,
-                                                           "accuracy": accuracy}
-
-
 def _check_attributes(images, attributes, num_values) -> np.ndarray:
   attributes = np.asarray(attributes, np.float32)
   if attributes.shape != (len(images), len(num_values)):
     raise ValueError(f"attributes must have shape ({len(images)}, {len(num_values)}), "
                      f"got {attributes.shape}.")
   return attributes
-
-
-def train_attribute_classifier(images, attributes, num_values: Sequence[int],
-                               config: AttributeClassifierConfig = AttributeClassifierConfig(),
-                               log: Optional[Callable[[str], None]] = None) -> Params:
-  """Trains an `AttributeClassifier` by Adam, deterministic given config.seed.
-
-  Args:
-    images: (N, H, W, C) in [0, 1] or uint8; any object with len() whose integer-array
-      indexing gives such a batch (a numpy array, a `tripjax.data.ImageDataset`).
-    attributes: (N, a) value indices as floats, NaN where unknown.
-    num_values: (a,) values of each attribute.
-    config: hyper-parameters.
-    log: optional callable receiving one line per epoch.
-
-  Returns:
-    Trained params of `make_classifier(num_values, config)`.
-  """
-  attributes = _check_attributes(images, attributes, num_values)
-  model = make_classifier(num_values, config)
-  first = images_lib.as_unit_images(images[np.arange(1)])
-  params = jax.jit(model.init)(jax.random.key(config.seed, impl="rbg"), first)["params"]
-  optimizer = optax.adam(config.learning_rate)
-  opt_state = optimizer.init(params)
-  num_batches = len(images) // config.batch_size
-  for epoch in range(config.num_epochs):
-    order = np.random.default_rng([config.seed, epoch]).permutation(len(images))
-    epoch_metrics = []
-    for step in range(num_batches):
-      index = np.sort(order[step * config.batch_size:(step + 1) * config.batch_size])
-      batch = images_lib.as_unit_images(images[index])
-      params, opt_state, metrics = train_step(params, opt_state, batch,
-                                              attributes[index], model, optimizer)
-      epoch_metrics.append(metrics)
-    if log is not None and epoch_metrics:
-      loss = float(np.mean([m["loss"] for m in epoch_metrics]))
-      accuracy = np.mean([m["accuracy"] for m in epoch_metrics], axis=0)
-      log(f"epoch {epoch + 1}/{config.num_epochs}: loss {loss:.4f}, mean train "
-          f"accuracy {float(np.mean(accuracy)):.4f}")
-  return params
 
 
 @functools.partial(jax.jit, static_argnames=("model",))

@@ -18,6 +18,7 @@ from tripjax.training import workdirs
 # `train_and_evaluate` and `checkpoint_sampler`.
 TRAINERS = {
     "vae": "tripjax.training.vae",
+    "cvae": "tripjax.training.cvae",
 }
 DEFAULT_TASK = "vae"  # config.json of runs from before `config.task` existed
 

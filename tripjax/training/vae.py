@@ -93,19 +93,25 @@ class VaeModel:
     return lambda z: self.prior.log_prob(params["prior"], z)
 
 
-def build_model(config: ml_collections.ConfigDict,
-                image_shape: Sequence[int], likelihood: str) -> VaeModel:
-  """The encoder/decoder of `config.model` and the prior of `config.prior`."""
+def build_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int],
+                   likelihood: str) -> tuple[vae_models.Encoder, vae_models.Decoder]:
+  """The conv encoder and decoder of `config.model` (shared by the VAE and the CVAE)."""
   if config.model.norm == "batch":
-    raise ValueError("The VAE trainer has no batch statistics; use "
+    raise ValueError("The VAE trainers have no batch statistics; use "
                      "model.norm='none' or 'group'.")
   widths = config.model.widths
-  encoder, decoder = vae_models.encoder_decoder(
+  return vae_models.encoder_decoder(
       tuple(image_shape), config.model.latent_dim,
       widths=None if widths is None else tuple(widths),
       params_per_channel=likelihoods.num_params_per_channel(likelihood),
       norm=config.model.norm, use_bias=config.model.use_bias,
       kernel_size=config.model.kernel_size)
+
+
+def build_model(config: ml_collections.ConfigDict,
+                image_shape: Sequence[int], likelihood: str) -> VaeModel:
+  """The encoder/decoder of `config.model` and the prior of `config.prior`."""
+  encoder, decoder = build_networks(config, image_shape, likelihood)
   prior = priors.make_prior(config.prior.kind, config.model.latent_dim,
                             num_components=config.prior.num_components,
                             rank=config.prior.rank)
@@ -124,18 +130,25 @@ def _parameter_groups(params: dict) -> dict:
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """`two_adams` for a VAE config; with `prior.learnable = False` the prior gets no
+  updates (the paper's "F")."""
+  return two_adams(config, learnable_prior=config.prior.learnable)
+
+
+def two_adams(config: ml_collections.ConfigDict, *,
+              learnable_prior: bool = True) -> optax.GradientTransformation:
   """Two Adams, as the authors' code: one for the encoder/decoder, one for the prior.
 
   The network's learning rate is `train.learning_rate` (after clipping its gradient's
   global norm to `train.grad_clip_norm`, if set); the prior's is
-  `prior.learning_rate` (None: the network's). With `prior.learnable = False` the
-  prior gets no updates (the paper's "F").
+  `prior.learning_rate` (None: the network's). Parameters are
+  {"encoder", "decoder", "prior"}; `learnable_prior=False` gives the prior no updates.
   """
   network = optax.adam(config.train.learning_rate)
   if config.train.grad_clip_norm:
     network = optax.chain(optax.clip_by_global_norm(config.train.grad_clip_norm),
                           network)
-  if config.prior.learnable:
+  if learnable_prior:
     prior_learning_rate = config.prior.learning_rate
     if prior_learning_rate is None:
       prior_learning_rate = config.train.learning_rate
@@ -151,12 +164,17 @@ def reset_optimizer_state(optimizer: optax.GradientTransformation, opt_state,
 
   After an EM refit moves the prior's means and scales, Adam's moments of the old
   values would steer the new ones; the authors' code creates both optimizers anew at
-  every round. `groups` is a subset of (NETWORK, PRIOR).
+  every round. `groups` is a subset of (NETWORK, PRIOR). The fresh arrays are placed
+  like the ones they replace, so the jitted step sees the same input types (and is
+  not compiled again).
   """
   fresh = optimizer.init(params)
   inner_states = dict(opt_state.inner_states)
   for group in groups:
-    inner_states[group] = fresh.inner_states[group]
+    inner_states[group] = jax.tree.map(
+        lambda new, old: (jax.device_put(new, old.sharding)
+                          if isinstance(old, jax.Array) else new),
+        fresh.inner_states[group], opt_state.inner_states[group])
   return opt_state._replace(inner_states=inner_states)
 
 
@@ -238,25 +256,58 @@ def make_eval_step(model: VaeModel, iwae_samples: int | None,
   return eval_step
 
 
+def jit_eval_step(eval_step, mesh: jax.sharding.Mesh, num_batch_arrays: int):
+  """`eval_step(params, *batch_arrays, rng)` jitted with the params and the key
+  replicated and each of the `num_batch_arrays` arrays (mask included) split over the
+  batch axis; its sums come back replicated."""
+  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+  return jax.jit(eval_step,
+                 in_shardings=(replicated,) + (split,) * num_batch_arrays + (replicated,),
+                 out_shardings=replicated)
+
+
+def dataset_totals(eval_step, params: dict, dataset: data_lib.ImageDataset, *,
+                   batch_size: int, key: jax.Array, mesh: jax.sharding.Mesh,
+                   batch_arrays=lambda batch: (batch.images,)) -> dict:
+  """The sums of a jitted `eval_step` (`jit_eval_step`) added over every example.
+
+  Args:
+    eval_step: (params, *batch_arrays(batch), mask (B,), rng) -> dict of scalar sums
+      over the real (mask = 1) examples, with "count".
+    batch_arrays: a `data_lib.PaddedBatch` -> the arrays eval_step takes, each (B, ...).
+    key: batch i gets `fold_in(key, i)`.
+
+  Returns:
+    {name: total} as Python floats, "count" included.
+  """
+  sharding.check_batch_size(batch_size, mesh, "eval batch size")
+  rows = distributed.process_slice(batch_size, mesh)
+  totals = {}
+  for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
+    arrays = tuple(array[rows] for array in batch_arrays(batch)) + (batch.mask[rows],)
+    sums = eval_step(params, *sharding.shard_batch(arrays, mesh),
+                     jax.random.fold_in(key, batch_index))
+    totals = {name: totals.get(name, 0.0) + value for name, value in sums.items()}
+  return {name: float(total) for name, total in distributed.to_host(totals).items()}
+
+
 # Compiled once per (model, settings, mesh), not once per evaluation.
 @functools.lru_cache(maxsize=16)
 def _jitted_eval_step(model: VaeModel, iwae_samples: int | None,
                       iwae_samples_per_chunk: int | None, mesh: jax.sharding.Mesh):
-  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  return jax.jit(make_eval_step(model, iwae_samples, iwae_samples_per_chunk),
-                 in_shardings=(replicated, split, split, replicated),
-                 out_shardings=replicated)
+  return jit_eval_step(make_eval_step(model, iwae_samples, iwae_samples_per_chunk),
+                       mesh, num_batch_arrays=2)
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_posterior_mean(model: VaeModel, mesh: jax.sharding.Mesh):
+def _jitted_posterior_mean(model, mesh: jax.sharding.Mesh):
   replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
   return jax.jit(lambda params, images: model.posterior(params, images)[0],
                  in_shardings=(replicated, split), out_shardings=split)
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_refit(model: VaeModel):
+def _jitted_refit(model):
   return jax.jit(model.prior.refit)
 
 
@@ -271,25 +322,22 @@ def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
     `iwae_samples` = k, f"{prefix}_iwae_{k}": Python floats.
   """
   mesh = sharding.make_data_mesh() if mesh is None else mesh
-  sharding.check_batch_size(batch_size, mesh, "eval batch size")
   eval_step = _jitted_eval_step(model, iwae_samples, iwae_samples_per_chunk, mesh)
-  rows = distributed.process_slice(batch_size, mesh)
-  totals = {}
-  for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
-    images, mask = sharding.shard_batch((batch.images[rows], batch.mask[rows]), mesh)
-    sums = eval_step(params, images, mask, jax.random.fold_in(key, batch_index))
-    totals = {name: totals.get(name, 0.0) + value for name, value in sums.items()}
-  totals = distributed.to_host(totals)
+  totals = dataset_totals(eval_step, params, dataset, batch_size=batch_size, key=key,
+                          mesh=mesh)
   count = totals.pop("count")
   names = {"iwae": f"iwae_{iwae_samples}"}
-  return {f"{prefix}_{names.get(name, name)}": float(total / count)
+  return {f"{prefix}_{names.get(name, name)}": total / count
           for name, total in totals.items()}
 
 
 def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
                   batch_size: int, max_examples: int | None = None,
                   mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
-  """Means of q(z|x) for the first `max_examples` (default all) examples: (N, d)."""
+  """Means of q(z|x) for the first `max_examples` (default all) examples: (N, d).
+
+  `model` is any model with `posterior(params, images)` (the conditional VAE's too).
+  """
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   posterior_mean = _jitted_posterior_mean(model, mesh)
   rows = distributed.process_slice(batch_size, mesh)
@@ -369,10 +417,10 @@ def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset
   return state.replace(params=params)
 
 
-def validate_config(config: ml_collections.ConfigDict) -> None:
-  """Raises `config_checks.ConfigError` for the first bad field of a VAE config."""
-  config_checks.check_choice(config, "task", ("vae",))
-  config_checks.check_choice(config, "data.name", data_lib.DATASETS)
+def check_shared_fields(config: ml_collections.ConfigDict) -> None:
+  """The fields of the VAE configs that the conditional VAE's configs share: the
+  data subsets, the loop's, the networks', the prior's size, learning rate and refits,
+  the ELBO and the evaluation schedule."""
   config_checks.check_int(config, "data.num_train_examples", minimum=1, optional=True)
   config_checks.check_int(config, "data.num_eval_examples", minimum=1, optional=True)
   config_checks.check_common_train_fields(config)
@@ -380,8 +428,6 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_int_sequence(config, "model.widths", minimum=1, optional=True)
   config_checks.check_choice(config, "model.norm", ("none", "group"))
   config_checks.check_int(config, "model.kernel_size", minimum=1)
-  config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
-  config_checks.check_bool(config, "prior.learnable")
   config_checks.check_int(config, "prior.num_components", minimum=1)
   config_checks.check_int(config, "prior.rank", minimum=1)
   config_checks.check_number(config, "prior.learning_rate", minimum=0.0,
@@ -392,19 +438,28 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_bool(config, "prior.reset_optimizer_on_refit")
   config_checks.check_number(config, "train.grad_clip_norm", minimum=0.0)
   config_checks.check_int(config, "train.elbo_samples", minimum=1)
-  config_checks.check_int(config, "train.reset_optimizer_every_steps", minimum=0)
   config_checks.check_choice(config, "eval.split", data_lib.SPLITS)
   config_checks.check_int(config, "eval.batch_size", minimum=1)
   config_checks.check_int(config, "eval.every_epochs", minimum=0)
   config_checks.check_int(config, "eval.every_steps", minimum=0)
+  config_checks.check_int(config, "eval.num_prior_samples", minimum=1)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `config_checks.ConfigError` for the first bad field of a VAE config."""
+  config_checks.check_choice(config, "task", ("vae",))
+  config_checks.check_choice(config, "data.name", data_lib.DATASETS)
+  check_shared_fields(config)
+  config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
+  config_checks.check_bool(config, "prior.learnable")
+  config_checks.check_int(config, "train.reset_optimizer_every_steps", minimum=0)
   config_checks.check_int(config, "eval.iwae_samples", minimum=1)
   config_checks.check_int(config, "eval.iwae_samples_per_chunk", minimum=1)
   config_checks.check_int(config, "eval.iwae_every_epochs", minimum=0)
   config_checks.check_int(config, "eval.num_reconstructions", minimum=0)
-  config_checks.check_int(config, "eval.num_prior_samples", minimum=1)
 
 
-def _load_split(config, split: str, num_examples: int | None) -> data_lib.ImageDataset:
+def load_split(config, split: str, num_examples: int | None) -> data_lib.ImageDataset:
   dataset = data_lib.load_dataset(config.data.name, split,
                                   data_dir=config.data.data_dir)
   return dataset if num_examples is None else dataset.take(num_examples)
@@ -412,8 +467,8 @@ def _load_split(config, split: str, num_examples: int | None) -> data_lib.ImageD
 
 def _setup(config: ml_collections.ConfigDict):
   """Datasets, model, optimizer and initial state of a config."""
-  train_dataset = _load_split(config, "train", config.data.num_train_examples)
-  eval_dataset = _load_split(config, config.eval.split, config.data.num_eval_examples)
+  train_dataset = load_split(config, "train", config.data.num_train_examples)
+  eval_dataset = load_split(config, config.eval.split, config.data.num_eval_examples)
   model = build_model(config, train_dataset.image_shape, train_dataset.likelihood)
   optimizer = make_optimizer(config)
   init_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 1)
@@ -421,13 +476,52 @@ def _setup(config: ml_collections.ConfigDict):
   return train_dataset, eval_dataset, model, optimizer, state
 
 
-def _eval_key(config) -> jax.Array:
+def eval_key(config) -> jax.Array:
   """The same key for every evaluation, so evaluations compare on the same noise."""
   return jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 2)
 
 
 def _is_due(every: int, count: int) -> bool:
   return every > 0 and count % every == 0
+
+
+def refit_if_due(config: ml_collections.ConfigDict, model, optimizer,
+                 state, progress: loop.Progress, train_dataset: data_lib.ImageDataset,
+                 mesh: jax.sharding.Mesh) -> tuple[Any, bool]:
+  """The prior refit of the schedule (paper 3.1), if one is due after this step.
+
+  Due after epoch 1 and every `prior.refit_every_epochs` epochs, and after each step in
+  `prior.refit_at_steps`, for a prior with a `refit`; with
+  `prior.reset_optimizer_on_refit` the prior's Adam moments restart (they were of the
+  old means and scales). `model` has `posterior` and `prior.refit` (a `VaeModel` or
+  the conditional VAE's model), `state` has `params` and `opt_state`.
+
+  Returns:
+    (state, whether it was refit).
+  """
+  refit_now = progress.step in config.prior.refit_at_steps or (
+      progress.end_of_epoch
+      and refit_is_due(progress.epoch + 1, config.prior.refit_every_epochs))
+  if model.prior.refit is None or not refit_now:
+    return state, False
+  seed_key = jax.random.PRNGKey(config.train.seed)
+  key = (jax.random.fold_in(jax.random.fold_in(seed_key, 3), progress.epoch)
+         if progress.end_of_epoch else
+         jax.random.fold_in(jax.random.fold_in(seed_key, 5), progress.step))
+  state = refit_prior(model, state, train_dataset, key,
+                      batch_size=config.eval.batch_size,
+                      max_examples=config.prior.refit_num_examples, mesh=mesh)
+  if config.prior.reset_optimizer_on_refit:
+    state = state.replace(opt_state=reset_optimizer_state(
+        optimizer, state.opt_state, state.params, groups=(PRIOR,)))
+  return state, True
+
+
+def evaluation_is_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
+  """After the last step, every `eval.every_steps` steps and every `eval.every_epochs`
+  epochs."""
+  return progress.final or _is_due(config.eval.every_steps, progress.step) or (
+      progress.end_of_epoch and _is_due(config.eval.every_epochs, progress.epoch + 1))
 
 
 def make_after_step(config: ml_collections.ConfigDict, model: VaeModel,
@@ -437,50 +531,33 @@ def make_after_step(config: ml_collections.ConfigDict, model: VaeModel,
                     mesh: jax.sharding.Mesh) -> loop.AfterStepFn:
   """Prior refits, optimizer resets, evaluations and image grids on their schedules.
 
-  * Refit (paper 3.1): after epoch 1 and every `prior.refit_every_epochs` epochs, and
-    after each step in `prior.refit_at_steps`; with `prior.reset_optimizer_on_refit`
-    the prior's Adam moments restart (they were of the old means and scales).
+  * Refit (paper 3.1): `refit_if_due`.
   * Both optimizers restart every `train.reset_optimizer_every_steps` steps (the
     authors' rounds).
   * Evaluation (ELBO; IWAE-k after the last step and every `eval.iwae_every_epochs`
-    epochs) and image grids every `eval.every_epochs` epochs, every
-    `eval.every_steps` steps and after the last step.
+    epochs) and image grids when `evaluation_is_due`.
   """
   num_images = min(config.eval.num_reconstructions, len(eval_dataset))
   num_images -= num_images % 8
   grid_images = eval_dataset[np.arange(max(num_images, 1))]
   seed_key = jax.random.PRNGKey(config.train.seed)
-  refit_at_steps = frozenset(config.prior.refit_at_steps)
 
   def after_step(state: VaeState, progress: loop.Progress):
-    epochs_done = progress.epoch + 1
     outputs = {}
-    refit_now = progress.step in refit_at_steps or (
-        progress.end_of_epoch
-        and refit_is_due(epochs_done, config.prior.refit_every_epochs))
-    if model.prior.refit is not None and refit_now:
-      key = (jax.random.fold_in(jax.random.fold_in(seed_key, 3), progress.epoch)
-             if progress.end_of_epoch else
-             jax.random.fold_in(jax.random.fold_in(seed_key, 5), progress.step))
-      state = refit_prior(model, state, train_dataset, key,
-                          batch_size=config.eval.batch_size,
-                          max_examples=config.prior.refit_num_examples, mesh=mesh)
-      if config.prior.reset_optimizer_on_refit:
-        state = state.replace(opt_state=reset_optimizer_state(
-            optimizer, state.opt_state, state.params, groups=(PRIOR,)))
+    state, refitted = refit_if_due(config, model, optimizer, state, progress,
+                                   train_dataset, mesh)
+    if refitted:
       outputs["prior_refit"] = True
     if _is_due(config.train.reset_optimizer_every_steps, progress.step):
       state = state.replace(opt_state=reset_optimizer_state(
           optimizer, state.opt_state, state.params))
       outputs["optimizer_reset"] = True
-    evaluate_now = progress.final or _is_due(config.eval.every_steps, progress.step) or (
-        progress.end_of_epoch and _is_due(config.eval.every_epochs, epochs_done))
-    if evaluate_now:
-      with_iwae = progress.final or (
-          progress.end_of_epoch and _is_due(config.eval.iwae_every_epochs, epochs_done))
+    if evaluation_is_due(config, progress):
+      with_iwae = progress.final or (progress.end_of_epoch and _is_due(
+          config.eval.iwae_every_epochs, progress.epoch + 1))
       outputs.update(evaluate(
           model, state.params, eval_dataset, batch_size=config.eval.batch_size,
-          key=_eval_key(config),
+          key=eval_key(config),
           iwae_samples=config.eval.iwae_samples if with_iwae else None,
           iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk, mesh=mesh,
           prefix=config.eval.split))
@@ -539,10 +616,16 @@ def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
   _, eval_dataset, model, _, state = _setup(config)
   state, position = loop.restore_checkpoint(workdir, state, mesh=mesh, step=step)
   metrics = evaluate(model, state.params, eval_dataset,
-                     batch_size=config.eval.batch_size, key=_eval_key(config),
+                     batch_size=config.eval.batch_size, key=eval_key(config),
                      iwae_samples=config.eval.iwae_samples,
                      iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk,
                      mesh=mesh, prefix=config.eval.split)
+  return write_checkpoint_eval(workdir, position, metrics)
+
+
+def write_checkpoint_eval(workdir: str, position: dict, metrics: dict) -> dict:
+  """Appends a checkpoint's evaluation to workdir/metrics.jsonl (split
+  "checkpoint_eval") and writes it to workdir/eval_metrics.json; returns the record."""
   writer = metric_writer.MetricWriter(workdir)
   record = writer.write(position["step"], position["epoch"], "checkpoint_eval", metrics)
   writer.close()

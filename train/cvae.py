@@ -1,0 +1,54 @@
+r"""Train (or evaluate) a conditional VAE-TRIP, or the concatenation CVAE baseline.
+
+  python -m train.cvae --config configs/digits_cvae_trip.py --workdir runs/cvae
+  python -m train.cvae --config digits_cvae_trip --workdir runs/cvae_concat \
+      --config.model.kind=concat --config.data.hide_attribute_fraction=0.5
+
+Running the same command again after an interruption resumes from the newest
+checkpoint in --workdir. Evaluate a checkpoint (test bounds and condition violation
+rates) with
+
+  python -m train.cvae --workdir runs/cvae --eval_only [--step 1240]
+
+which reuses the config saved in the workdir (or the one given with --config). Sample
+images given attributes with `python -m train.cvae_sample`.
+"""
+import sys
+
+from tripjax.training import cli
+from tripjax.training import cvae
+from tripjax.training import workdirs
+
+
+def main(argv=None) -> int:
+  parser = cli.make_parser("train.cvae", __doc__, config_help="A config file (e.g. "
+                           "configs/digits_cvae_trip.py) or a stock config name (e.g. "
+                           "digits_cvae_trip); optional with --eval_only.")
+  cli.add_trainer_flags(parser)
+  parser.add_argument("--eval_only", action="store_true", help="Only evaluate a "
+                      "checkpoint: test bounds and condition violation rates; writes "
+                      "workdir/eval_metrics.json and appends to metrics.jsonl.")
+  parser.add_argument("--step", type=int, help="With --eval_only: the checkpoint step "
+                      "(default: the newest).")
+
+  def run():
+    args, config = cli.parse(parser, argv, config_required=False)
+    if args.eval_only:
+      if config is None:
+        config = workdirs.load_config(args.workdir)
+      cli.start(args, config, cvae.validate_config)
+      record = cvae.evaluate_checkpoint(config, args.workdir, step=args.step)
+      print(" ".join(f"{name}={value}" for name, value in record.items()))
+      return
+    if config is None:
+      raise cli.UsageError("--config is required for training; stock configs: "
+                           + ", ".join(cli.stock_config_names()) + ".")
+    cli.start(args, config, cvae.validate_config)
+    cvae.train_and_evaluate(config, args.workdir,
+                            allow_config_change=args.allow_config_change)
+
+  return cli.main(run)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
