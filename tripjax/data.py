@@ -206,6 +206,13 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
   return _load_tfds(name, split, data_dir, binarize)
 
 
+def image_shape(name: str) -> tuple[int, int, int]:
+  """(H, W, C) of a dataset's images as `load_dataset` gives them, without loading it."""
+  if name not in DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+  return _IMAGE_SHAPES[name]
+
+
 def num_batches(dataset: ImageDataset | int, batch_size: int, *,
                 drop_remainder: bool = True) -> int:
   """Number of batches `batches` yields per epoch for a dataset (or its length)."""

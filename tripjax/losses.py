@@ -328,7 +328,23 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
   Returns:
     Scalar penalty.
   """
-  norms = per_example_gradient_norms(critic_fn, random_interpolates(key, real, fake))
+  return gradient_penalty_at(critic_fn, random_interpolates(key, real, fake), weight)
+
+
+def gradient_penalty_at(critic_fn: Callable[[Array], Array], points: Array,
+                        weight: float = 10.0) -> Array:
+  """weight * E[(||grad_x D(x_b)||_2 - 1)^2] at given points, e.g. interpolates drawn
+  in advance with `random_interpolates`.
+
+  Args:
+    critic_fn: images (B, ...) -> scores (B,), parameters closed over.
+    points: (B, ...) images.
+    weight: lambda.
+
+  Returns:
+    Scalar penalty.
+  """
+  norms = per_example_gradient_norms(critic_fn, points)
   return weight * jnp.mean(jnp.square(norms - 1.0))
 
 

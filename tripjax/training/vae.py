@@ -643,17 +643,32 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
   compared with the original grey images, never with binary ones (RGB sets are never
   binarized).
   """
-  trained_on = data_lib.load_dataset(config.data.name, "test",
-                                     data_dir=config.data.data_dir)
   reference = data_lib.load_dataset(config.data.name, "test",
                                     data_dir=config.data.data_dir, binarize=False)
-  model = build_model(config, trained_on.image_shape, trained_on.likelihood)
-  optimizer = make_optimizer(config)
-  state, position = loop.restore_for_inference(
-      workdir, lambda key: init_state(model, optimizer, key), step=step)
-  params = distributed.to_host(state.params)
+  model, params, position = _restore(config, workdir, step)
 
   def sample_fn(key, num_samples):
     return prior_sample_images(model, params, key, num_samples)
 
   return samplers.CheckpointSampler(sample_fn, reference.images, position)
+
+
+def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None):
+  """(model, host params, position) of a checkpoint of a `train.vae` run."""
+  trained_on = data_lib.load_dataset(config.data.name, "test",
+                                     data_dir=config.data.data_dir)
+  model = build_model(config, trained_on.image_shape, trained_on.likelihood)
+  optimizer = make_optimizer(config)
+  state, position = loop.restore_for_inference(
+      workdir, lambda key: init_state(model, optimizer, key), step=step)
+  return model, distributed.to_host(state.params), position
+
+
+def latent_model(config: ml_collections.ConfigDict, workdir: str,
+                 step: int | None = None) -> samplers.LatentModel:
+  """The prior and the decoder means (images in [0, 1]) at a checkpoint of a run."""
+  model, params, position = _restore(config, workdir, step)
+  return samplers.LatentModel(
+      prior=model.prior, prior_params=params["prior"],
+      decode_fn=functools.partial(jax.jit(model.decode_mean), params),
+      image_shape=model.image_shape, position=position)

@@ -1,0 +1,206 @@
+"""Regenerates the GAN results table on the offline digits (issue 8): classifier FD.
+
+  python -m benchmarks.gan_results                      # 5 priors x 3 seeds
+  python -m benchmarks.gan_results --epochs 10 --seeds 0 1 --priors normal trip_L
+
+Every (prior, seed) is one full `python -m train.gan --config
+configs/digits_wgangp_trip.py` run (the quickstart: WGAN-GP, n_critic 5, batch 64) with
+`--config.prior.kind`, `--config.prior.learnable`, `--config.train.seed` and
+`--config.train.num_epochs` overridden, in its own workdir
+`<workdir>/epochs_<E>/<prior>_seed<S>`. A run whose final checkpoint exists is skipped;
+an interrupted one resumes from its last checkpoint (the trainer's resume), so running
+the same command again finishes the table. The runs share one persistent XLA
+compilation cache (`<workdir>/jax_cache`), so each prior's programs compile once.
+
+Priors: "normal" (N(0, I)); "gmm_F"/"gmm_L" (factorized GMM, N = 10 per variable);
+"trip_F"/"trip_L" (TRIP, N = 10, m = 40). F = `prior.learnable=False`: the prior keeps
+its initialization (means uniform in [-1, 1], scales 1/N), as the paper's "fixed
+randomly initialized" priors; L = trained by the score-function gradient of eq. 10.
+
+Output: a markdown table of mean ± sd (sample sd, ddof = 1) over seeds of the
+classifier FD of 5,000 generator samples of the final checkpoint (`train.fid`'s metric:
+samples vs the grey-level test split in the feature space of the cached digit
+classifier of `--classifier-workdir`, trained first if missing; lower is better),
+printed and written to `<workdir>/results.md`, plus every run's numbers in
+`<workdir>/results.json`. Each run's FD is appended to its metrics.jsonl and reused by
+later calls.
+
+Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
+benchmarking on this machine).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+from benchmarks.vae_results import FD_METRIC
+from benchmarks.vae_results import FD_NUM_SAMPLES
+from benchmarks.vae_results import PRIOR_VARIANTS
+from benchmarks.vae_results import classifier_fd_of_run
+from benchmarks.vae_results import mean_and_sd
+from benchmarks.vae_results import wait_while_quiet
+from tripjax import data as data_lib
+from tripjax.configs import digits_wgangp_trip
+
+CONFIG_PATH = "configs/digits_wgangp_trip.py"
+DEFAULT_EPOCHS = digits_wgangp_trip.get_config().train.num_epochs
+CACHE_DIRNAME = "jax_cache"
+
+
+def run_workdir(root: str, prior: str, seed: int, epochs: int) -> str:
+  """The workdir of one run: <root>/epochs_<E>/<prior>_seed<S>."""
+  return os.path.join(root, f"epochs_{epochs}", f"{prior}_seed{seed}")
+
+
+def final_step(epochs: int) -> int:
+  """The last step of an `epochs`-epoch run of the quickstart config."""
+  config = digits_wgangp_trip.get_config()
+  batches = data_lib.DIGITS_SPLIT_SIZES["train"] // config.train.batch_size
+  return epochs * (batches // config.gan.n_critic)
+
+
+def is_finished(workdir: str, epochs: int) -> bool:
+  return os.path.isdir(os.path.join(workdir, "checkpoints", str(final_step(epochs))))
+
+
+def train_command(prior: str, seed: int, epochs: int, workdir: str) -> list[str]:
+  """The `python -m train.gan` command of one run (the same command resumes it)."""
+  kind, learnable, _ = PRIOR_VARIANTS[prior]
+  return [sys.executable, "-m", "train.gan", f"--config={CONFIG_PATH}",
+          f"--workdir={workdir}", f"--config.prior.kind={kind}",
+          f"--config.prior.learnable={learnable}", f"--config.train.seed={seed}",
+          f"--config.train.num_epochs={epochs}", "--config.train.progress_bar=False"]
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+  """Per prior (in PRIOR_VARIANTS order): seeds, mean and sd of the classifier FD."""
+  rows = []
+  for prior in PRIOR_VARIANTS:
+    chosen = [run for run in runs if run["prior"] == prior]
+    if chosen:
+      mean, sd = mean_and_sd([run[FD_METRIC] for run in chosen])
+      rows.append({"prior": prior, "label": PRIOR_VARIANTS[prior][2],
+                   "seeds": sorted(run["seed"] for run in chosen),
+                   f"{FD_METRIC}_mean": mean, f"{FD_METRIC}_sd": sd})
+  return rows
+
+
+def markdown_table(rows: list[dict], epochs: int) -> str:
+  """The results as a markdown table (lower FD is better)."""
+  lines = [f"Offline digits (4,000 train grey-level MNIST digits), WGAN-GP, "
+           f"{CONFIG_PATH}, {epochs} epochs ({final_step(epochs)} generator steps); "
+           f"mean ± sd over seeds of the classifier FD of {FD_NUM_SAMPLES:,} generator "
+           f"samples vs the test split (lower is better).",
+           "",
+           "| prior | seeds | classifier FD |",
+           "|---|---|---|"]
+  for row in rows:
+    lines.append(f"| {row['label']} | {len(row['seeds'])} | "
+                 f"{row[f'{FD_METRIC}_mean']:.2f} ± {row[f'{FD_METRIC}_sd']:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: int,
+            poll_seconds: float = 2.0) -> None:
+  """Trains every unfinished (prior, seed) run, `parallel` at a time."""
+  pending = [(prior, seed) for prior, seed in jobs
+             if not is_finished(run_workdir(root, prior, seed, epochs), epochs)]
+  environment = dict(os.environ,
+                     JAX_COMPILATION_CACHE_DIR=os.path.abspath(
+                         os.path.join(root, CACHE_DIRNAME)),
+                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
+  running: list[tuple[str, int, subprocess.Popen, float]] = []
+  try:
+    while pending or running:
+      while pending and len(running) < parallel:
+        wait_while_quiet()
+        prior, seed = pending.pop(0)
+        workdir = run_workdir(root, prior, seed, epochs)
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "train.log"), "a") as log:
+          print(f"start {prior} seed {seed} -> {workdir}", flush=True)
+          process = subprocess.Popen(train_command(prior, seed, epochs, workdir),
+                                     stdout=log, stderr=subprocess.STDOUT,
+                                     env=environment)
+        running.append((prior, seed, process, time.perf_counter()))
+      time.sleep(poll_seconds)
+      for entry in list(running):
+        prior, seed, process, start = entry
+        if process.poll() is None:
+          continue
+        running.remove(entry)
+        workdir = run_workdir(root, prior, seed, epochs)
+        if process.returncode != 0 or not is_finished(workdir, epochs):
+          raise RuntimeError(
+              f"run {prior} seed {seed} failed (exit {process.returncode}); see "
+              f"{os.path.join(workdir, 'train.log')}. Running this command again "
+              f"resumes every unfinished run from its last checkpoint.")
+        print(f"done  {prior} seed {seed} in {time.perf_counter() - start:.0f} s",
+              flush=True)
+  finally:  # On an error or Ctrl-C, stop the other runs too; they resume next time.
+    for _, _, process, _ in running:
+      if process.poll() is None:
+        process.terminate()
+        process.wait()
+
+
+def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int,
+            classifier_params) -> list[dict]:
+  """The classifier FD of the final checkpoint of every run in `jobs`."""
+  runs = []
+  for prior, seed in jobs:
+    workdir = run_workdir(root, prior, seed, epochs)
+    step = final_step(epochs)
+    value = classifier_fd_of_run(workdir, step, classifier_params)
+    print(f"{prior} seed {seed}: classifier FD {value:.3f}", flush=True)
+    runs.append({"prior": prior, "seed": seed, "workdir": workdir, "step": step,
+                 FD_METRIC: value})
+  return runs
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--priors", nargs="+", default=list(PRIOR_VARIANTS),
+                      choices=list(PRIOR_VARIANTS))
+  parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
+                      help="training epochs per run (the quickstart's by default)")
+  parser.add_argument("--workdir", default="runs/gan_results",
+                      help="root of the run workdirs and of results.md/json")
+  parser.add_argument("--parallel", type=int, default=1,
+                      help="runs at a time (1 on a 2-core machine)")
+  parser.add_argument("--classifier-workdir", default="runs/classifier",
+                      help="cached FD classifier (python -m train.train_classifier)")
+  args = parser.parse_args(argv)
+  if args.parallel < 1 or args.epochs < 1:
+    parser.error("--parallel and --epochs must be positive")
+  # Seed-major: every prior's seed 0 first, so a partial sweep already compares priors.
+  jobs = [(prior, seed) for seed in args.seeds for prior in args.priors]
+  run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel)
+  from tripjax.configs import digits_classifier  # JAX only once the runs are done.
+  from tripjax.training import classifier
+  classifier_params, _ = classifier.get_or_train(digits_classifier.get_config(),
+                                                 args.classifier_workdir)
+  runs = collect(jobs, root=args.workdir, epochs=args.epochs,
+                 classifier_params=classifier_params)
+  rows = summarize(runs)
+  table = markdown_table(rows, args.epochs)
+  print(table)
+  os.makedirs(args.workdir, exist_ok=True)
+  with open(os.path.join(args.workdir, "results.md"), "w") as file:
+    file.write(table)
+  with open(os.path.join(args.workdir, "results.json"), "w") as file:
+    json.dump({"config": CONFIG_PATH, "epochs": args.epochs, "seeds": args.seeds,
+               "final_step": final_step(args.epochs),
+               "classifier_fd_num_samples": FD_NUM_SAMPLES, "rows": rows,
+               "runs": runs}, file, indent=2)
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

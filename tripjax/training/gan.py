@@ -1,0 +1,584 @@
+"""WGAN-GP and WGAN training with a normal, GMM or TRIP prior (paper, section 3.3).
+
+The pieces specific to the GAN: the model bundle, the three optimizers, the pure
+`train_step` and the sample grids. `train_and_evaluate(config, workdir)` hands them to
+the shared loop (`tripjax.training.loop`). One loop step is one generator update: it
+takes `gan.n_critic` real batches (the loop stacks them), makes one critic update on
+each, then updates the generator and the prior once.
+
+* Critic: minimizes E[D(G(z))] - E[D(x)] plus WGAN-GP's gradient penalty
+  (`gan.gradient_penalty` > 0), or with its parameters clipped to
+  [-gan.clip_value, gan.clip_value] after every update (WGAN, penalty 0).
+* Generator: minimizes -E[D(G(z))] by the pathwise gradient; z ~ p_psi(z) enter as
+  constants (`stop_gradient`), so the prior gets nothing from this term.
+* Prior (`prior.learnable`): the score-function gradient of eq. 10 with the batch-mean
+  reward as baseline (`losses.score_function_surrogate`), r_i = -D(G(z_i)) the
+  per-example generator loss. With `prior.learnable = False` (the paper's "F") it keeps
+  its initial parameters (means uniform in [-1, 1], scales 1/N).
+
+Parameters are one dict {"generator": ..., "critic": ..., "prior": ...}; the critic
+has its own Adam, the generator and the prior share one `optax.multi_transform` (two
+Adams, the prior's with its own learning rate), all with (b1, b2) = (0.5, 0.9) as in
+the authors' code. Every loss is a mean over the global batch (split over devices by
+the loop); the penalty's gradient norms are per example.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import tqdm
+
+from tripjax import data as data_lib
+from tripjax import losses
+from tripjax import priors
+from tripjax.metrics import sampling
+from tripjax.models import gan as gan_models
+from tripjax.training import config_checks
+from tripjax.training import distributed
+from tripjax.training import image_grid
+from tripjax.training import loop
+from tripjax.training import samplers
+from tripjax.training import sharding
+from tripjax.training import workdirs
+
+GENERATOR, CRITIC, PRIOR = "generator", "critic", "prior"  # parts of the parameters
+CLASSIFIER_FD_DATASETS = ("digits", "mnist")  # 28x28x1, the digit classifier's input
+
+
+@flax.struct.dataclass
+class GanState:
+  """Everything that changes during training (and is checkpointed).
+
+  Attributes:
+    params: {"generator": ..., "critic": ..., "prior": ...} parameter pytrees.
+    batch_stats: the critic's running batch-norm statistics ({} without batch norm).
+    critic_opt_state: the critic's Adam state.
+    generator_opt_state: the state of the generator's and the prior's Adams.
+  """
+  params: dict
+  batch_stats: dict
+  critic_opt_state: Any
+  generator_opt_state: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class GanModel:
+  """The fixed (non-array) parts of a GAN: generator, critic and prior.
+
+  Attributes:
+    generator: z (B, latent_dim) -> images (B, H, W, C) in [-1, 1].
+    critic: images (B, H, W, C) in [-1, 1] -> scores (B,).
+    prior: `tripjax.priors.Prior` over latent_dim variables.
+    image_shape: (H, W, C).
+    latent_dim: size of z.
+  """
+  generator: gan_models.Generator
+  critic: gan_models.Critic
+  prior: priors.Prior
+  image_shape: tuple[int, int, int]
+  latent_dim: int
+
+  @property
+  def has_batch_stats(self) -> bool:
+    return self.critic.norm == "batch"
+
+  def generate(self, params: dict, z: jax.Array) -> jax.Array:
+    """G(z): z (B, latent_dim) -> images (B, H, W, C) in [-1, 1]."""
+    return self.generator.apply({"params": params[GENERATOR]}, z)
+
+  def critic_scores(self, critic_params: dict, batch_stats: dict,
+                    images: jax.Array) -> tuple[jax.Array, dict]:
+    """D(x) in training mode: images (B, H, W, C) in [-1, 1] -> (scores (B,),
+    batch_stats after this batch). With batch norm the scores use the batch's own
+    statistics; otherwise each score depends on its own image only."""
+    if self.has_batch_stats:
+      scores, updates = self.critic.apply(
+          {"params": critic_params, "batch_stats": batch_stats}, images, train=True,
+          mutable=["batch_stats"])
+      return scores, updates["batch_stats"]
+    return self.critic.apply({"params": critic_params}, images), batch_stats
+
+  def sample_latents(self, prior_params: Any, key: jax.Array,
+                     num_samples: int) -> jax.Array:
+    """z ~ p(z), (num_samples, latent_dim), as constants (no gradient to the prior)."""
+    return jax.lax.stop_gradient(self.prior.sample(prior_params, key, (num_samples,)))
+
+  def decode(self, params: dict, z: jax.Array) -> jax.Array:
+    """z (B, latent_dim) -> images (B, H, W, C) in [0, 1] to look at or score."""
+    return gan_models.to_image_range(self.generate(params, z))
+
+
+def critic_norm(config: ml_collections.ConfigDict) -> str:
+  """`model.critic_norm`, or by default layer norm with a gradient penalty (per-example
+  scores) and batch norm with weight clipping (the WGAN paper's critic)."""
+  if config.model.critic_norm is not None:
+    return config.model.critic_norm
+  return "layer" if config.gan.gradient_penalty > 0 else "batch"
+
+
+def build_model(config: ml_collections.ConfigDict,
+                image_shape: Sequence[int]) -> GanModel:
+  """The generator/critic of `config.model` and the prior of `config.prior`."""
+  widths = config.model.widths
+  generator, critic = gan_models.generator_critic(
+      tuple(image_shape), widths=None if widths is None else tuple(widths),
+      critic_norm=critic_norm(config))
+  prior = priors.make_prior(config.prior.kind, config.model.latent_dim,
+                            num_components=config.prior.num_components,
+                            rank=config.prior.rank)
+  return GanModel(generator=generator, critic=critic, prior=prior,
+                  image_shape=tuple(image_shape), latent_dim=config.model.latent_dim)
+
+
+class GanOptimizers(NamedTuple):
+  """critic: over params["critic"]; generator: over {"generator", "prior"}."""
+  critic: optax.GradientTransformation
+  generator: optax.GradientTransformation
+
+
+def _generator_and_prior(params: dict) -> dict:
+  return {GENERATOR: params[GENERATOR], PRIOR: params[PRIOR]}
+
+
+def _parameter_groups(params: dict) -> dict:
+  """Labels every leaf of {"generator", "prior"} with its part's name."""
+  return {part: jax.tree.map(lambda _, part=part: part, subtree)
+          for part, subtree in params.items()}
+
+
+def make_optimizers(config: ml_collections.ConfigDict) -> GanOptimizers:
+  """Three Adams with (b1, b2) = (gan.adam_b1, gan.adam_b2), as the authors' code.
+
+  The generator's and the critic's learning rate is `train.learning_rate`, the
+  prior's `prior.learning_rate` (None: the same). With `prior.learnable = False` the
+  prior gets no updates (the paper's "F").
+  """
+  def adam(learning_rate):
+    return optax.adam(learning_rate, b1=config.gan.adam_b1, b2=config.gan.adam_b2)
+
+  if config.prior.learnable:
+    prior_learning_rate = config.prior.learning_rate
+    if prior_learning_rate is None:
+      prior_learning_rate = config.train.learning_rate
+    prior = adam(prior_learning_rate)
+  else:
+    prior = optax.set_to_zero()
+  generator = optax.multi_transform(
+      {GENERATOR: adam(config.train.learning_rate), PRIOR: prior}, _parameter_groups)
+  return GanOptimizers(critic=adam(config.train.learning_rate), generator=generator)
+
+
+def init_state(model: GanModel, optimizers: GanOptimizers, key: jax.Array) -> GanState:
+  """Fresh parameters (generator, critic, prior) and optimizer states (one compiled
+  call)."""
+
+  @jax.jit
+  def initialize(key):
+    generator_key, critic_key, prior_key = jax.random.split(key, 3)
+    z = jnp.zeros((1, model.latent_dim), jnp.float32)
+    images = jnp.zeros((1,) + model.image_shape, jnp.float32)
+    critic_variables = model.critic.init(critic_key, images)
+    params = {
+        GENERATOR: model.generator.init(generator_key, z)["params"],
+        CRITIC: critic_variables["params"],
+        PRIOR: model.prior.init(prior_key),
+    }
+    return GanState(
+        params=params, batch_stats=dict(critic_variables.get("batch_stats", {})),
+        critic_opt_state=optimizers.critic.init(params[CRITIC]),
+        generator_opt_state=optimizers.generator.init(_generator_and_prior(params)))
+
+  return initialize(key)
+
+
+class CriticTerms(NamedTuple):
+  """Scalars of one critic update (batch means)."""
+  loss: jax.Array  # E[D(G(z))] - E[D(x)] + penalty, what the critic minimizes
+  wasserstein: jax.Array  # E[D(x)] - E[D(G(z))], the critic's distance estimate
+  penalty: jax.Array  # weight * E[(||grad D(x_hat)|| - 1)^2]; 0 with clipping
+  grad_norm: jax.Array  # of the critic's gradient
+
+
+class GeneratorTerms(NamedTuple):
+  """Scalars of the generator (and prior) update."""
+  loss: jax.Array  # -E[D(G(z))]
+  grad_norm: jax.Array  # of the generator's gradient
+  prior_grad_norm: jax.Array  # of the prior's score-function gradient (0 if frozen)
+  prior_log_prob: jax.Array  # E[log p(z)] of the samples (0 with a frozen prior)
+  reward_std: jax.Array  # standard deviation of r_i = -D(G(z_i)) over the batch
+
+
+class CriticCarry(NamedTuple):
+  """What critic updates change: params["critic"], batch_stats, critic_opt_state."""
+  params: dict
+  batch_stats: dict
+  opt_state: Any
+
+
+class GanUpdates(NamedTuple):
+  """The two pure updates one train step is made of (see `make_updates`)."""
+  critic: Any
+  generator: Any
+
+
+def make_updates(model: GanModel, optimizers: GanOptimizers, *,
+                 gradient_penalty: float, clip_value: float, learnable_prior: bool,
+                 normalize_rewards: bool = False) -> GanUpdates:
+  """One critic update and one generator-and-prior update, as pure functions.
+
+  Args:
+    gradient_penalty: WGAN-GP's weight; 0: clip the critic's parameters to
+      [-clip_value, clip_value] after every update (WGAN).
+    learnable_prior: add the prior's score-function surrogate (eq. 10); False skips
+      it (a frozen prior gets no updates anyway).
+    normalize_rewards: divide the centred rewards by their batch standard deviation.
+
+  Returns:
+    critic(carry: CriticCarry, real (B, H, W, C), fake (B, H, W, C), interpolates
+      (B, H, W, C) or None) -> (carry, CriticTerms), images in [-1, 1], fake and
+      interpolates constants (the penalty is taken at the interpolates);
+    generator(trainable {"generator", "prior"}, opt_state, critic_params,
+      batch_stats, z (B, latent_dim) constants) -> (trainable, opt_state,
+      batch_stats, GeneratorTerms).
+  """
+
+  def critic_loss_fn(critic_params, batch_stats, real, fake, interpolates):
+    real_scores, batch_stats = model.critic_scores(critic_params, batch_stats, real)
+    fake_scores, batch_stats = model.critic_scores(critic_params, batch_stats, fake)
+    loss = losses.wgan_critic_loss(real_scores, fake_scores)
+    penalty = jnp.zeros((), loss.dtype)
+    if gradient_penalty > 0:
+      penalty = losses.gradient_penalty_at(
+          lambda images: model.critic_scores(critic_params, batch_stats, images)[0],
+          interpolates, gradient_penalty)
+    return loss + penalty, (loss, penalty, batch_stats)
+
+  def critic_update(carry: CriticCarry, real, fake, interpolates):
+    grads, (loss, penalty, batch_stats) = jax.grad(critic_loss_fn, has_aux=True)(
+        carry.params, carry.batch_stats, real, fake, interpolates)
+    updates, opt_state = optimizers.critic.update(grads, carry.opt_state, carry.params)
+    params = optax.apply_updates(carry.params, updates)
+    if gradient_penalty <= 0:
+      params = losses.clip_weights(params, clip_value)
+    terms = CriticTerms(loss=loss + penalty, wasserstein=-loss, penalty=penalty,
+                        grad_norm=optax.tree.norm(grads))
+    return CriticCarry(params, batch_stats, opt_state), terms
+
+  def generator_loss_fn(trainable, critic_params, batch_stats, z):
+    fake = model.generate(trainable, z)
+    scores, batch_stats = model.critic_scores(critic_params, batch_stats, fake)
+    generator_loss = losses.wgan_generator_loss(scores)
+    rewards = -scores  # per-example generator loss
+    loss, log_prob = generator_loss, jnp.zeros_like(generator_loss)
+    if learnable_prior:
+      # z carry no gradient, so log p(z) differentiates in the prior's parameters only
+      # and the surrogate's gradient is eq. 10's score-function estimate.
+      log_probs = model.prior.log_prob(trainable[PRIOR], z)
+      loss = loss + losses.score_function_surrogate(log_probs, rewards,
+                                                    normalize_rewards)
+      log_prob = jnp.mean(log_probs)
+    return loss, (generator_loss, log_prob, jnp.std(jax.lax.stop_gradient(rewards)),
+                  batch_stats)
+
+  def generator_update(trainable, opt_state, critic_params, batch_stats, z):
+    grads, (loss, log_prob, reward_std, batch_stats) = jax.grad(
+        generator_loss_fn, has_aux=True)(trainable, critic_params, batch_stats, z)
+    updates, opt_state = optimizers.generator.update(grads, opt_state, trainable)
+    trainable = optax.apply_updates(trainable, updates)
+    terms = GeneratorTerms(loss=loss, grad_norm=optax.tree.norm(grads[GENERATOR]),
+                           prior_grad_norm=optax.tree.norm(grads[PRIOR]),
+                           prior_log_prob=log_prob, reward_std=reward_std)
+    return trainable, opt_state, batch_stats, terms
+
+  return GanUpdates(critic=critic_update, generator=generator_update)
+
+
+def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
+                    gradient_penalty: float, clip_value: float,
+                    learnable_prior: bool,
+                    normalize_rewards: bool = False) -> loop.TrainStepFn:
+  """The pure step: n_critic critic updates, then one generator and prior update.
+
+  Arguments as `make_updates`.
+
+  Returns:
+    train_step(state, batch {"image": (n_critic, B, H, W, C) in [0, 1], or
+    (B, H, W, C) for n_critic = 1}, rng) ->
+    (state, metrics) with scalar metrics critic_loss, wasserstein, gradient_penalty
+    (with a penalty) and critic_grad_norm (means over the n_critic updates),
+    generator_loss, generator_grad_norm and, with a learnable prior, prior_grad_norm,
+    prior_log_prob and reward_std.
+  """
+  updates = make_updates(model, optimizers, gradient_penalty=gradient_penalty,
+                         clip_value=clip_value, learnable_prior=learnable_prior,
+                         normalize_rewards=normalize_rewards)
+
+  def train_step(state: GanState, batch: dict, rng: jax.Array):
+    real = gan_models.to_model_range(batch["image"])
+    if real.ndim == 4:  # n_critic = 1: the loop passes one batch, not a stack.
+      real = real[None]
+    # (n_critic, B, H, W, C)
+    num_critic_updates, batch_size = real.shape[:2]
+    image_shape = real.shape[2:]
+    params = state.params
+    latent_key, interpolation_key = jax.random.split(rng)
+    # The generator and the prior stay fixed during the critic updates, so the
+    # latents of every update (n_critic fake batches, then the generator's batch) and
+    # the fakes are drawn at once: the same distribution as one draw per update, and
+    # one random-number program to compile instead of n_critic + 1.
+    z = model.sample_latents(params[PRIOR], latent_key,
+                             (num_critic_updates + 1) * batch_size)
+    z = z.reshape(num_critic_updates + 1, batch_size, model.latent_dim)
+    fake = jax.lax.stop_gradient(model.generate(params, z[:-1].reshape(
+        num_critic_updates * batch_size, model.latent_dim))).reshape(real.shape)
+    interpolates = [None] * num_critic_updates
+    if gradient_penalty > 0:
+      interpolates = losses.random_interpolates(
+          interpolation_key, real.reshape((-1,) + image_shape),
+          fake.reshape((-1,) + image_shape)).reshape(real.shape)
+
+    carry = CriticCarry(params[CRITIC], state.batch_stats, state.critic_opt_state)
+    critic_terms = []
+    # A Python loop, not lax.scan: XLA:CPU runs the convolutions (and the penalty's
+    # double backward pass) inside a while loop several times slower.
+    for update in range(num_critic_updates):
+      carry, terms = updates.critic(carry, real[update], fake[update],
+                                    interpolates[update])
+      critic_terms.append(terms)
+    critic_terms = jax.tree.map(lambda *values: jnp.mean(jnp.stack(values)),
+                                *critic_terms)
+
+    trainable, generator_opt_state, batch_stats, generator_terms = updates.generator(
+        _generator_and_prior(params), state.generator_opt_state, carry.params,
+        carry.batch_stats, z[-1])
+    new_state = GanState(params={**trainable, CRITIC: carry.params},
+                         batch_stats=batch_stats, critic_opt_state=carry.opt_state,
+                         generator_opt_state=generator_opt_state)
+    metrics = {"critic_loss": critic_terms.loss,
+               "wasserstein": critic_terms.wasserstein,
+               "critic_grad_norm": critic_terms.grad_norm,
+               "generator_loss": generator_terms.loss,
+               "generator_grad_norm": generator_terms.grad_norm}
+    if gradient_penalty > 0:
+      metrics["gradient_penalty"] = critic_terms.penalty
+    if learnable_prior:
+      metrics.update(prior_grad_norm=generator_terms.prior_grad_norm,
+                     prior_log_prob=generator_terms.prior_log_prob,
+                     reward_std=generator_terms.reward_std)
+    return new_state, metrics
+
+  return train_step
+
+
+def step_settings(config: ml_collections.ConfigDict) -> dict:
+  """The keyword arguments of `make_updates` / `make_train_step` in a config."""
+  return dict(gradient_penalty=config.gan.gradient_penalty,
+              clip_value=config.gan.clip_value,
+              learnable_prior=config.prior.learnable and config.prior.kind != "normal",
+              normalize_rewards=config.prior.normalize_rewards)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def sample_images(model: GanModel, params: dict, key: jax.Array,
+                  num_samples: int) -> jax.Array:
+  """G(z) for z ~ p(z): (num_samples, H, W, C) in [0, 1]."""
+  z = model.prior.sample(params[PRIOR], key, (num_samples,))
+  return model.decode(params, z)
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+  """Raises `config_checks.ConfigError` for the first bad field of a GAN config."""
+  config_checks.check_choice(config, "task", ("gan",))
+  config_checks.check_choice(config, "data.name", data_lib.DATASETS)
+  config_checks.check_bool(config, "data.binarize")
+  config_checks.check_int(config, "data.num_train_examples", minimum=1, optional=True)
+  config_checks.check_common_train_fields(config)
+  config_checks.check_int(config, "model.latent_dim", minimum=1)
+  config_checks.check_int_sequence(config, "model.widths", minimum=1, optional=True)
+  config_checks.check_choice(config, "model.critic_norm",
+                             (None,) + gan_models.CRITIC_NORMS)
+  config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
+  config_checks.check_bool(config, "prior.learnable")
+  config_checks.check_int(config, "prior.num_components", minimum=1)
+  config_checks.check_int(config, "prior.rank", minimum=1)
+  config_checks.check_number(config, "prior.learning_rate", minimum=0.0,
+                             exclusive_minimum=True, optional=True)
+  config_checks.check_bool(config, "prior.normalize_rewards")
+  config_checks.check_number(config, "gan.gradient_penalty", minimum=0.0)
+  config_checks.check_number(config, "gan.clip_value", minimum=0.0,
+                             exclusive_minimum=True)
+  config_checks.check_int(config, "gan.n_critic", minimum=1)
+  config_checks.check_number(config, "gan.adam_b1", minimum=0.0, maximum=1.0)
+  config_checks.check_number(config, "gan.adam_b2", minimum=0.0, maximum=1.0)
+  if config.gan.gradient_penalty > 0 and config.model.critic_norm == "batch":
+    raise config_checks.ConfigError(
+        "model.critic_norm", "batch", "the gradient penalty needs per-example critic "
+        "scores: use 'layer' or 'none', or batch norm with gan.gradient_penalty=0 "
+        "(WGAN weight clipping).")
+  config_checks.check_int(config, "eval.batch_size", minimum=1)
+  config_checks.check_int(config, "eval.every_epochs", minimum=0)
+  config_checks.check_int(config, "eval.every_steps", minimum=0)
+  config_checks.check_int(config, "eval.num_samples", minimum=1)
+  config_checks.check_int(config, "eval.classifier_fd_every_epochs", minimum=0)
+  config_checks.check_int(config, "eval.classifier_fd_num_samples", minimum=2)
+  if (config.eval.classifier_fd_every_epochs > 0
+      and config.data.name not in CLASSIFIER_FD_DATASETS):
+    raise config_checks.ConfigError(
+        "eval.classifier_fd_every_epochs", config.eval.classifier_fd_every_epochs,
+        f"the digit classifier scores 28x28x1 digits only (data.name one of "
+        f"{', '.join(map(repr, CLASSIFIER_FD_DATASETS))}); use 0 and score with "
+        f"python -m train.fid.")
+
+
+def _load_split(config, split: str,
+                num_examples: int | None = None) -> data_lib.ImageDataset:
+  dataset = data_lib.load_dataset(config.data.name, split,
+                                  data_dir=config.data.data_dir,
+                                  binarize=config.data.binarize)
+  return dataset if num_examples is None else dataset.take(num_examples)
+
+
+def _setup(config: ml_collections.ConfigDict):
+  """Training set, model, optimizers and initial state of a config."""
+  train_dataset = _load_split(config, "train", config.data.num_train_examples)
+  model = build_model(config, train_dataset.image_shape)
+  optimizers = make_optimizers(config)
+  init_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 1)
+  state = init_state(model, optimizers, init_key)
+  return train_dataset, model, optimizers, state
+
+
+def _is_due(every: int, count: int) -> bool:
+  return every > 0 and count % every == 0
+
+
+def _reference_images(config) -> np.ndarray:
+  """The test split at grey levels, what generator samples are compared with."""
+  return data_lib.load_dataset(config.data.name, "test", data_dir=config.data.data_dir,
+                               binarize=False).images
+
+
+def make_after_step(config: ml_collections.ConfigDict,
+                    model: GanModel) -> loop.AfterStepFn:
+  """Sample grids (and the classifier FD) on their schedules.
+
+  * A grid of `eval.num_samples` generator samples every `eval.every_epochs` epochs,
+    every `eval.every_steps` steps and after the last step, always from the same
+    prior key, so successive grids show how the same draws change.
+  * With `eval.classifier_fd_every_epochs` = k > 0: the classifier FD of
+    `eval.classifier_fd_num_samples` samples every k epochs and after the last step
+    (the classifier of `eval.classifier_workdir`, trained there first if missing).
+  """
+  seed_key = jax.random.PRNGKey(config.train.seed)
+  grid_key = jax.random.fold_in(seed_key, 4)
+  fd_seed = config.train.seed
+  scale = image_grid.display_scale(model.image_shape)
+  scorer = {}  # Loaded at the first FD: (classifier params, reference images).
+
+  def classifier_fd(params) -> float:
+    if not scorer:
+      from tripjax.configs import digits_classifier  # pylint: disable=g-import-not-at-top
+      from tripjax.training import classifier  # pylint: disable=g-import-not-at-top
+      scorer["params"], _ = classifier.get_or_train(digits_classifier.get_config(),
+                                                    config.eval.classifier_workdir)
+      scorer["reference"] = _reference_images(config)
+    return sampling.classifier_fd_from_sampler(
+        lambda key, num: sample_images(model, params, key, num),
+        scorer["reference"], scorer["params"],
+        num_samples=config.eval.classifier_fd_num_samples,
+        batch_size=config.eval.batch_size, seed=fd_seed, progress=False)
+
+  def after_step(state: GanState, progress: loop.Progress):
+    epochs_done = progress.epoch + 1
+    outputs = {}
+    if progress.final or _is_due(config.eval.every_steps, progress.step) or (
+        progress.end_of_epoch and _is_due(config.eval.every_epochs, epochs_done)):
+      params = distributed.to_host(state.params)
+      samples = np.asarray(sample_images(model, params, grid_key,
+                                         config.eval.num_samples))
+      outputs["samples"] = loop.Image(image_grid.make_grid(samples), scale)
+    fd_every = config.eval.classifier_fd_every_epochs
+    if fd_every > 0 and (progress.final or (progress.end_of_epoch
+                                            and _is_due(fd_every, epochs_done))):
+      outputs["classifier_fd"] = classifier_fd(distributed.to_host(state.params))
+    return state, outputs
+
+  return after_step
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       mesh: jax.sharding.Mesh | None = None,
+                       allow_config_change: bool = False,
+                       step_hooks: Sequence[loop.StepHook] = ()) -> GanState:
+  """Trains a GAN as `config` says, resuming from `workdir` if it has checkpoints.
+
+  Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (PNG grids of
+  samples). Returns the final state.
+
+  Raises:
+    ConfigError: a bad config value (before anything is written).
+    ConfigMismatchError: `workdir` holds a run of another config.
+  """
+  validate_config(config)
+  workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
+  mesh = sharding.make_data_mesh() if mesh is None else mesh
+  train_dataset, model, optimizers, state = _setup(config)
+  variant = (f"WGAN-GP (penalty {config.gan.gradient_penalty:g})"
+             if config.gan.gradient_penalty > 0 else
+             f"WGAN (weight clipping {config.gan.clip_value:g})")
+  tqdm.tqdm.write(
+      f"{variant} with a {config.prior.kind} prior (learnable="
+      f"{config.prior.learnable}), {critic_norm(config)}-norm critic, "
+      f"n_critic {config.gan.n_critic}, {len(train_dataset)} train images, "
+      f"{mesh.devices.size} device(s); writing to {workdir}.")
+  task = loop.Task(
+      init_state=state,
+      train_step=make_train_step(model, optimizers, **step_settings(config)),
+      after_step=make_after_step(config, model),
+      shown_metrics=("wasserstein", "generator_loss"),
+      batches_per_step=config.gan.n_critic)
+  return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
+                  task=task, train_dataset=train_dataset, mesh=mesh,
+                  step_hooks=step_hooks, config=config)
+
+
+def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None):
+  """(model, host params, position) of a checkpoint; reads no training data."""
+  image_shape = data_lib.image_shape(config.data.name)
+  model = build_model(config, image_shape)
+  optimizers = make_optimizers(config)
+  state, position = loop.restore_for_inference(
+      workdir, lambda key: init_state(model, optimizers, key), step=step)
+  return model, distributed.to_host(state.params), position
+
+
+def latent_model(config: ml_collections.ConfigDict, workdir: str,
+                 step: int | None = None) -> samplers.LatentModel:
+  """The prior and the generator (images in [0, 1]) at a checkpoint of a run."""
+  model, params, position = _restore(config, workdir, step)
+  return samplers.LatentModel(
+      prior=model.prior, prior_params=params[PRIOR],
+      decode_fn=functools.partial(jax.jit(model.decode), params),
+      image_shape=model.image_shape, position=position)
+
+
+def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
+                       step: int | None = None) -> samplers.CheckpointSampler:
+  """Generator samples G(z), z ~ p(z), in [0, 1] at a checkpoint of a `train.gan` run.
+
+  The reference images are the run's test split at grey levels.
+  """
+  model, params, position = _restore(config, workdir, step)
+
+  def sample_fn(key, num_samples):
+    return sample_images(model, params, key, num_samples)
+
+  return samplers.CheckpointSampler(sample_fn, _reference_images(config), position)
