@@ -255,11 +255,11 @@ class JointPrior:
 
     Attributes broadcast against z's batch shape; None means all missing.
     """
-    z = _check_latent(z, self.num_latents)
+    z = checks.float_array(z, self.num_latents)
     batch_shape = z.shape[:-1]
     if attributes is None:
       attributes = jnp.full(batch_shape + (self.num_attributes,), jnp.nan, z.dtype)
-    attributes = _check_latent(attributes, self.num_attributes, "attributes")
+    attributes = checks.float_array(attributes, self.num_attributes, "attributes")
     try:
       attributes = jnp.broadcast_to(attributes, batch_shape + (self.num_attributes,))
     except ValueError:
@@ -318,8 +318,8 @@ class JointPrior:
     """
     given = None
     if given_attributes is not None:
-      given_attributes = _check_latent(given_attributes, self.num_attributes,
-                                       "given_attributes")
+      given_attributes = checks.float_array(given_attributes, self.num_attributes,
+                                            "given_attributes")
       no_latents = jnp.full(given_attributes.shape[:-1] + (self.num_latents,), jnp.nan,
                             given_attributes.dtype)
       given = self.ring_values(no_latents, given_attributes)

@@ -645,7 +645,7 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
   """
   reference = data_lib.load_dataset(config.data.name, "test",
                                     data_dir=config.data.data_dir, binarize=False)
-  model, params, position = _restore(config, workdir, step)
+  model, params, position = restore(config, workdir, step)
 
   def sample_fn(key, num_samples):
     return prior_sample_images(model, params, key, num_samples)
@@ -653,8 +653,9 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
   return samplers.CheckpointSampler(sample_fn, reference.images, position)
 
 
-def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None):
-  """(model, host params, position) of a checkpoint of a `train.vae` run."""
+def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None):
+  """(model, host params, position) of the newest (or the given) checkpoint of a
+  `train.vae` run; `config` is the run's (`workdirs.load_config(workdir)`)."""
   trained_on = data_lib.load_dataset(config.data.name, "test",
                                      data_dir=config.data.data_dir)
   model = build_model(config, trained_on.image_shape, trained_on.likelihood)
@@ -667,7 +668,7 @@ def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None):
 def latent_model(config: ml_collections.ConfigDict, workdir: str,
                  step: int | None = None) -> samplers.LatentModel:
   """The prior and the decoder means (images in [0, 1]) at a checkpoint of a run."""
-  model, params, position = _restore(config, workdir, step)
+  model, params, position = restore(config, workdir, step)
   return samplers.LatentModel(
       prior=model.prior, prior_params=params["prior"],
       decode_fn=functools.partial(jax.jit(model.decode_mean), params),
