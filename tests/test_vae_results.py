@@ -197,3 +197,18 @@ def test_classifier_fd_of_a_run_is_read_back_from_its_metrics(tmp_path):
       {"step": 7, "epoch": 1, "split": "classifier_fd", "classifier_fd": 12.5,
        "num_samples": vae_results.FD_NUM_SAMPLES, "seed": 0}])
   assert vae_results.classifier_fd_of_run(workdir, 7, classifier_params=None) == 12.5
+
+
+def test_tables_add_the_early_elbo_read_off_the_curve(tmp_path):
+  step = vae_results.EARLY_STEP
+  workdir = vae_results.run_workdir(str(tmp_path), "trip_L", 0, 2 * step)
+  _write_metrics(workdir, [
+      {"step": step, "epoch": 9, "split": "eval", "test_elbo": -104.0},
+      {"step": 2 * step, "epoch": 19, "split": "eval", "test_elbo": -100.0,
+       "test_iwae_100": -95.0}])
+  runs = vae_results.collect([("trip_L", 0)], root=str(tmp_path), steps=2 * step)
+  assert runs[0][vae_results.EARLY_METRIC] == -104.0
+  rows = vae_results.summarize(runs)
+  table = vae_results.markdown_table(rows, steps=2 * step)
+  assert f"| test ELBO at step {step} |" in table
+  assert "| TRIP L | 1 | -100.00 ± 0.00 | -95.00 ± 0.00 | -104.00 ± 0.00 |" in table
