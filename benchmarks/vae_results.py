@@ -36,7 +36,8 @@ the 4,000 digits: -98.3 at 4,000 steps, -101.5 at 5,000).
 
 Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
 benchmarking on this machine). With `--parallel` > 1 every run uses one CPU device
-(JAX_NUM_CPU_DEVICES=1).
+(JAX_NUM_CPU_DEVICES=1); all runs share a persistent XLA compilation cache in
+`<workdir>/jax_cache` (unless JAX_COMPILATION_CACHE_DIR is set).
 """
 from __future__ import annotations
 
@@ -339,6 +340,9 @@ def run_all(jobs: list[tuple[str, int]], *, root: str, steps: int, parallel: int
   environment = dict(os.environ)
   if parallel > 1:
     environment["JAX_NUM_CPU_DEVICES"] = "1"
+  # Most variants compile the same programs: compile them once for all runs.
+  environment.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, "jax_cache"))
+  environment.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   running: list[tuple[str, int, subprocess.Popen, float]] = []
   try:
     while pending or running:

@@ -154,7 +154,8 @@ def _fake_train_command(variant, seed, steps, workdir, eval_every):
               "test_iwae_100": -95.0 - seed}]
   script = (f"import json, os, sys\n"
             f"open(os.path.join({workdir!r}, 'calls'), 'a').write("
-            f"os.environ.get('JAX_NUM_CPU_DEVICES', '-'))\n"
+            f"os.environ.get('JAX_NUM_CPU_DEVICES', '-') + "
+            f"str('JAX_COMPILATION_CACHE_DIR' in os.environ))\n"
             f"sys.exit(3) if {seed} == 9 else None\n"
             f"open(os.path.join({workdir!r}, 'metrics.jsonl'), 'a').writelines("
             f"json.dumps(record) + '\\n' for record in {records!r})\n")
@@ -172,7 +173,8 @@ def test_run_all_trains_unfinished_runs_once_and_reports_failures(tmp_path, monk
   for variant, seed in jobs:
     with open(os.path.join(vae_results.run_workdir(root, variant, seed, 30),
                            "calls")) as file:
-      assert file.read() == "1"  # one call, on one CPU device (parallel runs)
+      # One call, on one CPU device (parallel runs), with the shared compilation cache.
+      assert file.read() == "1True"
   runs = vae_results.collect(jobs + [("gmm_L", 0)], root=root, steps=30)
   assert [(run["variant"], run["test_iwae_100"]) for run in runs] == [
       ("normal", -95.0), ("trip_L", -95.0), ("trip_L", -96.0)]  # gmm_L never ran
