@@ -45,6 +45,7 @@ import argparse
 import dataclasses
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -433,6 +434,8 @@ def main(argv=None) -> int:
   if args.parallel < 1 or args.steps < 1 or args.eval_every < 1:
     parser.error("--parallel, --steps and --eval-every must be positive")
   jobs = make_jobs(args.tables, args.seeds)
+  # `kill` stops the runs too (they resume next time), as Ctrl-C does.
+  signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
   if args.train:
     run_all(jobs, root=args.workdir, steps=args.steps, parallel=args.parallel,
             eval_every=args.eval_every)
