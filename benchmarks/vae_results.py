@@ -416,6 +416,9 @@ def main(argv=None) -> int:
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
   parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=TABLES)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+  parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                      help="train only these variants' runs (to order a partial "
+                           "sweep); the tables show every finished run")
   parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                       help="training steps per run")
   parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
@@ -437,7 +440,8 @@ def main(argv=None) -> int:
   # `kill` stops the runs too (they resume next time), as Ctrl-C does.
   signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
   if args.train:
-    run_all(jobs, root=args.workdir, steps=args.steps, parallel=args.parallel,
+    to_train = [job for job in jobs if not args.variants or job[0] in args.variants]
+    run_all(to_train, root=args.workdir, steps=args.steps, parallel=args.parallel,
             eval_every=args.eval_every)
   classifier_params = None
   if args.classifier_fd:
