@@ -1,86 +1,176 @@
-"""Regenerates the VAE results table on the offline digits (issue 4): test ELBO, IWAE-100.
+"""Regenerates the VAE study on the offline digits (issue 10): two tables and the curves.
 
-  python -m benchmarks.vae_results                       # 5 priors x 3 seeds, 20 epochs
-  python -m benchmarks.vae_results --epochs 10 --seeds 0 1 --priors normal trip_L
+  nice -n 10 python -m benchmarks.vae_results --parallel 2     # everything (hours)
+  python -m benchmarks.vae_results --tables main --seeds 0     # one seed of the priors
 
-Every (prior, seed) is one full `python -m train.vae --config configs/digits_vae_trip.py`
-run (the quickstart) with `--config.prior.kind`, `--config.prior.learnable`,
-`--config.train.seed` and `--config.train.num_epochs` overridden, in its own workdir
-`<workdir>/epochs_<E>/<prior>_seed<S>`. A run whose final evaluation is already in its
-metrics.jsonl is skipped; an interrupted one resumes from its last checkpoint (the
-trainer's resume), so running the same command again finishes the table.
+Every run is one `python -m train.vae --config configs/digits_vae_trip.py` (the
+quickstart) for `--steps` steps (2,500 by default: where the N(0, I) test ELBO has
+stopped improving, see below), seeded by `--config.train.seed`, with the test ELBO
+evaluated every `--eval-every` steps for the curves, and the config overrides of its
+variant (`VARIANTS`). Its workdir is `<workdir>/steps_<S>/<variant>_seed<k>`. A run
+whose final evaluation (with IWAE-100) is in its metrics.jsonl is skipped; an
+interrupted one resumes from its last checkpoint, so running the same command again
+finishes the study.
 
-Priors: "normal" (N(0, I)); "gmm_F"/"gmm_L" (factorized GMM, N = 10 per variable);
-"trip_F"/"trip_L" (TRIP, N = 10, m = 20). F = `prior.learnable=False`: the prior gets
-no gradient updates, only the data-driven EM refits (after epoch 1 and every 5 epochs),
-as in the paper; L = trained jointly with the VAE.
+* Main table (`MAIN_ROWS`): N(0, I); factorized GMM and TRIP (N = 10 Gaussians per
+  latent, rank m = 20), F = `prior.learnable=False` (only the data-driven EM refits
+  move the prior) and L = learned jointly with the VAE.
+* Ablation table (`ABLATION_ROWS`), TRIP L with one setting changed: the refits (off,
+  after epoch 1 only, on encoder means instead of posterior samples), the prior's
+  learning rate (x0.1, x10), the rank (1 = GMM L, 5), the components (3) and the
+  latent size (32, next to N(0, I) at 32). Rows equal to a default reuse its runs.
 
-Output: a markdown table of mean ± sd (sample sd, ddof = 1) over seeds of the final test
-ELBO and IWAE-100 (nats per digit, higher is better) and, unless `--no-classifier-fd`,
-the classifier FD of 5,000 prior samples of the final checkpoint (`train.fid`: decoder
-means vs the grey-level test split, in the feature space of the cached digit classifier
-of `--classifier-workdir`, trained first if missing; lower is better), printed and
-written to `<workdir>/results.md`, plus every run's numbers in `<workdir>/results.json`.
-Each run's FD is appended to its metrics.jsonl and reused by later calls.
+Output, printed and written under `--workdir`: results.md (both tables: mean ± sample
+sd over seeds of the final test ELBO, IWAE-100 (nats per digit, higher is better) and
+the classifier FD of 5,000 prior samples (`tripjax.metrics.sampling`, in the feature
+space of the digit classifier cached in `--classifier-workdir`; lower is better), and
+the test ELBO at step 600 (read off the curve; about the 10 epochs of the README's
+first table)),
+curves.png and ablation_curves.png (test ELBO versus steps, mean ± sd band over seeds),
+and results.json (every run's numbers and curve). Each run's FD is appended to its
+metrics.jsonl and reused by later calls.
+
+The run length: a single N(0, I) run of 12,000 steps evaluated every 250 steps peaked
+at about 2,000-2,750 steps (test ELBO -95.8 to -96.0) and then declined (overfitting
+the 4,000 digits: -98.3 at 4,000 steps, -101.5 at 5,000).
 
 Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
-benchmarking on this machine).
+benchmarking on this machine). With `--parallel` > 1 every run uses one CPU device
+(JAX_NUM_CPU_DEVICES=1); all runs share a persistent XLA compilation cache in
+`<workdir>/jax_cache` (unless JAX_COMPILATION_CACHE_DIR is set).
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
 import time
+from typing import Any
 
 CONFIG_PATH = "configs/digits_vae_trip.py"
 QUIET_FILE = "/tmp/tripjax_quiet"
-DEFAULT_EPOCHS = 20  # configs/digits_vae_trip.py (the quickstart)
+DEFAULT_STEPS = 2500
+DEFAULT_EVAL_EVERY = 100
 METRICS_FILENAME = "metrics.jsonl"
 IWAE_METRIC = "test_iwae_100"
 ELBO_METRIC = "test_elbo"
 FD_METRIC = "classifier_fd"
 FD_NUM_SAMPLES = 5000
+EARLY_METRIC = "test_elbo_early"  # the test ELBO at EARLY_STEP, read off the curve
+EARLY_STEP = 600  # about the 10 epochs (620 steps) of the README's first table
+STEPS_PER_EPOCH = 62  # 4,000 training digits in batches of 64 (the last 32 dropped)
 
-# name -> (prior.kind, prior.learnable, table label)
-PRIOR_VARIANTS = {
-    "normal": ("normal", True, "N(0, I)"),
-    "gmm_F": ("gmm", False, "GMM F"),
-    "gmm_L": ("gmm", True, "GMM L"),
-    "trip_F": ("trip", False, "TRIP F"),
-    "trip_L": ("trip", True, "TRIP L"),
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One configuration of the study: a table label and its `--config.` overrides."""
+  label: str
+  overrides: tuple[tuple[str, Any], ...] = ()
+
+
+VARIANTS = {
+    "normal": Variant("N(0, I)", (("prior.kind", "normal"),)),
+    "gmm_F": Variant("GMM F", (("prior.kind", "gmm"), ("prior.learnable", False))),
+    "gmm_L": Variant("GMM L", (("prior.kind", "gmm"),)),
+    "trip_F": Variant("TRIP F", (("prior.learnable", False),)),
+    "trip_L": Variant("TRIP L", ()),  # the quickstart config as it is
+    "trip_L_refit_off": Variant("TRIP L, no refit",
+                                (("prior.refit_every_epochs", 0),)),
+    "trip_L_refit_once": Variant(
+        "TRIP L, one refit (after epoch 1)",
+        (("prior.refit_every_epochs", 0), ("prior.refit_at_steps", (STEPS_PER_EPOCH,)))),
+    "trip_L_refit_means": Variant("TRIP L, refits on encoder means",
+                                  (("prior.refit_on", "means"),)),
+    "trip_L_prior_lr_0.1": Variant("TRIP L, prior lr ×0.1 (1e-4)",
+                                   (("prior.learning_rate", 1e-4),)),
+    "trip_L_prior_lr_10": Variant("TRIP L, prior lr ×10 (1e-2)",
+                                  (("prior.learning_rate", 1e-2),)),
+    "trip_L_rank_5": Variant("TRIP L, rank 5", (("prior.rank", 5),)),
+    "trip_L_components_3": Variant("TRIP L, 3 components",
+                                   (("prior.num_components", 3),)),
+    "trip_L_latent_32": Variant("TRIP L, latent 32", (("model.latent_dim", 32),)),
+    "normal_latent_32": Variant("N(0, I), latent 32",
+                                (("prior.kind", "normal"), ("model.latent_dim", 32))),
 }
 
+MAIN_ROWS = ("normal", "gmm_F", "gmm_L", "trip_F", "trip_L")
 
-def run_workdir(root: str, prior: str, seed: int, epochs: int) -> str:
-  """The workdir of one run: <root>/epochs_<E>/<prior>_seed<S>."""
-  return os.path.join(root, f"epochs_{epochs}", f"{prior}_seed{seed}")
+# (what is varied, [(variant, row label)]); the quickstart's values are marked.
+ABLATION_ROWS = (
+    ("refits", [("trip_L_refit_off", "off"),
+                ("trip_L_refit_once", "once, after epoch 1"),
+                ("trip_L", "after epoch 1, then every 5 epochs (default)"),
+                ("trip_L_refit_means", "every 5 epochs, fitted to encoder means")]),
+    ("prior learning rate", [("trip_L_prior_lr_0.1", "×0.1 (1e-4)"),
+                             ("trip_L", "×1 (1e-3, default)"),
+                             ("trip_L_prior_lr_10", "×10 (1e-2)")]),
+    ("rank m", [("gmm_L", "1 (= GMM L)"), ("trip_L_rank_5", "5"),
+                ("trip_L", "20 (default)")]),
+    ("components N", [("trip_L_components_3", "3"), ("trip_L", "10 (default)")]),
+    ("latent size", [("trip_L", "16 (default)"), ("trip_L_latent_32", "32"),
+                     ("normal", "16, N(0, I)"), ("normal_latent_32", "32, N(0, I)")]),
+)
+
+TABLES = ("main", "ablation")
 
 
-def train_command(prior: str, seed: int, epochs: int, workdir: str) -> list[str]:
+def table_variants(table: str) -> list[str]:
+  """The variants of a table, each once, in row order."""
+  if table == "main":
+    return list(MAIN_ROWS)
+  names = [name for _, rows in ABLATION_ROWS for name, _ in rows]
+  return list(dict.fromkeys(names))
+
+
+def run_workdir(root: str, variant: str, seed: int, steps: int) -> str:
+  """The workdir of one run: <root>/steps_<S>/<variant>_seed<k>."""
+  return os.path.join(root, f"steps_{steps}", f"{variant}_seed{seed}")
+
+
+def _flag_value(value: Any) -> str:
+  if isinstance(value, tuple):
+    return "(" + ",".join(str(item) for item in value) + ",)"
+  return str(value)
+
+
+def train_command(variant: str, seed: int, steps: int, workdir: str,
+                  eval_every: int = DEFAULT_EVAL_EVERY) -> list[str]:
   """The `python -m train.vae` command of one run (the same command resumes it)."""
-  kind, learnable, _ = PRIOR_VARIANTS[prior]
+  overrides = [f"--config.{field}={_flag_value(value)}"
+               for field, value in VARIANTS[variant].overrides]
   return [sys.executable, "-m", "train.vae", f"--config={CONFIG_PATH}",
-          f"--workdir={workdir}", f"--config.prior.kind={kind}",
-          f"--config.prior.learnable={learnable}", f"--config.train.seed={seed}",
-          f"--config.train.num_epochs={epochs}", "--config.train.progress_bar=False"]
+          f"--workdir={workdir}", *overrides, f"--config.train.seed={seed}",
+          f"--config.train.num_steps={steps}", f"--config.eval.every_steps={eval_every}",
+          "--config.eval.every_epochs=0", "--config.train.progress_bar=False"]
 
 
-def final_eval(workdir: str, epochs: int) -> dict | None:
-  """The run's evaluation record after its last epoch (with IWAE-100), or None."""
+def _read_records(workdir: str) -> list[dict]:
   path = os.path.join(workdir, METRICS_FILENAME)
   if not os.path.exists(path):
-    return None
+    return []
   with open(path) as file:
-    records = [json.loads(line) for line in file if line.strip()]
-  for record in reversed(records):
-    if (record.get("split") == "eval" and record.get("epoch") == epochs
+    return [json.loads(line) for line in file if line.strip()]
+
+
+def final_eval(workdir: str, steps: int) -> dict | None:
+  """The run's evaluation record after its last step (with IWAE-100), or None."""
+  for record in reversed(_read_records(workdir)):
+    if (record.get("split") == "eval" and record.get("step") == steps
         and IWAE_METRIC in record):
       return record
   return None
+
+
+def elbo_curve(workdir: str) -> list[tuple[int, float]]:
+  """(step, test ELBO) of every evaluation of a run, in step order."""
+  points = {record["step"]: record[ELBO_METRIC] for record in _read_records(workdir)
+            if record.get("split") == "eval" and ELBO_METRIC in record}
+  return sorted(points.items())
 
 
 def wait_while_quiet(quiet_file: str = QUIET_FILE, poll_seconds: float = 20.0) -> None:
@@ -100,20 +190,23 @@ def mean_and_sd(values: list[float]) -> tuple[float, float]:
   return mean, sd
 
 
-def summarize(runs: list[dict]) -> list[dict]:
-  """Per prior (in PRIOR_VARIANTS order): seeds, mean and sd of test ELBO and IWAE-100.
+def summarize(runs: list[dict], variants: list[str] | None = None) -> list[dict]:
+  """Per variant (in `variants` order; default: every variant with runs): seeds and the
+  mean and sd of test ELBO, IWAE-100 and classifier FD (when every run has it).
 
   Args:
-    runs: records {"prior", "seed", "test_elbo", "test_iwae_100", ...}.
+    runs: records {"variant", "seed", "test_elbo", "test_iwae_100", ...}.
   """
+  if variants is None:
+    variants = [name for name in VARIANTS if any(run["variant"] == name for run in runs)]
   rows = []
-  for prior in PRIOR_VARIANTS:
-    chosen = [run for run in runs if run["prior"] == prior]
+  for variant in variants:
+    chosen = [run for run in runs if run["variant"] == variant]
     if not chosen:
       continue
-    row = {"prior": prior, "label": PRIOR_VARIANTS[prior][2],
+    row = {"variant": variant, "label": VARIANTS[variant].label,
            "seeds": sorted(run["seed"] for run in chosen)}
-    for metric in (ELBO_METRIC, IWAE_METRIC, FD_METRIC):
+    for metric in (ELBO_METRIC, IWAE_METRIC, FD_METRIC, EARLY_METRIC):
       values = [run.get(metric) for run in chosen]
       if all(value is not None for value in values):
         row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_and_sd(values)
@@ -121,82 +214,164 @@ def summarize(runs: list[dict]) -> list[dict]:
   return rows
 
 
-def markdown_table(rows: list[dict], epochs: int) -> str:
-  """The results as a markdown table (nats per digit, higher is better; FD lower)."""
-  with_fd = any(f"{FD_METRIC}_mean" in row for row in rows)
+def _columns(rows: list[dict]) -> list[tuple[str, str]]:
   columns = [(ELBO_METRIC, "test ELBO"), (IWAE_METRIC, "test IWAE-100")]
-  if with_fd:
+  if any(f"{FD_METRIC}_mean" in row for row in rows):
     columns.append((FD_METRIC, f"classifier FD ({FD_NUM_SAMPLES:,} samples)"))
-  lines = [f"Offline digits (4,000 train / 500 test binarized MNIST digits), "
-           f"{CONFIG_PATH}, {epochs} epochs; mean ± sd over seeds; ELBO and IWAE in "
-           f"nats per digit (higher is better)"
-           + ("; classifier FD of prior samples (lower is better)." if with_fd else "."),
-           "",
+  if any(f"{EARLY_METRIC}_mean" in row for row in rows):
+    columns.append((EARLY_METRIC, f"test ELBO at step {EARLY_STEP}"))
+  return columns
+
+
+def _cells(row: dict, columns: list[tuple[str, str]]) -> list[str]:
+  return [f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}"
+          if f"{metric}_mean" in row else "n/a" for metric, _ in columns]
+
+
+def _caption(steps: int, what: str) -> str:
+  return (f"{what}: offline digits (4,000 train / 500 test binarized MNIST digits), "
+          f"{CONFIG_PATH}, {steps:,} steps of batch 64 ({steps / STEPS_PER_EPOCH:.0f} "
+          f"epochs); mean ± sd over seeds; ELBO and IWAE in nats per digit (higher is "
+          f"better), classifier FD of prior samples (lower is better).")
+
+
+def markdown_table(rows: list[dict], steps: int) -> str:
+  """The main table (one row per prior) as markdown."""
+  columns = _columns(rows)
+  lines = [_caption(steps, "Priors"), "",
            "| prior | seeds | " + " | ".join(title for _, title in columns) + " |",
            "|---" * (len(columns) + 2) + "|"]
   for row in rows:
-    cells = [f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}"
-             if f"{metric}_mean" in row else "n/a" for metric, _ in columns]
-    lines.append(f"| {row['label']} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+    lines.append(f"| {row['label']} | {len(row['seeds'])} | "
+                 + " | ".join(_cells(row, columns)) + " |")
   return "\n".join(lines) + "\n"
+
+
+def ablation_table(rows: list[dict], steps: int) -> str:
+  """The ablation table: one row per (what is varied, value), from summarized rows."""
+  by_variant = {row["variant"]: row for row in rows}
+  columns = _columns(rows)
+  lines = [_caption(steps, "Ablations of TRIP L (N = 10, m = 20, latent 16, refits "
+                           "on posterior samples after epoch 1 and every 5 epochs, "
+                           "prior lr 1e-3)"), "",
+           "| varied | value | seeds | " + " | ".join(title for _, title in columns)
+           + " |", "|---" * (len(columns) + 3) + "|"]
+  for varied, entries in ABLATION_ROWS:
+    for variant, value in entries:
+      row = by_variant.get(variant)
+      if row is None:
+        lines.append(f"| {varied} | {value} | 0 | " + " | ".join(
+            ["not run"] * len(columns)) + " |")
+      else:
+        lines.append(f"| {varied} | {value} | {len(row['seeds'])} | "
+                     + " | ".join(_cells(row, columns)) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def mean_curves(runs: list[dict], variants: list[str]) -> dict[str, dict]:
+  """Per variant: the steps every run of it evaluated at, and the mean and sample sd
+  of the test ELBO there over its runs: {variant: {"steps", "mean", "sd", "seeds"}}."""
+  curves = {}
+  for variant in variants:
+    chosen = [dict(run["curve"]) for run in runs if run["variant"] == variant]
+    if not chosen:
+      continue
+    steps = sorted(set.intersection(*(set(curve) for curve in chosen)))
+    stats = [mean_and_sd([curve[step] for curve in chosen]) for step in steps]
+    curves[variant] = {"steps": steps, "mean": [mean for mean, _ in stats],
+                       "sd": [sd for _, sd in stats], "seeds": len(chosen)}
+  return curves
+
+
+def plot_curves(curves: dict[str, dict], path: str, title: str,
+                ylim: tuple[float, float] | None = None) -> None:
+  """Test ELBO versus steps, one line per variant with a ± sd band, as a PNG."""
+  import matplotlib
+  matplotlib.use("Agg")
+  from matplotlib import pyplot
+
+  figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
+  for variant, curve in curves.items():
+    mean, sd = curve["mean"], curve["sd"]
+    line, = axes.plot(curve["steps"], mean, linewidth=1.4,
+                      label=f"{VARIANTS[variant].label} ({curve['seeds']} seeds)")
+    axes.fill_between(curve["steps"], [m - s for m, s in zip(mean, sd)],
+                      [m + s for m, s in zip(mean, sd)], color=line.get_color(),
+                      alpha=0.2, linewidth=0)
+  axes.set_xlabel("training step (batch 64)")
+  axes.set_ylabel("test ELBO (nats per digit)")
+  axes.set_title(title, fontsize=10)
+  if ylim is not None:
+    axes.set_ylim(*ylim)
+  axes.grid(alpha=0.3)
+  axes.legend(fontsize=7, loc="lower right")
+  figure.tight_layout()
+  figure.savefig(path)
+  pyplot.close(figure)
 
 
 def classifier_fd_of_run(workdir: str, step: int, classifier_params) -> float:
   """Classifier FD of the checkpoint at `step` (cached in the run's metrics.jsonl)."""
+  for record in _read_records(workdir):
+    if (record.get("split") == FD_METRIC and record.get("step") == step
+        and record.get("num_samples") == FD_NUM_SAMPLES and record.get("seed") == 0):
+      return record[FD_METRIC]
   # JAX only in the parent process when FD is wanted.
   from tripjax.metrics import sampling
   from tripjax.training import metric_writer
   from tripjax.training import samplers
 
-  path = os.path.join(workdir, METRICS_FILENAME)
-  with open(path) as file:
-    for line in file:
-      record = json.loads(line) if line.strip() else {}
-      if (record.get("split") == FD_METRIC and record.get("step") == step
-          and record.get("num_samples") == FD_NUM_SAMPLES and record.get("seed") == 0):
-        return record[FD_METRIC]
   sample_fn, reference, position = samplers.load_checkpoint_sampler(workdir, step=step)
   value = sampling.classifier_fd_from_sampler(sample_fn, reference, classifier_params,
                                               num_samples=FD_NUM_SAMPLES, batch_size=500,
                                               seed=0, progress=False)
-  metric_writer.MetricWriter(workdir).write(
-      position["step"], position["epoch"], FD_METRIC,
-      {FD_METRIC: value, "num_samples": FD_NUM_SAMPLES, "seed": 0})
+  writer = metric_writer.MetricWriter(workdir)
+  writer.write(position["step"], position["epoch"], FD_METRIC,
+               {FD_METRIC: value, "num_samples": FD_NUM_SAMPLES, "seed": 0})
+  writer.close()
   return value
 
 
-def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: int,
-            quiet_file: str = QUIET_FILE, poll_seconds: float = 2.0) -> None:
-  """Trains every unfinished (prior, seed) run, `parallel` at a time."""
-  pending = [(prior, seed) for prior, seed in jobs
-             if final_eval(run_workdir(root, prior, seed, epochs), epochs) is None]
+def run_all(jobs: list[tuple[str, int]], *, root: str, steps: int, parallel: int,
+            eval_every: int = DEFAULT_EVAL_EVERY, quiet_file: str = QUIET_FILE,
+            poll_seconds: float = 2.0) -> None:
+  """Trains every unfinished (variant, seed) run, `parallel` at a time."""
+  pending = [(variant, seed) for variant, seed in jobs
+             if final_eval(run_workdir(root, variant, seed, steps), steps) is None]
+  environment = dict(os.environ)
+  if parallel > 1:
+    environment["JAX_NUM_CPU_DEVICES"] = "1"
+  # Most variants compile the same programs: compile them once for all runs.
+  environment.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, "jax_cache"))
+  environment.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
   running: list[tuple[str, int, subprocess.Popen, float]] = []
   try:
     while pending or running:
       while pending and len(running) < parallel:
         wait_while_quiet(quiet_file)
-        prior, seed = pending.pop(0)
-        workdir = run_workdir(root, prior, seed, epochs)
+        variant, seed = pending.pop(0)
+        workdir = run_workdir(root, variant, seed, steps)
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "train.log"), "a") as log:
-          print(f"start {prior} seed {seed} -> {workdir}", flush=True)
-          process = subprocess.Popen(train_command(prior, seed, epochs, workdir),
-                                     stdout=log, stderr=subprocess.STDOUT)
-        running.append((prior, seed, process, time.perf_counter()))
+          print(f"start {variant} seed {seed} -> {workdir}", flush=True)
+          process = subprocess.Popen(
+              train_command(variant, seed, steps, workdir, eval_every),
+              stdout=log, stderr=subprocess.STDOUT, env=environment)
+        running.append((variant, seed, process, time.perf_counter()))
       time.sleep(poll_seconds)
       for entry in list(running):
-        prior, seed, process, start = entry
+        variant, seed, process, start = entry
         if process.poll() is None:
           continue
         running.remove(entry)
-        workdir = run_workdir(root, prior, seed, epochs)
-        record = final_eval(workdir, epochs)
+        workdir = run_workdir(root, variant, seed, steps)
+        record = final_eval(workdir, steps)
         if process.returncode != 0 or record is None:
           raise RuntimeError(
-              f"run {prior} seed {seed} failed (exit {process.returncode}); see "
+              f"run {variant} seed {seed} failed (exit {process.returncode}); see "
               f"{os.path.join(workdir, 'train.log')}. Running this command again "
               f"resumes every unfinished run from its last checkpoint.")
-        print(f"done  {prior} seed {seed} in {time.perf_counter() - start:.0f} s: "
+        print(f"done  {variant} seed {seed} in {time.perf_counter() - start:.0f} s: "
               f"test ELBO {record[ELBO_METRIC]:.2f}, IWAE-100 {record[IWAE_METRIC]:.2f}",
               flush=True)
   finally:  # On an error or Ctrl-C, stop the other runs too; they resume next time.
@@ -206,64 +381,100 @@ def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: in
         process.wait()
 
 
-def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int,
+def collect(jobs: list[tuple[str, int]], *, root: str, steps: int,
             classifier_params=None) -> list[dict]:
-  """The final evaluation of every run in `jobs` (all must be finished), with its
-  classifier FD if `classifier_params` is given."""
+  """The final evaluation and ELBO curve of every finished run in `jobs`, with its
+  classifier FD if `classifier_params` is given; unfinished runs are left out."""
   runs = []
-  for prior, seed in jobs:
-    workdir = run_workdir(root, prior, seed, epochs)
-    record = final_eval(workdir, epochs)
-    run = {"prior": prior, "seed": seed, "workdir": workdir, "step": record["step"],
+  for variant, seed in jobs:
+    workdir = run_workdir(root, variant, seed, steps)
+    record = final_eval(workdir, steps)
+    if record is None:
+      continue
+    run = {"variant": variant, "seed": seed, "workdir": workdir, "step": record["step"],
            ELBO_METRIC: record[ELBO_METRIC], IWAE_METRIC: record[IWAE_METRIC],
            "test_kl": record.get("test_kl"),
-           "test_log_likelihood": record.get("test_log_likelihood")}
+           "test_log_likelihood": record.get("test_log_likelihood"),
+           "curve": elbo_curve(workdir)}
+    run[EARLY_METRIC] = dict(run["curve"]).get(EARLY_STEP)
     if classifier_params is not None:
       run[FD_METRIC] = classifier_fd_of_run(workdir, record["step"], classifier_params)
     runs.append(run)
   return runs
 
 
+def make_jobs(tables: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+  """(variant, seed) of every run the tables need, each once, seed-major within each
+  table (every row's seed 0 first, so a partial sweep already compares rows)."""
+  jobs = [(variant, seed) for table in tables for seed in seeds
+          for variant in table_variants(table)]
+  return list(dict.fromkeys(jobs))
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--priors", nargs="+", default=list(PRIOR_VARIANTS),
-                      choices=list(PRIOR_VARIANTS))
+  parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=TABLES)
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-  parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                      help="training epochs per run (the quickstart's by default)")
+  parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                      help="train only these variants' runs (to order a partial "
+                           "sweep); the tables show every finished run")
+  parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
+                      help="training steps per run")
+  parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
+                      help="test ELBO every this many steps (the curves)")
   parser.add_argument("--workdir", default="runs/results",
-                      help="root of the run workdirs and of results.md/json")
+                      help="root of the run workdirs and of the outputs")
   parser.add_argument("--parallel", type=int, default=1,
-                      help="runs at a time (1 on a 2-core machine)")
+                      help="runs at a time, each on one CPU device when > 1")
+  parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                      help="train missing runs (--no-train: report the finished ones)")
   parser.add_argument("--classifier-fd", action=argparse.BooleanOptionalAction,
                       default=True, help="add the classifier FD of prior samples")
   parser.add_argument("--classifier-workdir", default="runs/classifier",
                       help="cached FD classifier (python -m train.train_classifier)")
   args = parser.parse_args(argv)
-  if args.parallel < 1 or args.epochs < 1:
-    parser.error("--parallel and --epochs must be positive")
-  # Seed-major: every prior's seed 0 first, so a partial sweep already compares priors.
-  jobs = [(prior, seed) for seed in args.seeds for prior in args.priors]
-  run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel)
+  if args.parallel < 1 or args.steps < 1 or args.eval_every < 1:
+    parser.error("--parallel, --steps and --eval-every must be positive")
+  jobs = make_jobs(args.tables, args.seeds)
+  # `kill` stops the runs too (they resume next time), as Ctrl-C does.
+  signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+  if args.train:
+    to_train = [job for job in jobs if not args.variants or job[0] in args.variants]
+    run_all(to_train, root=args.workdir, steps=args.steps, parallel=args.parallel,
+            eval_every=args.eval_every)
   classifier_params = None
   if args.classifier_fd:
     from tripjax.configs import digits_classifier
     from tripjax.training import classifier
     classifier_params, _ = classifier.get_or_train(digits_classifier.get_config(),
                                                    args.classifier_workdir)
-  runs = collect(jobs, root=args.workdir, epochs=args.epochs,
+  runs = collect(jobs, root=args.workdir, steps=args.steps,
                  classifier_params=classifier_params)
-  rows = summarize(runs)
-  table = markdown_table(rows, args.epochs)
-  print(table)
   os.makedirs(args.workdir, exist_ok=True)
+  outputs, results = [], {"config": CONFIG_PATH, "steps": args.steps,
+                          "seeds": args.seeds, "runs": runs}
+  for table in args.tables:
+    rows = summarize(runs, table_variants(table))
+    results[f"{table}_rows"] = rows
+    curve_variants = (list(MAIN_ROWS) if table == "main" else
+                      ["trip_L", "trip_L_refit_off", "trip_L_refit_once",
+                       "trip_L_refit_means", "trip_L_prior_lr_10"])
+    curves = mean_curves(runs, curve_variants)
+    png = "curves.png" if table == "main" else "ablation_curves.png"
+    if curves:
+      plot_curves(curves, os.path.join(args.workdir, png),
+                  f"Offline digits, test ELBO during training ({table} runs)",
+                  ylim=(-130, -90))
+    text = (markdown_table(rows, args.steps) if table == "main"
+            else ablation_table(rows, args.steps))
+    outputs.append(text + (f"\n![test ELBO versus steps]({png})\n" if curves else ""))
+  report = "\n".join(outputs)
+  print(report)
   with open(os.path.join(args.workdir, "results.md"), "w") as file:
-    file.write(table)
+    file.write(report)
   with open(os.path.join(args.workdir, "results.json"), "w") as file:
-    json.dump({"config": CONFIG_PATH, "epochs": args.epochs, "seeds": args.seeds,
-               "classifier_fd_num_samples": FD_NUM_SAMPLES if args.classifier_fd else None,
-               "rows": rows, "runs": runs}, file, indent=2)
+    json.dump(results, file, indent=2)
   return 0
 
 

@@ -45,6 +45,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.prior.refit_every_epochs = 5
   config.prior.refit_at_steps = ()
   config.prior.refit_num_examples = config_dict.placeholder(int)  # None: all
+  config.prior.refit_on = "samples"  # or "means"; as in configs/base_vae.py
   config.prior.reset_optimizer_on_refit = True
 
   config.train.grad_clip_norm = 0.0  # of the network's gradient; 0: no clipping

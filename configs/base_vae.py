@@ -28,12 +28,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.prior.rank = 20  # m, tensor-ring core size (trip only)
   # The prior has its own Adam (as in the authors' code); None: train.learning_rate.
   config.prior.learning_rate = config_dict.placeholder(float)
-  # Data-driven init (paper 3.1): refit the prior's means and scales by EM on the
-  # training set's encoder means after epoch 1 and then every this many epochs
+  # Data-driven init (paper 3.1): refit the prior's means and scales by EM on encoder
+  # latents of the training set after epoch 1 and then every this many epochs
   # (1, 6, 11, ...; 0: never), and after each step listed in refit_at_steps.
   config.prior.refit_every_epochs = 5
   config.prior.refit_at_steps = ()
-  config.prior.refit_num_examples = config_dict.placeholder(int)  # None: all
+  # What the EM fits: "samples", one z ~ q(z|x) per example (a sample of the aggregate
+  # posterior, as the authors' code does), or "means", the means of q(z|x).
+  config.prior.refit_on = "samples"
+  # Fit to the first this many training examples (the authors use about 2,000);
+  # None: all.
+  config.prior.refit_num_examples = config_dict.placeholder(int)
   # After a refit, restart the prior's Adam moments: they are running averages of the
   # gradients at the old means and scales, and would push the refit values back
   # towards them. The network's moments are kept (its parameters did not move).

@@ -1,4 +1,5 @@
 """Tests for tripjax/training: the loop, checkpoint/resume, NaN stop, sharding, CLI."""
+import dataclasses
 import json
 import os
 import subprocess
@@ -15,10 +16,12 @@ from PIL import Image
 
 from tests import test_distributed
 from tripjax import data as data_lib
+from tripjax import priors
 from tripjax.configs import digits_vae_trip
 from tripjax.training import image_grid
 from tripjax.training import loop
 from tripjax.training import metric_writer
+from tripjax.training import sharding
 from tripjax.training import vae
 from tripjax.training import workdirs
 
@@ -416,3 +419,59 @@ def test_two_processes_train_the_quickstart_like_one(compilation_cache_dir, tmp_
   assert position["step"] == 3
   for leaf, expected_leaf in zip(_leaves(restored), _leaves(expected), strict=True):
     np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-4, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def one_gaussian_vae():
+  """The tiny config's VAE at initialization with its prior swapped for one Gaussian
+  per latent (a GMM with N = 1, whose EM refit is exactly the mean and variance of what
+  it is fitted to), and 1,500 training digits."""
+  config = tiny_config()
+  dataset = data_lib.load_dataset("digits", "train").take(1500)
+  model = vae.build_model(config, dataset.image_shape, dataset.likelihood)
+  state = vae.init_state(model, vae.make_optimizer(config), jax.random.PRNGKey(0))
+  model = dataclasses.replace(model, prior=priors.make_prior(
+      "gmm", config.model.latent_dim, num_components=1))
+  state = state.replace(params=dict(state.params,
+                                    prior=model.prior.init(jax.random.PRNGKey(1))))
+  mean, log_scale = jax.device_get(jax.jit(model.posterior)(state.params,
+                                                            dataset.images))
+  return model, state, dataset, mean, np.exp(log_scale)
+
+
+def test_encoder_latents_are_means_or_one_posterior_draw_per_example(one_gaussian_vae):
+  model, state, dataset, mean, scale = one_gaussian_vae
+  means = vae.encoder_latents(model, state.params, dataset, batch_size=300,
+                              on="means", max_examples=1100)
+  np.testing.assert_allclose(means, mean[:1100], rtol=1e-5, atol=1e-6)
+  samples = vae.encoder_latents(model, state.params, dataset, batch_size=300,
+                                on="samples", key=jax.random.PRNGKey(1))
+  standardized = (samples - mean) / scale  # N(0, 1) if z ~ q(z|x) independently
+  assert standardized.shape == (1500, 4)
+  standard_error = 1 / np.sqrt(standardized.size)
+  assert abs(standardized.mean()) < 4 * standard_error
+  assert abs(standardized.var() - 1) < 4 * np.sqrt(2) * standard_error
+  assert abs(np.corrcoef(standardized[:, 0], standardized[:, 1])[0, 1]) < 4 / np.sqrt(1500)
+  with pytest.raises(ValueError, match="on must be one of"):
+    vae.encoder_latents(model, state.params, dataset, batch_size=300, on="mode")
+  with pytest.raises(ValueError, match="needs a key"):
+    vae.encoder_latents(model, state.params, dataset, batch_size=300, on="samples")
+
+
+def test_refit_on_samples_fits_the_aggregate_posterior_not_the_cloud_of_means(
+    one_gaussian_vae):
+  """The variance of q(z) = mean over x of q(z|x) is Var(means) + E[scale^2]; a refit on
+  the means misses the second term."""
+  model, state, dataset, mean, scale = one_gaussian_vae
+  mesh = sharding.make_data_mesh(jax.devices()[:1])
+  fitted = {}
+  for on in vae.REFIT_ON:
+    refit = vae.refit_prior(model, state, dataset, jax.random.PRNGKey(2), batch_size=300,
+                            max_examples=None, mesh=mesh, on=on)
+    fitted[on] = np.exp(2 * np.asarray(refit.params["prior"].log_scales))[:, 0]
+  np.testing.assert_allclose(fitted["means"], mean.var(0), rtol=1e-3)
+  aggregate_variance = mean.var(0) + np.mean(scale ** 2, axis=0)
+  relative_standard_error = np.sqrt(2 / len(mean))
+  np.testing.assert_allclose(fitted["samples"], aggregate_variance,
+                             rtol=4 * relative_standard_error)
+  assert np.all(np.mean(scale ** 2, axis=0) > 0.5 * aggregate_variance)  # can fail

@@ -300,10 +300,10 @@ def _jitted_eval_step(model: VaeModel, iwae_samples: int | None,
 
 
 @functools.lru_cache(maxsize=16)
-def _jitted_posterior_mean(model, mesh: jax.sharding.Mesh):
+def _jitted_posterior(model: VaeModel, mesh: jax.sharding.Mesh):
   replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  return jax.jit(lambda params, images: model.posterior(params, images)[0],
-                 in_shardings=(replicated, split), out_shardings=split)
+  return jax.jit(model.posterior, in_shardings=(replicated, split),
+                 out_shardings=(split, split))
 
 
 @functools.lru_cache(maxsize=16)
@@ -331,6 +331,45 @@ def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
           for name, total in totals.items()}
 
 
+REFIT_ON = ("samples", "means")  # what `prior.refit_on` may say
+
+
+def encoder_latents(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
+                    batch_size: int, on: str = "means", key: jax.Array | None = None,
+                    max_examples: int | None = None,
+                    mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
+  """Latents of the first `max_examples` (default all) examples: (N, d).
+
+  Args:
+    on: "means", the means of q(z|x); or "samples", one draw z ~ q(z|x) per example
+      (a sample of the aggregate posterior q(z) = mean over x of q(z|x), which is
+      what a prior should fit: it is wider than the cloud of means by the
+      posterior variances).
+    key: PRNG key of the draws (needed for "samples").
+  """
+  if on not in REFIT_ON:
+    raise ValueError(f"on must be one of {REFIT_ON}, got {on!r}.")
+  if on == "samples" and key is None:
+    raise ValueError("on='samples' needs a key.")
+  mesh = sharding.make_data_mesh() if mesh is None else mesh
+  posterior = _jitted_posterior(model, mesh)
+  rows = distributed.process_slice(batch_size, mesh)
+  latents, count = [], 0
+  for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
+    mean, log_scale = distributed.to_host(
+        posterior(params, sharding.shard_batch(batch.images[rows], mesh)))
+    if on == "samples":
+      noise = jax.random.normal(jax.random.fold_in(key, batch_index), mean.shape,
+                                mean.dtype)
+      mean = mean + np.exp(log_scale) * np.asarray(noise)
+    latents.append(np.asarray(mean)[batch.mask > 0])
+    count += len(latents[-1])
+    if max_examples and count >= max_examples:
+      break
+  latents = np.concatenate(latents)
+  return latents[:max_examples] if max_examples else latents
+
+
 def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
                   batch_size: int, max_examples: int | None = None,
                   mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
@@ -338,17 +377,8 @@ def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset,
 
   `model` is any model with `posterior(params, images)` (the conditional VAE's too).
   """
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  posterior_mean = _jitted_posterior_mean(model, mesh)
-  rows = distributed.process_slice(batch_size, mesh)
-  means = []
-  for batch in data_lib.padded_batches(dataset, batch_size):
-    batch_means = posterior_mean(params, sharding.shard_batch(batch.images[rows], mesh))
-    means.append(distributed.to_host(batch_means)[batch.mask > 0])
-    if max_examples and sum(len(chunk) for chunk in means) >= max_examples:
-      break
-  means = np.concatenate(means)
-  return means[:max_examples] if max_examples else means
+  return encoder_latents(model, params, dataset, batch_size=batch_size, on="means",
+                         max_examples=max_examples, mesh=mesh)
 
 
 def refit_is_due(epochs_done: int, refit_every_epochs: int) -> bool:
@@ -407,12 +437,17 @@ def image_outputs(model: VaeModel, params: dict, images: np.ndarray, key: jax.Ar
 
 def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset,
                 key: jax.Array, *, batch_size: int, max_examples: int | None,
-                mesh: jax.sharding.Mesh) -> VaeState:
-  """Refits the prior's means/scales (and cores) by EM on the encoder means (paper 3.1)."""
-  z = encoder_means(model, state.params, dataset, batch_size=batch_size,
-                    max_examples=max_examples, mesh=mesh)
+                mesh: jax.sharding.Mesh, on: str = "samples") -> VaeState:
+  """Refits the prior's means and scales by EM (paper 3.1) to encoder latents.
+
+  `on` = "samples" fits one draw z ~ q(z|x) per example (the authors' code), "means"
+  the means of q(z|x); see `encoder_latents`.
+  """
+  sample_key, refit_key = jax.random.split(key)
+  z = encoder_latents(model, state.params, dataset, batch_size=batch_size, on=on,
+                      key=sample_key, max_examples=max_examples, mesh=mesh)
   prior_params = _jitted_refit(model)(distributed.to_host(state.params["prior"]),
-                                      jnp.asarray(z), key)
+                                      jnp.asarray(z), refit_key)
   params = dict(state.params, prior=sharding.replicate(prior_params, mesh))
   return state.replace(params=params)
 
@@ -435,6 +470,7 @@ def check_shared_fields(config: ml_collections.ConfigDict) -> None:
   config_checks.check_int(config, "prior.refit_every_epochs", minimum=0)
   config_checks.check_int_sequence(config, "prior.refit_at_steps", minimum=1)
   config_checks.check_int(config, "prior.refit_num_examples", minimum=1, optional=True)
+  config_checks.check_choice(config, "prior.refit_on", REFIT_ON)
   config_checks.check_bool(config, "prior.reset_optimizer_on_refit")
   config_checks.check_number(config, "train.grad_clip_norm", minimum=0.0)
   config_checks.check_int(config, "train.elbo_samples", minimum=1)
@@ -510,7 +546,8 @@ def refit_if_due(config: ml_collections.ConfigDict, model, optimizer,
          jax.random.fold_in(jax.random.fold_in(seed_key, 5), progress.step))
   state = refit_prior(model, state, train_dataset, key,
                       batch_size=config.eval.batch_size,
-                      max_examples=config.prior.refit_num_examples, mesh=mesh)
+                      max_examples=config.prior.refit_num_examples, mesh=mesh,
+                      on=config.prior.refit_on)
   if config.prior.reset_optimizer_on_refit:
     state = state.replace(opt_state=reset_optimizer_state(
         optimizer, state.opt_state, state.params, groups=(PRIOR,)))
