@@ -255,7 +255,7 @@ class JointPrior:
 
     Attributes broadcast against z's batch shape; None means all missing.
     """
-    z = checks.float_array(z, self.num_latents)
+    z = checks.float_array(z, self.num_latents, "z")
     batch_shape = z.shape[:-1]
     if attributes is None:
       attributes = jnp.full(batch_shape + (self.num_attributes,), jnp.nan, z.dtype)
