@@ -1,25 +1,32 @@
 """VAE train-step time with a normal, GMM or TRIP prior at the paper's CelebA setting.
 
   python -m benchmarks.vae_step                      # 64x64x3, batch 128, latent 100
-  python -m benchmarks.vae_step --batch 32 --repeats 5
+  python -m benchmarks.vae_step --reference torch --devices 1   # and 2 (all cores)
+  python -m benchmarks.vae_step --batch 32 --repeats 5 --priors normal
 
 Times the trainer's own step (`tripjax.training.vae.make_train_step`, jitted with the
 shardings `tripjax.training.loop` uses) for the paper's architecture
 (`tripjax.models.vae.paper_encoder_decoder`: 4 stride-2 convs 64 -> 512 channels,
 LeakyReLU 0.2, mirrored transposed-conv decoder) with the discretized-logistic decoder
 the trainer uses on CelebA, Adam, one ELBO sample. Priors: N(0, I), factorized GMM
-(N = 10 per variable) and TRIP (N = 10, m = 20), all learnable.
+(N = 10 per variable) and TRIP (N = 10, m = 20), all learnable. On a CPU the batch is
+split over one XLA device per core, as `python -m train.vae` does (`--devices N` sets
+the count).
+
+`--reference torch` also times one Adam step of the same model and loss written in
+PyTorch (`benchmarks.torch_reference`, N(0, I) prior, NCHW, `torch.set_num_threads`
+= the tripjax CPU device count) and prints tripjax's time over PyTorch's.
 
 Each step is timed alone (`time.perf_counter` around a call and `block_until_ready`),
-after compilation and two warm-up steps; the priors take turns within every repeat, so
-load on the machine hits them alike. Reported: the median step in ms, its overhead over
-the normal prior's, and the prior alone (log_prob + its gradient w.r.t. the prior
-parameters and z, batch x latent, median of the same number of repeats).
+after compilation and two warm-up steps; the priors (and PyTorch) take turns within
+every repeat, so load on the machine hits them alike. Reported: the median step in ms,
+its overhead over the first prior's (normal), and the prior alone (log_prob + its
+gradient w.r.t. the prior parameters and z, batch x latent, median of the same number
+of repeats), with the machine's load average.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import jax
@@ -33,9 +40,12 @@ from tripjax.models import vae as vae_models
 from tripjax.training import sharding
 from tripjax.training import vae
 
+from benchmarks import common
+
 PRIOR_KINDS = ("normal", "gmm", "trip")
 IMAGE_SHAPE = (64, 64, 3)
 LIKELIHOOD = "discretized_logistic"
+TORCH = "torch"
 
 
 def build_paper_model(prior_kind: str, latent_dim: int, num_components: int,
@@ -112,44 +122,81 @@ def main(argv=None) -> int:
                       help="timed steps per prior (after compilation and warm-up)")
   parser.add_argument("--num-components", type=int, default=10)
   parser.add_argument("--rank", type=int, default=20)
+  parser.add_argument("--priors", nargs="+", default=list(PRIOR_KINDS),
+                      choices=PRIOR_KINDS)
+  parser.add_argument("--reference", choices=("none", "torch"), default="none",
+                      help="also time the PyTorch step of the same model (normal prior)")
+  common.add_devices_flag(parser)
   args = parser.parse_args(argv)
+  common.set_cpu_devices(args.devices, [args.batch])
   mesh = sharding.make_data_mesh()
   sharding.check_batch_size(args.batch, mesh)
 
-  timers = {}
-  for kind in PRIOR_KINDS:
+  steps, timers = {}, {}
+  for kind in args.priors:
     start = time.perf_counter()
     timer = StepTimer(kind, batch=args.batch, latent_dim=args.latent,
                       num_components=args.num_components, rank=args.rank, mesh=mesh)
     for _ in range(3):  # compile + 2 warm-up steps
       timer.step()
       timer.prior_step()
-    timers[kind] = timer
+    timers[kind], steps[kind], steps[f"{kind} prior"] = (timer, timer.step,
+                                                          timer.prior_step)
     print(f"{kind}: compiled and warmed up in {time.perf_counter() - start:.1f} s",
           flush=True)
-
-  step_times = {kind: [] for kind in PRIOR_KINDS}
-  prior_times = {kind: [] for kind in PRIOR_KINDS}
-  for _ in range(args.repeats):  # priors take turns: machine load hits all alike
-    for kind, timer in timers.items():
-      step_times[kind].append(timer.step())
-      prior_times[kind].append(timer.prior_step())
+  threads = common.cpu_threads()
+  if args.reference == "torch":
+    steps[TORCH] = make_torch_step(args.batch, args.latent, threads).step
+  times = common.interleaved(steps, args.repeats)
 
   devices = jax.devices()
+  first = timers[args.priors[0]]
   print(f"\nVAE train step, {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]}, batch "
         f"{args.batch}, latent {args.latent}, N={args.num_components}, m={args.rank} "
-        f"(gmm: m=1); paper architecture, {timers['normal'].num_params / 1e6:.2f} M "
+        f"(gmm: m=1); paper architecture, {first.num_params / 1e6:.2f} M "
         f"encoder+decoder params ({LIKELIHOOD} decoder); {len(devices)} x "
-        f"{devices[0].platform}; median of {args.repeats} steps after compilation.\n")
-  normal_ms = 1e3 * statistics.median(step_times["normal"])
-  print("| prior | step ms | overhead vs normal % | prior log_prob+grad ms |")
+        f"{devices[0].platform}; median of {args.repeats} steps after compilation; "
+        f"{common.load_average()} at the end.\n")
+  base_ms = common.median_ms(times[args.priors[0]])
+  print(f"| prior | step ms | overhead vs {args.priors[0]} % | "
+        "prior log_prob+grad ms |")
   print("|---|---|---|---|")
-  for kind in PRIOR_KINDS:
-    step_ms = 1e3 * statistics.median(step_times[kind])
-    prior_ms = 1e3 * statistics.median(prior_times[kind])
-    overhead = 100.0 * (step_ms / normal_ms - 1.0)
-    print(f"| {kind} | {step_ms:.1f} | {overhead:+.1f} | {prior_ms:.2f} |")
+  for kind in args.priors:
+    step_ms = common.median_ms(times[kind])
+    overhead = 100.0 * (step_ms / base_ms - 1.0)
+    print(f"| {kind} | {step_ms:.1f} | {overhead:+.1f} | "
+          f"{common.median_ms(times[f'{kind} prior']):.2f} |")
+  if args.reference == "torch":
+    print_reference_table(times, args.priors, f"{len(devices)} {devices[0].platform} "
+                          f"device(s)", threads)
   return 0
+
+
+def make_torch_step(batch: int, latent_dim: int, threads: int):
+  """The PyTorch reference step (`benchmarks.torch_reference.TorchVaeStep`) on the
+  benchmark's batch, warmed up, with `threads` intra-op threads."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  pixels = np.random.default_rng(0).integers(0, 256, (batch,) + IMAGE_SHAPE)
+  step = torch_reference.TorchVaeStep((pixels / 255.0).astype(np.float32), latent_dim)
+  for _ in range(2):
+    step.step()
+  return step
+
+
+def print_reference_table(times: dict, kinds, tripjax_label: str, threads: int) -> None:
+  """tripjax's step time per prior next to PyTorch's, and their ratio."""
+  import torch  # pylint: disable=g-import-not-at-top
+  torch_ms = common.median_ms(times[TORCH])
+  print(f"\n| step | ms | time / torch time |")
+  print("|---|---|---|")
+  for kind in kinds:
+    step_ms = common.median_ms(times[kind])
+    print(f"| tripjax, {kind} prior, {tripjax_label} | {step_ms:.1f} | "
+          f"{step_ms / torch_ms:.2f} |")
+  print(f"| torch {torch.__version__}, normal prior, {threads} thread(s) | "
+        f"{torch_ms:.1f} | 1.00 |")
 
 
 if __name__ == "__main__":

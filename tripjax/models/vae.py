@@ -102,8 +102,8 @@ class Encoder(nn.Module):
       raise ValueError(f"Encoder expects (B, H, W, C) images, got {images.shape}.")
     x = images
     for layer, width in enumerate(self.widths):
-      x = nn.Conv(width, (self.kernel_size, self.kernel_size), strides=(2, 2),
-                  padding="SAME", use_bias=self.use_bias, name=f"conv{layer}")(x)
+      x = layers.HalvingConv(width, self.kernel_size, "SAME", use_bias=self.use_bias,
+                             name=f"conv{layer}")(x)
       if layer > 0:
         x = _Norm(self.norm, name=f"norm{layer}")(x, train=train)
       x = _leaky_relu(x)

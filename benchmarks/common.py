@@ -1,0 +1,72 @@
+"""What the step benchmarks share: the CPU device count, timing, the machine's load."""
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from typing import Callable, Sequence
+
+import jax
+
+from tripjax.training import sharding
+
+
+def add_devices_flag(parser) -> None:
+  """`--devices N`: XLA:CPU devices (default: one per core, as the train CLIs)."""
+  parser.add_argument(
+      "--devices", type=int, default=None,
+      help="XLA:CPU device count (default: one per usable core that divides the "
+           "batch, as `python -m train.*`); ignored on a GPU/TPU")
+
+
+def set_cpu_devices(count: int | None, batch_sizes: Sequence[int] = ()) -> None:
+  """Before JAX creates its devices: `count` XLA:CPU devices, or one per core.
+
+  Raises:
+    ValueError: `count` is below 1 or JAX has created its devices already.
+  """
+  if count is None:
+    sharding.use_all_cpu_cores(batch_sizes)
+    return
+  if count < 1:
+    raise ValueError(f"--devices must be at least 1, got {count}.")
+  try:
+    jax.config.update("jax_num_cpu_devices", count)
+  except RuntimeError as error:
+    raise ValueError("--devices: JAX has created its devices already.") from error
+
+
+def cpu_threads() -> int:
+  """Cores the tripjax side uses: its CPU device count (torch gets as many threads)."""
+  if jax.default_backend() == "cpu":
+    return len(jax.devices())
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+      os.cpu_count() or 1)
+
+
+def load_average() -> str:
+  """The 1-, 5- and 15-minute load averages and the core count, for the tables."""
+  one, five, fifteen = os.getloadavg()
+  return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
+
+
+def timed(fn: Callable[[], object]) -> float:
+  """Wall seconds of `fn()`, its result blocked on."""
+  start = time.perf_counter()
+  jax.block_until_ready(fn())
+  return time.perf_counter() - start
+
+
+def median_ms(seconds: Sequence[float]) -> float:
+  return 1e3 * statistics.median(seconds)
+
+
+def interleaved(steps: dict[str, Callable[[], float]], repeats: int
+                ) -> dict[str, list[float]]:
+  """Each step's times (seconds, as it returns them) over `repeats` rounds; within a
+  round the steps take turns, so load on the machine hits them alike."""
+  times = {name: [] for name in steps}
+  for _ in range(repeats):
+    for name, step in steps.items():
+      times[name].append(step())
+  return times

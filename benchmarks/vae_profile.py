@@ -1,0 +1,274 @@
+"""Where the VAE step's time goes: each layer's forward and backward, tripjax and PyTorch.
+
+  python -m benchmarks.vae_profile                  # batch 128, 1 CPU device, 1 torch thread
+  python -m benchmarks.vae_profile --batch 32 --repeats 3 --clock cpu
+
+Every layer of the paper's encoder and decoder (`tripjax.models.vae.paper_encoder_decoder`,
+discretized-logistic output; the layers are found by running the model once under
+`flax.linen.intercept_methods`, so the table follows the model's code) is jitted alone
+at the batch size and timed: its forward, and its forward + VJP w.r.t. its parameters
+and input for a fixed random cotangent (what a train step runs for it). Then the
+likelihood (the mean discretized-logistic log-probability and its gradient w.r.t. the
+decoder output), the Adam update of all parameters (`tripjax.training.vae.make_optimizer`)
+and the whole train step (`benchmarks.vae_step`, N(0, I) prior). The same pieces of the
+PyTorch reference (`benchmarks.torch_reference`, NCHW, `torch.set_num_threads` = the
+CPU device count) are timed the same way, every piece of both taking turns within each
+repeat. "rest" is the train step minus the pieces (LeakyReLUs, reshapes, the KL term,
+the sampling of z, the gradient norm).
+
+Reported: medians, in wall-clock ms (`--clock wall`) or in this process's CPU ms
+(`--clock cpu`: all its threads, robust to other processes' load when it runs on one
+core), and tripjax's forward + backward time over PyTorch's.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import statistics
+import time
+from typing import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks import common
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+@dataclasses.dataclass
+class Piece:
+  """One row of the table: its tripjax and PyTorch forward and forward+backward."""
+  name: str
+  shapes: str
+  jax_forward: Callable[[], object] | None
+  jax_backward: Callable[[], object]
+  torch_forward: Callable[[], object] | None
+  torch_backward: Callable[[], object]
+
+
+def record_layers(module: nn.Module, params: dict, *inputs) -> list:
+  """(name, unbound layer, its params, its input) of every direct sublayer with
+  parameters that `module` calls, in call order."""
+  calls = []
+
+  def interceptor(next_fun, args, kwargs, context):
+    layer = context.module
+    parent = layer.parent
+    if (context.method_name == "__call__" and isinstance(parent, nn.Module)
+        and not isinstance(parent.parent, nn.Module) and layer.name in params):
+      calls.append((layer.name, layer.clone(parent=None, name=None),
+                    params[layer.name], args[0]))
+    return next_fun(*args, **kwargs)
+
+  with nn.intercept_methods(interceptor):
+    module.apply({"params": params}, *inputs)
+  return calls
+
+
+def _random_like(rng: np.random.Generator, shape, scale: float = 1.0) -> np.ndarray:
+  return (scale * rng.normal(size=shape)).astype(np.float32)
+
+
+def _nchw_shape(shape) -> tuple:
+  return (shape[0], shape[3], shape[1], shape[2]) if len(shape) == 4 else tuple(shape)
+
+
+def _shape_text(input_shape, output_shape) -> str:
+  return (f"{'x'.join(map(str, input_shape[1:]))} -> "
+          f"{'x'.join(map(str, output_shape[1:]))}")
+
+
+def layer_pieces(part: str, layers: list, torch_layers: dict, seed: int) -> list[Piece]:
+  """Forward and forward+VJP of every recorded layer and of its PyTorch twin."""
+  import torch  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  pieces = []
+  for name, layer, params, layer_input in layers:
+    x = jnp.asarray(layer_input)
+
+    def forward(params, x, layer=layer):
+      return layer.apply({"params": params}, x)
+
+    output_shape = jax.eval_shape(forward, params, x).shape
+    cotangent = jnp.asarray(_random_like(rng, output_shape))
+    jax_forward = jax.jit(forward)
+    jax_backward = jax.jit(lambda params, x, cotangent, forward=forward: jax.vjp(
+        forward, params, x)[1](cotangent))
+
+    torch_layer = torch_layers[f"{part}/{name}"]
+    torch_x = torch.from_numpy(_random_like(rng, _nchw_shape(x.shape)))
+    torch_x.requires_grad_(True)
+    torch_cotangent = torch.from_numpy(_random_like(rng, _nchw_shape(output_shape)))
+    weights = tuple(torch_layer.parameters())
+
+    def torch_forward(torch_layer=torch_layer, torch_x=torch_x):
+      with torch.no_grad():
+        return torch_layer(torch_x)
+
+    def torch_backward(torch_layer=torch_layer, torch_x=torch_x,
+                       torch_cotangent=torch_cotangent, weights=weights):
+      return torch.autograd.grad(torch_layer(torch_x), (torch_x,) + weights,
+                                 torch_cotangent)
+
+    pieces.append(Piece(
+        f"{part} {name}", _shape_text(x.shape, output_shape),
+        lambda f=jax_forward, p=params, x=x: f(p, x),
+        lambda f=jax_backward, p=params, x=x, c=cotangent: f(p, x, c),
+        torch_forward, torch_backward))
+  return pieces
+
+
+def likelihood_piece(batch: int, image_shape, seed: int) -> Piece:
+  """Mean discretized-logistic log-likelihood and its gradient w.r.t. the decoder
+  output, in tripjax and in PyTorch."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  from tripjax import likelihoods  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  height, width, channels = image_shape
+  images = (rng.integers(0, 256, (batch, height, width, channels)) / 255).astype(
+      np.float32)
+  output = np.concatenate([rng.uniform(size=images.shape),
+                           rng.uniform(-5, -2, size=images.shape)], -1).astype(np.float32)
+
+  def loss(output, images):
+    return -jnp.mean(likelihoods.log_likelihood("discretized_logistic", output, images))
+
+  jax_forward, jax_backward = jax.jit(loss), jax.jit(jax.value_and_grad(loss))
+  torch_images = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+  torch_output = torch.from_numpy(output.transpose(0, 3, 1, 2).copy()).requires_grad_()
+
+  def torch_loss():
+    log_scale = torch.clamp(torch_output[:, channels:], min=torch_reference.MIN_LOG_SCALE)
+    return -torch_reference.discretized_logistic_log_prob(
+        torch_output[:, :channels], log_scale, torch_images).mean()
+
+  def torch_forward():
+    with torch.no_grad():
+      return torch_loss()
+
+  return Piece("likelihood", f"{height}x{width}x{2 * channels} -> 1",
+               lambda: jax_forward(output, images),
+               lambda: jax_backward(output, images),
+               torch_forward,
+               lambda: torch.autograd.grad(torch_loss(), torch_output))
+
+
+def adam_piece(timer, torch_step) -> Piece:
+  """The optimizer update of every parameter (random gradients)."""
+  import optax  # pylint: disable=g-import-not-at-top
+  import torch  # pylint: disable=g-import-not-at-top
+  from configs import celeba_vae_trip  # pylint: disable=g-import-not-at-top
+  from tripjax.training import vae  # pylint: disable=g-import-not-at-top
+  config = celeba_vae_trip.get_config()
+  config.prior.kind = "normal"
+  optimizer = vae.make_optimizer(config)
+  params, opt_state = timer.state.params, timer.state.opt_state
+  grads = jax.tree.map(lambda leaf: jnp.full_like(leaf, 1e-3), params)
+
+  @jax.jit
+  def update(params, opt_state, grads):
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state
+
+  for parameter in torch_step.model.parameters():
+    parameter.grad = torch.full_like(parameter, 1e-3)
+  count = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(params))
+  return Piece("Adam update", f"{count / 1e6:.2f} M params", None,
+               lambda: update(params, opt_state, grads), None,
+               torch_step.optimizer.step)
+
+
+def time_pieces(pieces: list[Piece], repeats: int, clock: Callable[[], float]) -> dict:
+  """Median seconds of every callable of every piece; all take turns each repeat."""
+  calls = {}
+  for piece in pieces:
+    for kind in ("jax_forward", "jax_backward", "torch_forward", "torch_backward"):
+      if getattr(piece, kind) is not None:
+        calls[(piece.name, kind)] = getattr(piece, kind)
+  for call in calls.values():  # compile and warm up
+    jax.block_until_ready(call())
+    jax.block_until_ready(call())
+  times = {key: [] for key in calls}
+  for _ in range(repeats):
+    for key, call in calls.items():
+      start = clock()
+      jax.block_until_ready(call())
+      times[key].append(clock() - start)
+  return {key: statistics.median(values) for key, values in times.items()}
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--batch", type=int, default=128)
+  parser.add_argument("--latent", type=int, default=100)
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall")
+  common.add_devices_flag(parser)
+  parser.set_defaults(devices=1)
+  args = parser.parse_args(argv)
+  common.set_cpu_devices(args.devices, [args.batch])
+
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  from benchmarks import vae_step  # pylint: disable=g-import-not-at-top
+  from tripjax.training import sharding  # pylint: disable=g-import-not-at-top
+  threads = common.cpu_threads()
+  torch.set_num_threads(threads)
+  mesh = sharding.make_data_mesh()
+  timer = vae_step.StepTimer("normal", batch=args.batch, latent_dim=args.latent,
+                             num_components=1, rank=1, mesh=mesh)
+  model, params = timer.model, jax.device_get(timer.state.params)
+  images = jnp.asarray(jax.device_get(timer.batch["image"]))
+  mean, _ = model.encoder.apply({"params": params["encoder"]}, images)
+  torch_step = vae_step.make_torch_step(args.batch, args.latent, threads)
+  reference = torch_step.model
+  torch_layers = {f"encoder/conv{i}": conv for i, conv in enumerate(reference.encoder.convs)}
+  torch_layers.update({
+      "encoder/to_posterior": reference.encoder.to_posterior,
+      "decoder/from_latent": reference.decoder.from_latent,
+      "decoder/project": reference.decoder.project})
+  torch_layers.update({f"decoder/deconv{i}": deconv
+                       for i, deconv in enumerate(reference.decoder.deconvs)})
+
+  pieces = layer_pieces("encoder", record_layers(model.encoder, params["encoder"], images),
+                        torch_layers, seed=0)
+  pieces += layer_pieces("decoder", record_layers(model.decoder, params["decoder"], mean),
+                         torch_layers, seed=1)
+  pieces.append(likelihood_piece(args.batch, vae_step.IMAGE_SHAPE, seed=2))
+  pieces.append(adam_piece(timer, torch_step))
+  pieces.append(Piece("train step", f"batch {args.batch}", None, timer.step, None,
+                      torch_step.step))
+  print(f"compiled; timing {args.repeats} repeats", flush=True)
+  medians = time_pieces(pieces, args.repeats, CLOCKS[args.clock])
+
+  devices = jax.devices()
+  print(f"\nPer-layer {args.clock}-clock ms, median of {args.repeats}; batch {args.batch}; "
+        f"tripjax on {len(devices)} {devices[0].platform} device(s), torch "
+        f"{torch.__version__} with {threads} thread(s); {common.load_average()}.\n")
+  print("| piece | shapes | tripjax fwd | tripjax fwd+bwd | torch fwd | torch fwd+bwd | "
+        "fwd+bwd tripjax / torch |")
+  print("|---|---|---|---|---|---|---|")
+  totals = {"jax_backward": 0.0, "torch_backward": 0.0}
+  for piece in pieces:
+    row = {kind: medians.get((piece.name, kind)) for kind in (
+        "jax_forward", "jax_backward", "torch_forward", "torch_backward")}
+    if piece.name != "train step":
+      for kind in totals:
+        totals[kind] += row[kind]
+    else:
+      print(f"| rest (step - pieces) | | | "
+            f"{1e3 * (row['jax_backward'] - totals['jax_backward']):.1f} | | "
+            f"{1e3 * (row['torch_backward'] - totals['torch_backward']):.1f} | |")
+    cells = ["" if value is None else f"{1e3 * value:.1f}" for value in row.values()]
+    ratio = row["jax_backward"] / row["torch_backward"]
+    print(f"| {piece.name} | {piece.shapes} | {' | '.join(cells)} | {ratio:.2f} |")
+  return 0
+
+
+if __name__ == "__main__":
+  raise SystemExit(main())
