@@ -3,7 +3,7 @@
 
   python -m benchmarks.conv_before_after --devices 2 --batch 128 --repeats 7
 """
-import argparse, contextlib, os, statistics, sys, time
+import argparse, contextlib, time
 parser = argparse.ArgumentParser()
 parser.add_argument("--devices", type=int, default=1)
 parser.add_argument("--batch", type=int, default=128)

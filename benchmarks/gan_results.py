@@ -33,22 +33,27 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
-import time
 
+from benchmarks import vae_results
 from benchmarks.vae_results import FD_METRIC
 from benchmarks.vae_results import FD_NUM_SAMPLES
-from benchmarks.vae_results import PRIOR_VARIANTS
 from benchmarks.vae_results import classifier_fd_of_run
 from benchmarks.vae_results import mean_and_sd
-from benchmarks.vae_results import wait_while_quiet
 from tripjax import data as data_lib
 from tripjax.configs import digits_wgangp_trip
 
 CONFIG_PATH = "configs/digits_wgangp_trip.py"
 DEFAULT_EPOCHS = digits_wgangp_trip.get_config().train.num_epochs
 CACHE_DIRNAME = "jax_cache"
+# name -> (prior.kind, prior.learnable, table label): the paper's rows.
+PRIOR_VARIANTS = {
+    "normal": ("normal", True, "N(0, I)"),
+    "gmm_F": ("gmm", False, "GMM F"),
+    "gmm_L": ("gmm", True, "GMM L"),
+    "trip_F": ("trip", False, "TRIP F"),
+    "trip_L": ("trip", True, "TRIP L"),
+}
 
 
 def run_workdir(root: str, prior: str, seed: int, epochs: int) -> str:
@@ -107,45 +112,17 @@ def markdown_table(rows: list[dict], epochs: int) -> str:
 def run_all(jobs: list[tuple[str, int]], *, root: str, epochs: int, parallel: int,
             poll_seconds: float = 2.0) -> None:
   """Trains every unfinished (prior, seed) run, `parallel` at a time."""
-  pending = [(prior, seed) for prior, seed in jobs
-             if not is_finished(run_workdir(root, prior, seed, epochs), epochs)]
-  environment = dict(os.environ,
-                     JAX_COMPILATION_CACHE_DIR=os.path.abspath(
-                         os.path.join(root, CACHE_DIRNAME)),
-                     JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="1")
-  running: list[tuple[str, int, subprocess.Popen, float]] = []
-  try:
-    while pending or running:
-      while pending and len(running) < parallel:
-        wait_while_quiet()
-        prior, seed = pending.pop(0)
-        workdir = run_workdir(root, prior, seed, epochs)
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "train.log"), "a") as log:
-          print(f"start {prior} seed {seed} -> {workdir}", flush=True)
-          process = subprocess.Popen(train_command(prior, seed, epochs, workdir),
-                                     stdout=log, stderr=subprocess.STDOUT,
-                                     env=environment)
-        running.append((prior, seed, process, time.perf_counter()))
-      time.sleep(poll_seconds)
-      for entry in list(running):
-        prior, seed, process, start = entry
-        if process.poll() is None:
-          continue
-        running.remove(entry)
-        workdir = run_workdir(root, prior, seed, epochs)
-        if process.returncode != 0 or not is_finished(workdir, epochs):
-          raise RuntimeError(
-              f"run {prior} seed {seed} failed (exit {process.returncode}); see "
-              f"{os.path.join(workdir, 'train.log')}. Running this command again "
-              f"resumes every unfinished run from its last checkpoint.")
-        print(f"done  {prior} seed {seed} in {time.perf_counter() - start:.0f} s",
-              flush=True)
-  finally:  # On an error or Ctrl-C, stop the other runs too; they resume next time.
-    for _, _, process, _ in running:
-      if process.poll() is None:
-        process.terminate()
-        process.wait()
+  vae_results.run_jobs(
+      jobs, workdir_of=lambda job: run_workdir(root, *job, epochs),
+      command_of=lambda job, workdir: train_command(*job, epochs, workdir),
+      finished=lambda workdir: _final_record(workdir, epochs),
+      summary=lambda record: f"step {record['step']}",
+      cache_dir=os.path.join(root, CACHE_DIRNAME), parallel=parallel,
+      poll_seconds=poll_seconds)
+
+
+def _final_record(workdir: str, epochs: int) -> dict | None:
+  return {"step": final_step(epochs)} if is_finished(workdir, epochs) else None
 
 
 def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int,

@@ -214,7 +214,6 @@ def main(argv=None) -> int:
   common.set_cpu_devices(args.devices, [args.batch])
 
   import torch  # pylint: disable=g-import-not-at-top
-  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
   from benchmarks import vae_step  # pylint: disable=g-import-not-at-top
   from tripjax.training import sharding  # pylint: disable=g-import-not-at-top
   threads = common.cpu_threads()

@@ -336,46 +336,74 @@ def run_all(jobs: list[tuple[str, int]], *, root: str, steps: int, parallel: int
             eval_every: int = DEFAULT_EVAL_EVERY, quiet_file: str = QUIET_FILE,
             poll_seconds: float = 2.0) -> None:
   """Trains every unfinished (variant, seed) run, `parallel` at a time."""
-  pending = [(variant, seed) for variant, seed in jobs
-             if final_eval(run_workdir(root, variant, seed, steps), steps) is None]
+
+  def summary(record):
+    return (f"test ELBO {record[ELBO_METRIC]:.2f}, "
+            f"IWAE-100 {record[IWAE_METRIC]:.2f}")
+
+  run_jobs(jobs, workdir_of=lambda job: run_workdir(root, *job, steps),
+           command_of=lambda job, workdir: train_command(*job, steps, workdir,
+                                                         eval_every),
+           finished=lambda workdir: final_eval(workdir, steps), summary=summary,
+           cache_dir=os.path.join(root, "jax_cache"), parallel=parallel,
+           quiet_file=quiet_file, poll_seconds=poll_seconds)
+
+
+def run_jobs(jobs: list[tuple], *, workdir_of, command_of, finished, summary,
+             cache_dir: str, parallel: int, quiet_file: str = QUIET_FILE,
+             poll_seconds: float = 2.0) -> None:
+  """Runs the training command of every unfinished job, `parallel` at a time (the
+  sweep runner of every results script).
+
+  Args:
+    jobs: tuples naming the runs, e.g. (variant, seed), started in this order.
+    workdir_of: job -> its workdir (the run's output is appended to its train.log).
+    command_of: (job, workdir) -> the command (the same command resumes a run).
+    finished: workdir -> the run's final record, or None while it is unfinished.
+    summary: final record -> the text printed when the run is done.
+    cache_dir: the persistent XLA compilation cache the runs share (unless
+      JAX_COMPILATION_CACHE_DIR is set): most runs compile the same programs.
+    parallel: runs at a time; above 1 each run gets one CPU device.
+
+  Raises:
+    RuntimeError: a run failed (the others are stopped; rerunning resumes them).
+  """
+  pending = [job for job in jobs if finished(workdir_of(job)) is None]
   environment = dict(os.environ)
   if parallel > 1:
     environment["JAX_NUM_CPU_DEVICES"] = "1"
-  # Most variants compile the same programs: compile them once for all runs.
-  environment.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(root, "jax_cache"))
+  environment.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(cache_dir))
   environment.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-  running: list[tuple[str, int, subprocess.Popen, float]] = []
+  running: list[tuple[tuple, subprocess.Popen, float]] = []
   try:
     while pending or running:
       while pending and len(running) < parallel:
         wait_while_quiet(quiet_file)
-        variant, seed = pending.pop(0)
-        workdir = run_workdir(root, variant, seed, steps)
+        job = pending.pop(0)
+        workdir = workdir_of(job)
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "train.log"), "a") as log:
-          print(f"start {variant} seed {seed} -> {workdir}", flush=True)
-          process = subprocess.Popen(
-              train_command(variant, seed, steps, workdir, eval_every),
-              stdout=log, stderr=subprocess.STDOUT, env=environment)
-        running.append((variant, seed, process, time.perf_counter()))
+          print(f"start {' '.join(map(str, job))} -> {workdir}", flush=True)
+          process = subprocess.Popen(command_of(job, workdir), stdout=log,
+                                     stderr=subprocess.STDOUT, env=environment)
+        running.append((job, process, time.perf_counter()))
       time.sleep(poll_seconds)
       for entry in list(running):
-        variant, seed, process, start = entry
+        job, process, start = entry
         if process.poll() is None:
           continue
         running.remove(entry)
-        workdir = run_workdir(root, variant, seed, steps)
-        record = final_eval(workdir, steps)
+        workdir = workdir_of(job)
+        record = finished(workdir)
         if process.returncode != 0 or record is None:
           raise RuntimeError(
-              f"run {variant} seed {seed} failed (exit {process.returncode}); see "
+              f"run {' '.join(map(str, job))} failed (exit {process.returncode}); see "
               f"{os.path.join(workdir, 'train.log')}. Running this command again "
               f"resumes every unfinished run from its last checkpoint.")
-        print(f"done  {variant} seed {seed} in {time.perf_counter() - start:.0f} s: "
-              f"test ELBO {record[ELBO_METRIC]:.2f}, IWAE-100 {record[IWAE_METRIC]:.2f}",
-              flush=True)
+        print(f"done  {' '.join(map(str, job))} in {time.perf_counter() - start:.0f} s: "
+              f"{summary(record)}", flush=True)
   finally:  # On an error or Ctrl-C, stop the other runs too; they resume next time.
-    for _, _, process, _ in running:
+    for _, process, _ in running:
       if process.poll() is None:
         process.terminate()
         process.wait()

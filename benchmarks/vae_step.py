@@ -189,7 +189,7 @@ def print_reference_table(times: dict, kinds, tripjax_label: str, threads: int) 
   """tripjax's step time per prior next to PyTorch's, and their ratio."""
   import torch  # pylint: disable=g-import-not-at-top
   torch_ms = common.median_ms(times[TORCH])
-  print(f"\n| step | ms | time / torch time |")
+  print("\n| step | ms | time / torch time |")
   print("|---|---|---|")
   for kind in kinds:
     step_ms = common.median_ms(times[kind])

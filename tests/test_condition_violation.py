@@ -1,7 +1,6 @@
 """Tests for tripjax/metrics/condition_violation.py and attribute_classifier.py (the
 attribute classifier trained on the shared loop by tripjax/training/classifier.py)."""
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
@@ -10,7 +9,6 @@ from tripjax import data
 from tripjax import metrics
 from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
-from tripjax.metrics import condition_violation
 from tripjax.training import classifier
 from tripjax.training import loop
 

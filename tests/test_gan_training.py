@@ -30,7 +30,6 @@ from tripjax.training import gan
 from tripjax.training import loop
 from tripjax.training import metric_writer
 from tripjax.training import samplers
-from tripjax.training import workdirs
 from train import fid
 from train import gan as train_gan
 
