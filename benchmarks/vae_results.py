@@ -356,7 +356,8 @@ def run_jobs(jobs: list[tuple], *, workdir_of, command_of, finished, summary,
   sweep runner of every results script).
 
   Args:
-    jobs: tuples naming the runs, e.g. (variant, seed), started in this order.
+    jobs: tuples naming the runs, the seed last, e.g. (variant, seed), started in
+      this order.
     workdir_of: job -> its workdir (the run's output is appended to its train.log).
     command_of: (job, workdir) -> the command (the same command resumes a run).
     finished: workdir -> the run's final record, or None while it is unfinished.
@@ -368,6 +369,9 @@ def run_jobs(jobs: list[tuple], *, workdir_of, command_of, finished, summary,
   Raises:
     RuntimeError: a run failed (the others are stopped; rerunning resumes them).
   """
+  def name(job):
+    return " ".join(map(str, job[:-1])) + f" seed {job[-1]}"
+
   pending = [job for job in jobs if finished(workdir_of(job)) is None]
   environment = dict(os.environ)
   if parallel > 1:
@@ -383,7 +387,7 @@ def run_jobs(jobs: list[tuple], *, workdir_of, command_of, finished, summary,
         workdir = workdir_of(job)
         os.makedirs(workdir, exist_ok=True)
         with open(os.path.join(workdir, "train.log"), "a") as log:
-          print(f"start {' '.join(map(str, job))} -> {workdir}", flush=True)
+          print(f"start {name(job)} -> {workdir}", flush=True)
           process = subprocess.Popen(command_of(job, workdir), stdout=log,
                                      stderr=subprocess.STDOUT, env=environment)
         running.append((job, process, time.perf_counter()))
@@ -397,10 +401,10 @@ def run_jobs(jobs: list[tuple], *, workdir_of, command_of, finished, summary,
         record = finished(workdir)
         if process.returncode != 0 or record is None:
           raise RuntimeError(
-              f"run {' '.join(map(str, job))} failed (exit {process.returncode}); see "
+              f"run {name(job)} failed (exit {process.returncode}); see "
               f"{os.path.join(workdir, 'train.log')}. Running this command again "
               f"resumes every unfinished run from its last checkpoint.")
-        print(f"done  {' '.join(map(str, job))} in {time.perf_counter() - start:.0f} s: "
+        print(f"done  {name(job)} in {time.perf_counter() - start:.0f} s: "
               f"{summary(record)}", flush=True)
   finally:  # On an error or Ctrl-C, stop the other runs too; they resume next time.
     for _, process, _ in running:
