@@ -17,7 +17,6 @@ import sys
 
 from tripjax.training import cli
 from tripjax.training import cvae
-from tripjax.training import workdirs
 
 
 def main(argv=None) -> int:
@@ -34,18 +33,9 @@ def main(argv=None) -> int:
   def run():
     args, config = cli.parse(parser, argv, config_required=False)
     if args.eval_only:
-      if config is None:
-        config = workdirs.load_config(args.workdir)
-      cli.start(args, config, cvae.validate_config)
-      record = cvae.evaluate_checkpoint(config, args.workdir, step=args.step)
-      print(" ".join(f"{name}={value}" for name, value in record.items()))
+      cli.evaluate(args, config, cvae)
       return
-    if config is None:
-      raise cli.UsageError("--config is required for training; stock configs: "
-                           + ", ".join(cli.stock_config_names()) + ".")
-    cli.start(args, config, cvae.validate_config)
-    cvae.train_and_evaluate(config, args.workdir,
-                            allow_config_change=args.allow_config_change)
+    cli.train(args, config, cvae)
 
   return cli.main(run)
 

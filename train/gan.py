@@ -36,12 +36,7 @@ def main(argv=None) -> int:
       cli.quiet_logs()
       print(mode_hopping.run_from_flags(args, config))
       return
-    if config is None:
-      raise cli.UsageError("--config is required for training; stock configs: "
-                           + ", ".join(cli.stock_config_names()) + ".")
-    cli.start(args, config, gan.validate_config)
-    gan.train_and_evaluate(config, args.workdir,
-                           allow_config_change=args.allow_config_change)
+    cli.train(args, config, gan)
 
   return cli.main(run)
 

@@ -20,7 +20,6 @@ import sys
 from tripjax.training import cli
 from tripjax.training import mode_hopping
 from tripjax.training import vae
-from tripjax.training import workdirs
 
 
 def main(argv=None) -> int:
@@ -43,18 +42,9 @@ def main(argv=None) -> int:
       print(mode_hopping.run_from_flags(args, config))
       return
     if args.eval_only:
-      if config is None:
-        config = workdirs.load_config(args.workdir)
-      cli.start(args, config, vae.validate_config)
-      record = vae.evaluate_checkpoint(config, args.workdir, step=args.step)
-      print(" ".join(f"{name}={value}" for name, value in record.items()))
+      cli.evaluate(args, config, vae)
       return
-    if config is None:
-      raise cli.UsageError("--config is required for training; stock configs: "
-                           + ", ".join(cli.stock_config_names()) + ".")
-    cli.start(args, config, vae.validate_config)
-    vae.train_and_evaluate(config, args.workdir,
-                           allow_config_change=args.allow_config_change)
+    cli.train(args, config, vae)
 
   return cli.main(run)
 

@@ -247,6 +247,30 @@ def start(args: argparse.Namespace, config: ml_collections.ConfigDict,
   quiet_logs()
 
 
+def train(args: argparse.Namespace, config: ml_collections.ConfigDict | None,
+          trainer) -> None:
+  """Trains as `config` says in `args.workdir` with the trainer module `trainer`
+  (`tripjax.training.vae`, `gan`, `cvae`: `validate_config`, `train_and_evaluate`)."""
+  if config is None:
+    raise UsageError("--config is required for training; stock configs: "
+                     + ", ".join(stock_config_names()) + ".")
+  start(args, config, trainer.validate_config)
+  trainer.train_and_evaluate(config, args.workdir,
+                             allow_config_change=args.allow_config_change)
+
+
+def evaluate(args: argparse.Namespace, config: ml_collections.ConfigDict | None,
+             trainer) -> None:
+  """Evaluates the checkpoint `args.step` (default: the newest) of the run in
+  `args.workdir` with `trainer.evaluate_checkpoint` and prints its record; `config`
+  defaults to the run's saved one."""
+  if config is None:
+    config = workdirs.load_config(args.workdir)
+  start(args, config, trainer.validate_config)
+  record = trainer.evaluate_checkpoint(config, args.workdir, step=args.step)
+  print(" ".join(f"{name}={value}" for name, value in record.items()))
+
+
 def main(run_fn: Callable[[], int | None]) -> int:
   """Runs `run_fn`; expected errors become one line on stderr and exit code 2."""
   try:
