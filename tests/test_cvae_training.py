@@ -19,6 +19,9 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
+from tests.training_helpers import SimulatedKill
+from tests.training_helpers import leaves
+from tests.training_helpers import kill_after
 from tests.test_training import compilation_cache_dir  # noqa: F401  (autouse XLA cache)
 from tripjax import data as data_lib
 from tripjax import priors
@@ -94,12 +97,8 @@ def _records(workdir, split):
   return [r for r in metric_writer.MetricWriter(workdir).read() if r["split"] == split]
 
 
-def _leaves(state):
-  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
-
-
 def _assert_same_state(state, expected_state):
-  for leaf, expected in zip(_leaves(state), _leaves(expected_state), strict=True):
+  for leaf, expected in zip(leaves(state), leaves(expected_state), strict=True):
     np.testing.assert_array_equal(leaf, expected)
 
 
@@ -152,18 +151,6 @@ def test_run_writes_bounds_grids_violation_rates_and_its_ring_order(uninterrupte
     assert json.load(file)["task"] == "cvae"
 
 
-class _SimulatedKill(Exception):
-  pass
-
-
-def _kill_after(kill_step):
-  def hook(step, state):
-    del state
-    if step == kill_step:
-      raise _SimulatedKill(step)
-  return hook
-
-
 def test_a_killed_run_resumes_bit_identically(uninterrupted_run, classifier_workdir,
                                               tmp_path):
   """Half of the labels hidden: the resumed run must hide the same ones."""
@@ -171,9 +158,9 @@ def test_a_killed_run_resumes_bit_identically(uninterrupted_run, classifier_work
   workdir = str(tmp_path)
   cvae.train_and_evaluate(
       tiny_config(classifier_workdir=classifier_workdir, max_steps=2), workdir)
-  with pytest.raises(_SimulatedKill):  # checkpoints at 3, 4 (epoch end), 6
+  with pytest.raises(SimulatedKill):  # checkpoints at 3, 4 (epoch end), 6
     cvae.train_and_evaluate(tiny_config(classifier_workdir=classifier_workdir),
-                            workdir, step_hooks=[_kill_after(7)])
+                            workdir, step_hooks=[kill_after(7)])
   assert loop.restore_checkpoint(workdir, expected_state)[1]["step"] == 6
   state = cvae.train_and_evaluate(tiny_config(classifier_workdir=classifier_workdir),
                                   workdir)
@@ -354,7 +341,7 @@ def test_the_first_steps_on_two_devices_equal_the_one_device_run(
   single = cvae.train_and_evaluate(_three_steps_config(), str(tmp_path / "single"))
   with np.load(sharded_path) as sharded:
     sharded_leaves = [sharded[f"arr_{i}"] for i in range(len(sharded.files))]
-  for leaf, expected in zip(sharded_leaves, _leaves(single), strict=True):
+  for leaf, expected in zip(sharded_leaves, leaves(single), strict=True):
     np.testing.assert_allclose(leaf, expected, rtol=1e-4, atol=1e-6)
   np.testing.assert_array_equal(sharded_leaves[-1], single.permutation)
 

@@ -19,6 +19,9 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
+from tests.training_helpers import SimulatedKill
+from tests.training_helpers import leaves
+from tests.training_helpers import kill_after
 from tripjax import data as data_lib
 from tripjax.configs import base_gan
 from tripjax.configs import celeba_wgan_trip
@@ -103,22 +106,6 @@ def _subprocess_environment(cache_dir, devices=None):
               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0", XLA_FLAGS=" ".join(flags))
 
 
-def _leaves(state):
-  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
-
-
-class _SimulatedKill(Exception):
-  pass
-
-
-def _kill_after(kill_step):
-  def hook(step, state):
-    del state
-    if step == kill_step:
-      raise _SimulatedKill(step)
-  return hook
-
-
 @pytest.fixture(scope="module")
 def uninterrupted_run(tmp_path_factory):
   """Two epochs (3 steps each) of the tiny config, start to end."""
@@ -160,12 +147,12 @@ def test_killed_run_resumes_bit_identically(uninterrupted_run, tmp_path):
   expected_workdir, expected_state = uninterrupted_run
   workdir = str(tmp_path)
   # Checkpoints at 3 (epoch end) and 4; killed after step 5, mid epoch 2.
-  with pytest.raises(_SimulatedKill):
-    gan.train_and_evaluate(tiny_config(), workdir, step_hooks=[_kill_after(5)])
+  with pytest.raises(SimulatedKill):
+    gan.train_and_evaluate(tiny_config(), workdir, step_hooks=[kill_after(5)])
   assert loop.restore_checkpoint(workdir, expected_state)[1] == {
       "step": 4, "epoch": 1, "batches_done": 2}
   state = gan.train_and_evaluate(tiny_config(), workdir)
-  for leaf, expected in zip(_leaves(state), _leaves(expected_state), strict=True):
+  for leaf, expected in zip(leaves(state), leaves(expected_state), strict=True):
     np.testing.assert_array_equal(leaf, expected)
   assert (metric_writer.MetricWriter(workdir).read()
           == metric_writer.MetricWriter(expected_workdir).read())
@@ -243,7 +230,7 @@ def test_the_first_steps_on_two_devices_equal_the_one_device_run(uninterrupted_r
   state, position = loop.restore_checkpoint(workdir, expected_state, step=4)
   expected, _ = loop.restore_checkpoint(expected_workdir, expected_state, step=4)
   assert position["step"] == 4
-  for leaf, expected_leaf in zip(_leaves(state), _leaves(expected), strict=True):
+  for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
     np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-4, atol=1e-6)
   records = metric_writer.MetricWriter(workdir).read()
   expected_records = metric_writer.MetricWriter(expected_workdir).read()[:len(records)]
@@ -369,10 +356,10 @@ def test_wgan_updates_clip_the_critic_and_track_batch_statistics():
     return carry, critic_terms, batch_stats, generator_terms
 
   carry, critic_terms, batch_stats, generator_terms = critic_then_generator(state)
-  leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(carry.params)]
-  assert max(np.abs(leaf).max() for leaf in leaves) <= np.float32(0.05)
+  critic_leaves = [np.asarray(leaf) for leaf in jax.tree.leaves(carry.params)]
+  assert max(np.abs(leaf).max() for leaf in critic_leaves) <= np.float32(0.05)
   # Clipping is active: the 0.1-scale parameters hit the box.
-  assert sum(np.sum(np.abs(leaf) == np.float32(0.05)) for leaf in leaves) > 0
+  assert sum(np.sum(np.abs(leaf) == np.float32(0.05)) for leaf in critic_leaves) > 0
   assert float(critic_terms.penalty) == 0.0
   np.testing.assert_allclose(critic_terms.loss, -critic_terms.wasserstein, rtol=1e-6)
   for before, after, latest in zip(jax.tree.leaves(state.batch_stats),

@@ -15,6 +15,7 @@ import numpy as np
 import optax
 import pytest
 
+from tests.training_helpers import leaves
 from tripjax import data as data_lib
 from tripjax.training import image_grid
 from tripjax.training import loop
@@ -118,10 +119,6 @@ def _expected_state(dataset, num_steps, batches_per_step):
   return state
 
 
-def _leaves(state):
-  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
-
-
 @pytest.mark.parametrize("batches_per_step", [1, 3])
 def test_two_optimizer_task_matches_a_step_by_step_replay(dataset, batches_per_step,
                                                           tmp_path):
@@ -130,7 +127,7 @@ def test_two_optimizer_task_matches_a_step_by_step_replay(dataset, batches_per_s
   steps_per_epoch = 10 // batches_per_step  # 10 or 3 (one batch left over)
   expected = _expected_state(dataset, 2 * steps_per_epoch, batches_per_step)
   expected["epochs_seen"] = jnp.int32(2)
-  for leaf, expected_leaf in zip(_leaves(state), _leaves(expected), strict=True):
+  for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
     np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-6)
   used = np.concatenate([np.concatenate(step) for step in
                          _used_batches(2 * steps_per_epoch, batches_per_step)])
@@ -163,7 +160,7 @@ def test_a_stopped_and_killed_run_resumes_bit_identical(dataset, tmp_path):
   assert position == {"step": 4, "epoch": 1, "batches_done": 3}
   state = loop.run(workdir=workdir, options=_options(), task=_task(3),
                    train_dataset=dataset)
-  for leaf, expected_leaf in zip(_leaves(state), _leaves(expected), strict=True):
+  for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
     np.testing.assert_array_equal(leaf, expected_leaf)
   assert (metric_writer.MetricWriter(workdir).read()
           == metric_writer.MetricWriter(reference_dir).read())
@@ -221,7 +218,7 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_ends_the_same(
   assert "Checkpoint step 4 is damaged and was skipped" in output
   assert "Resuming from" in output and "at step 3" in output
   assert (workdir / "checkpoints" / "4.corrupt-1").is_dir()  # kept, not deleted
-  for leaf, expected_leaf in zip(_leaves(state), _leaves(reference), strict=True):
+  for leaf, expected_leaf in zip(leaves(state), leaves(reference), strict=True):
     np.testing.assert_array_equal(leaf, expected_leaf)
 
 
@@ -269,5 +266,5 @@ def test_sigterm_saves_the_current_step_and_the_rerun_continues(dataset, tmp_pat
                    task=_task(1), train_dataset=dataset)
   expected = loop.run(workdir=str(tmp_path / "reference"), options=_options(),
                       task=_task(1), train_dataset=dataset)
-  for leaf, expected_leaf in zip(_leaves(state), _leaves(expected), strict=True):
+  for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
     np.testing.assert_array_equal(leaf, expected_leaf)

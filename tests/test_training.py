@@ -14,6 +14,9 @@ import pytest
 from jax.experimental.compilation_cache import compilation_cache
 from PIL import Image
 
+from tests.training_helpers import SimulatedKill
+from tests.training_helpers import leaves
+from tests.training_helpers import kill_after
 from tests import test_distributed
 from tripjax import data as data_lib
 from tripjax import priors
@@ -87,25 +90,9 @@ def compilation_cache_dir(tmp_path_factory):
   compilation_cache.reset_cache()
 
 
-def _leaves(state):
-  return [np.asarray(leaf) for leaf in jax.tree.leaves(jax.device_get(state))]
-
-
 def _assert_same_state(state, expected_state):
-  for leaf, expected in zip(_leaves(state), _leaves(expected_state), strict=True):
+  for leaf, expected in zip(leaves(state), leaves(expected_state), strict=True):
     np.testing.assert_array_equal(leaf, expected)
-
-
-class _SimulatedKill(Exception):
-  pass
-
-
-def _kill_after(kill_step):
-  def hook(step, state):
-    del state
-    if step == kill_step:
-      raise _SimulatedKill(step)
-  return hook
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +140,8 @@ def test_stopped_and_killed_runs_resume_without_lost_steps(uninterrupted_run,
   assert loop.restore_checkpoint(workdir, expected_state)[1] == {
       "step": 2, "epoch": 0, "batches_done": 2}
   # 2. Continues; checkpoints at 3, 4 (epoch end) and 6; "killed" at step 7.
-  with pytest.raises(_SimulatedKill):
-    vae.train_and_evaluate(tiny_config(), workdir, step_hooks=[_kill_after(7)])
+  with pytest.raises(SimulatedKill):
+    vae.train_and_evaluate(tiny_config(), workdir, step_hooks=[kill_after(7)])
   assert loop.restore_checkpoint(workdir, expected_state)[1] == {
       "step": 6, "epoch": 1, "batches_done": 2}
   # 3. The same command again ends exactly where the uninterrupted run did.
@@ -373,8 +360,8 @@ def test_step_schedule_refits_at_steps_and_restarts_the_prior_optimizer(
   assert [r for r in records if r["split"] == "eval"][0] == {
       "step": 2, "epoch": 1, "split": "eval", "prior_refit": True}
   assert "test_iwae_8" in records[-1]
-  with pytest.raises(_SimulatedKill):
-    vae.train_and_evaluate(config, workdir, step_hooks=[_kill_after(4)])
+  with pytest.raises(SimulatedKill):
+    vae.train_and_evaluate(config, workdir, step_hooks=[kill_after(4)])
   assert loop.restore_checkpoint(workdir, init_like)[1]["step"] == 4  # epoch end
   state = vae.train_and_evaluate(config, workdir)
   _assert_same_state(state, expected)
@@ -417,7 +404,7 @@ def test_two_processes_train_the_quickstart_like_one(compilation_cache_dir, tmp_
   expected = vae.train_and_evaluate(tiny_config(max_steps=3), str(tmp_path / "one"))
   restored, position = loop.restore_checkpoint(workdir, expected)
   assert position["step"] == 3
-  for leaf, expected_leaf in zip(_leaves(restored), _leaves(expected), strict=True):
+  for leaf, expected_leaf in zip(leaves(restored), leaves(expected), strict=True):
     np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-4, atol=1e-6)
 
 
