@@ -154,8 +154,7 @@ class Critic(nn.Module):
     _check_image_shape(images.shape[1:], self.widths, "Critic")
     x = images
     for layer, width in enumerate(self.widths):
-      x = nn.Conv(width, (KERNEL_SIZE, KERNEL_SIZE), strides=(2, 2),
-                  padding=((PADDING, PADDING),) * 2, name=f"conv{layer}")(x)
+      x = layers.HalvingConv(width, KERNEL_SIZE, PADDING, name=f"conv{layer}")(x)
       if layer > 0:
         x = _Norm(self.norm, name=f"norm{layer}")(x, train=train)
       x = nn.leaky_relu(x, negative_slope=LEAKY_RELU_SLOPE)
