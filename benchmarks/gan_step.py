@@ -2,6 +2,7 @@
 
   python -m benchmarks.gan_step                      # 64x64x3, batch 64, latent 100
   python -m benchmarks.gan_step --batch 16 --repeats 3 --devices 1
+  python -m benchmarks.gan_step --reference torch    # and the same updates in PyTorch
 
 The paper's 64 px generator and layer-norm critic (`tripjax.models.gan`, WGAN-GP,
 penalty 10) with the pure updates the trainer runs (`tripjax.training.gan.make_updates`),
@@ -11,6 +12,11 @@ prior's log-density of the batch's z and its gradient). Rows: N(0, I); TRIP fixe
 no prior term); TRIP learnable (L, N = 10, m = 20 by default); GMM L. The REINFORCE
 term's cost is TRIP L's generator update over TRIP F's. Medians after compilation and
 one warm-up call, all variants taking turns within every repeat.
+
+`--reference torch` also times the same two updates of the same generator and critic
+written in PyTorch (`benchmarks.torch_reference.TorchGanUpdates`, NCHW, no prior term,
+`torch.set_num_threads` = the tripjax side's CPU devices) and prints each update's
+time over PyTorch's, against the N(0, I) rows.
 """
 from __future__ import annotations
 
@@ -21,6 +27,7 @@ import numpy as np
 
 from benchmarks import common
 from tripjax.configs import celeba_wgangp_trip
+from tripjax.models import gan as gan_models
 from tripjax.training import gan
 
 IMAGE_SHAPE = (64, 64, 3)
@@ -67,8 +74,13 @@ def main(argv=None) -> int:
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--variants", nargs="+", default=list(VARIANTS),
                       choices=list(VARIANTS))
+  parser.add_argument("--reference", choices=("none", "torch"), default="none",
+                      help="also time the updates in PyTorch")
   common.add_devices_flag(parser)
   args = parser.parse_args(argv)
+  if args.reference == "torch" and "normal" not in args.variants:
+    parser.error("--reference torch compares against the normal rows: add "
+                 "--variants normal")
   # The updates are timed unsharded: one device (the trainer shards the same updates).
   common.set_cpu_devices(1 if args.devices is None else args.devices, [args.batch])
 
@@ -82,6 +94,10 @@ def main(argv=None) -> int:
     steps[f"{name} critic"] = timer.critic_step
     steps[f"{name} generator"] = timer.generator_step
     print(f"{name}: compiled", flush=True)
+  if args.reference == "torch":
+    reference = make_torch_updates(args.batch, args.latent, common.cpu_threads())
+    steps[f"{TORCH} critic"] = reference.critic_update
+    steps[f"{TORCH} generator"] = reference.generator_update
   times = common.interleaved(steps, args.repeats)
 
   print(f"\nGAN updates, {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]}, batch "
@@ -99,7 +115,37 @@ def main(argv=None) -> int:
     print(f"\nREINFORCE term (trip L - trip F generator update): "
           f"{learned - fixed:+.1f} ms, {100 * (learned / fixed - 1):+.1f}% of the "
           "generator update.")
+  if args.reference == "torch":
+    print_reference_table(times)
   return 0
+
+
+TORCH = "torch"
+
+
+def make_torch_updates(batch: int, latent_dim: int, threads: int):
+  """`benchmarks.torch_reference.TorchGanUpdates` at the benchmark's sizes, warmed up."""
+  import torch  # pylint: disable=g-import-not-at-top
+  from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top
+  torch.set_num_threads(threads)
+  updates = torch_reference.TorchGanUpdates(IMAGE_SHAPE, batch, latent_dim,
+                                            gan_models.PAPER_WIDTHS)
+  for _ in range(2):
+    updates.critic_update()
+    updates.generator_update()
+  return updates
+
+
+def print_reference_table(times: dict) -> None:
+  """tripjax's N(0, I) updates over PyTorch's."""
+  import torch  # pylint: disable=g-import-not-at-top
+  print(f"\n| update | tripjax (normal) ms | torch {torch.__version__} ms | "
+        "tripjax / torch |")
+  print("|---|---|---|---|")
+  for update in ("critic", "generator"):
+    ours = common.median_ms(times[f"normal {update}"])
+    theirs = common.median_ms(times[f"{TORCH} {update}"])
+    print(f"| {update} | {ours:.1f} | {theirs:.1f} | {ours / theirs:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""PyTorch references of the paper's VAE step, timed against tripjax by the benchmarks.
+"""PyTorch references of the paper's VAE and GAN steps, timed against tripjax.
 
 `TorchVae` is `tripjax.models.vae.paper_encoder_decoder` written in PyTorch (NCHW, the
 layout a PyTorch user has): the same layers, shapes and biases, the same
@@ -6,8 +6,14 @@ discretized-logistic likelihood (log-scale floored at -7) and the same one-sampl
 Monte-Carlo ELBO with an N(0, I) prior; `TorchVaeStep` is one Adam step of it, as
 `tripjax.training.vae.make_train_step` with `optax.adam`.
 
+`TorchGenerator` and `TorchCritic` are `tripjax.models.gan.generator_critic` (layer-norm
+critic, the WGAN-GP models) in PyTorch; `TorchGanUpdates` are one critic update (with
+the gradient penalty at given interpolates) and one generator update with Adam(b1 0.5,
+b2 0.9), as `tripjax.training.gan.make_updates` with an N(0, I) or fixed prior (no
+score-function term).
+
 `tests/test_torch_reference.py` checks that, with the tripjax weights copied in, the
-losses are equal, so the timings compare the same computation.
+losses and gradient norms are equal, so the timings compare the same computation.
 """
 from __future__ import annotations
 
@@ -187,3 +193,168 @@ def load_tripjax_vae_params(model: TorchVae, params: dict) -> None:
     for layer, deconv in enumerate(model.decoder.deconvs):
       deconv.weight.copy_(_tensor(np.transpose(decoder[f"deconv{layer}"]["kernel"],
                                                (2, 3, 0, 1))))
+
+
+GAN_KERNEL_SIZE = 5  # tripjax.models.gan.KERNEL_SIZE
+GAN_PADDING = 2
+GAN_LAYER_NORM_EPSILON = 1e-6  # flax.linen.LayerNorm's default
+
+
+class TorchGenerator(nn.Module):
+  """z (B, latent_dim) -> images (B, C, H, W) in [-1, 1].
+
+  Linear(latent -> s * s * widths[0]), ReLU, as a (widths[0], s, s) map with s = H /
+  2 ** len(widths); ConvTranspose2d(kernel 5, stride 2, padding 2, output padding 1)
+  per further width and to C, ReLU between them, tanh at the end.
+  """
+
+  def __init__(self, image_shape: Sequence[int], latent_dim: int,
+               widths: Sequence[int]):
+    super().__init__()
+    height, _, channels = image_shape
+    self.start, self.first_width = height // 2 ** len(widths), widths[0]
+    self.from_latent = nn.Linear(latent_dim, self.start ** 2 * widths[0])
+    deconvs, in_width = [], widths[0]
+    for width in tuple(widths[1:]) + (channels,):
+      deconvs.append(nn.ConvTranspose2d(in_width, width, GAN_KERNEL_SIZE, stride=2,
+                                        padding=GAN_PADDING, output_padding=1))
+      in_width = width
+    self.deconvs = nn.ModuleList(deconvs)
+
+  def forward(self, z: torch.Tensor) -> torch.Tensor:
+    x = nn.functional.relu(self.from_latent(z))
+    x = x.view(z.shape[0], self.first_width, self.start, self.start)
+    for layer, deconv in enumerate(self.deconvs):
+      x = deconv(x)
+      x = nn.functional.relu(x) if layer < len(self.deconvs) - 1 else torch.tanh(x)
+    return x
+
+
+class TorchCritic(nn.Module):
+  """Images (B, C, H, W) in [-1, 1] -> scores (B,): WGAN-GP's layer-norm critic.
+
+  Conv2d(kernel 5, stride 2, padding 2) per width, LeakyReLU 0.2 after each, a layer
+  norm over (C, H, W) with a scale and bias per channel after every conv but the first;
+  a final Conv2d over the whole last map to one score.
+  """
+
+  def __init__(self, image_shape: Sequence[int], widths: Sequence[int]):
+    super().__init__()
+    height, _, channels = image_shape
+    convs, in_width = [], channels
+    for width in widths:
+      convs.append(nn.Conv2d(in_width, width, GAN_KERNEL_SIZE, stride=2,
+                             padding=GAN_PADDING))
+      in_width = width
+    self.convs = nn.ModuleList(convs)
+    self.norm_scales = nn.ParameterList(
+        [nn.Parameter(torch.ones(width)) for width in widths[1:]])
+    self.norm_biases = nn.ParameterList(
+        [nn.Parameter(torch.zeros(width)) for width in widths[1:]])
+    self.to_score = nn.Conv2d(in_width, 1, height // 2 ** len(widths))
+
+  def forward(self, images: torch.Tensor) -> torch.Tensor:
+    x = images
+    for layer, conv in enumerate(self.convs):
+      x = conv(x)
+      if layer > 0:
+        x = nn.functional.layer_norm(x, x.shape[1:], eps=GAN_LAYER_NORM_EPSILON)
+        x = (x * self.norm_scales[layer - 1][:, None, None]
+             + self.norm_biases[layer - 1][:, None, None])
+      x = nn.functional.leaky_relu(x, LEAKY_RELU_SLOPE)
+    return self.to_score(x).flatten()
+
+
+def gan_critic_loss(critic: TorchCritic, real: torch.Tensor, fake: torch.Tensor,
+                    interpolates: torch.Tensor, penalty_weight: float
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+  """(E[D(fake)] - E[D(real)], weight * E[(||grad D(interpolates)|| - 1)^2])."""
+  loss = critic(fake).mean() - critic(real).mean()
+  interpolates = interpolates.detach().requires_grad_(True)
+  grads, = torch.autograd.grad(critic(interpolates).sum(), interpolates,
+                               create_graph=True)
+  penalty = penalty_weight * (grads.flatten(1).norm(dim=1) - 1).square().mean()
+  return loss, penalty
+
+
+class TorchGanUpdates:
+  """WGAN-GP updates of `TorchGenerator` and `TorchCritic` on fixed inputs, each with
+  its own Adam (lr 1e-4, betas (0.5, 0.9)), as the trainer with a fixed prior."""
+
+  def __init__(self, image_shape: Sequence[int], batch: int, latent_dim: int,
+               widths: Sequence[int], penalty_weight: float = 10.0,
+               learning_rate: float = 1e-4, seed: int = 0):
+    torch.manual_seed(seed)
+    self.generator = TorchGenerator(image_shape, latent_dim, widths)
+    self.critic = TorchCritic(image_shape, tuple(reversed(widths)))
+    adam = lambda module: torch.optim.Adam(module.parameters(), lr=learning_rate,
+                                           betas=(0.5, 0.9))
+    self.generator_optimizer, self.critic_optimizer = adam(self.generator), adam(
+        self.critic)
+    self.penalty_weight = penalty_weight
+    height, width, channels = image_shape
+    self.real = torch.rand(batch, channels, height, width) * 2 - 1
+    self.z = torch.randn(batch, latent_dim)
+    with torch.no_grad():
+      self.fake = self.generator(self.z)
+    epsilon = torch.rand(batch, 1, 1, 1)
+    self.interpolates = epsilon * self.real + (1 - epsilon) * self.fake
+
+  def critic_update(self) -> float:
+    """One critic update (real, fake and interpolates given); its wall seconds."""
+    start = time.perf_counter()
+    self.critic_optimizer.zero_grad(set_to_none=True)
+    loss, penalty = gan_critic_loss(self.critic, self.real, self.fake,
+                                    self.interpolates, self.penalty_weight)
+    (loss + penalty).backward()
+    self.critic_optimizer.step()
+    return time.perf_counter() - start
+
+  def generator_update(self) -> float:
+    """One generator update through the critic (z given); its wall seconds."""
+    start = time.perf_counter()
+    self.critic.requires_grad_(False)
+    self.generator_optimizer.zero_grad(set_to_none=True)
+    loss = -self.critic(self.generator(self.z)).mean()
+    loss.backward()
+    self.generator_optimizer.step()
+    self.critic.requires_grad_(True)
+    return time.perf_counter() - start
+
+
+def _conv_weight(kernel) -> torch.Tensor:
+  """A flax conv kernel (kh, kw, in, out) as a Conv2d weight (out, in, kh, kw)."""
+  return _tensor(np.transpose(kernel, (3, 2, 0, 1)))
+
+
+def load_tripjax_gan_params(generator: TorchGenerator, critic: TorchCritic,
+                            params: dict) -> None:
+  """Copies tripjax GAN parameters {"generator": ..., "critic": ...} (layer-norm
+  critic) into the PyTorch modules.
+
+  The generator's first map is (s, s, C) in flax and (C, s, s) here; a
+  `DoublingConvTranspose` kernel[u, v, ci, co] is ConvTranspose2d's weight[ci, co, u, v].
+  """
+  flax_generator, flax_critic = params["generator"], params["critic"]
+  side, width = generator.start, generator.first_width
+  with torch.no_grad():
+    kernel = np.asarray(flax_generator["from_latent"]["kernel"])
+    generator.from_latent.weight.copy_(_tensor(
+        kernel.reshape(-1, side, side, width).transpose(3, 1, 2, 0).reshape(
+            side * side * width, -1)))
+    generator.from_latent.bias.copy_(_tensor(np.asarray(
+        flax_generator["from_latent"]["bias"]).reshape(side, side, width).transpose(
+            2, 0, 1).reshape(-1)))
+    for layer, deconv in enumerate(generator.deconvs):
+      deconv.weight.copy_(_tensor(np.transpose(
+          flax_generator[f"deconv{layer}"]["kernel"], (2, 3, 0, 1))))
+      deconv.bias.copy_(_tensor(flax_generator[f"deconv{layer}"]["bias"]))
+    for layer, conv in enumerate(critic.convs):
+      conv.weight.copy_(_conv_weight(flax_critic[f"conv{layer}"]["kernel"]))
+      conv.bias.copy_(_tensor(flax_critic[f"conv{layer}"]["bias"]))
+      if layer > 0:
+        norm = flax_critic[f"norm{layer}"]["LayerNorm_0"]
+        critic.norm_scales[layer - 1].copy_(_tensor(norm["scale"]))
+        critic.norm_biases[layer - 1].copy_(_tensor(norm["bias"]))
+    critic.to_score.weight.copy_(_conv_weight(flax_critic["to_score"]["kernel"]))
+    critic.to_score.bias.copy_(_tensor(flax_critic["to_score"]["bias"]))
