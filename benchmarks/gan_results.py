@@ -4,7 +4,8 @@
   python -m benchmarks.gan_results --epochs 10 --seeds 0 1 --priors normal trip_L
 
 Every (prior, seed) is one full `python -m train.gan --config
-configs/digits_wgangp_trip.py` run (the quickstart: WGAN-GP, n_critic 5, batch 64) with
+configs/digits_wgangp_trip.py` run (the quickstart: WGAN-GP, n_critic 5, batch 32,
+widths 32/16, one CPU device each) with
 `--config.prior.kind`, `--config.prior.learnable`, `--config.train.seed` and
 `--config.train.num_epochs` overridden, in its own workdir
 `<workdir>/epochs_<E>/<prior>_seed<S>`. A run whose final checkpoint exists is skipped;

@@ -32,6 +32,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.log_every_steps = 50
   config.train.max_steps = config_dict.placeholder(int)  # stop early; rerun continues
   config.train.progress_bar = True
+  # XLA:CPU devices on a machine without an accelerator (the batch is split over
+  # them); None: one per usable core that divides the batch. Small models can run
+  # faster on one device (each device's program has a fixed cost per step). Ignored
+  # when XLA_FLAGS or JAX_NUM_CPU_DEVICES already set a count.
+  config.train.cpu_devices = config_dict.placeholder(int)
 
   config.eval = ml_collections.ConfigDict()
   config.eval.split = "test"

@@ -115,9 +115,43 @@ def test_schedule_and_bookkeeping_fields_may_change_on_a_rerun(tmp_path):
   new.train.num_epochs = 40
   new.train.max_steps = 10
   new.train.progress_bar = False
+  new.train.cpu_devices = 1
   new.eval.iwae_samples = 1000
   workdirs.check_rerun(new, str(tmp_path))  # No error.
   new.train.learning_rate = 1.0
   with pytest.raises(workdirs.ConfigMismatchError, match="train.learning_rate"):
     workdirs.check_rerun(new, str(tmp_path))
   workdirs.check_rerun(new, str(tmp_path), allow_config_change=True)
+
+
+_DEVICE_COUNT_SCRIPT = """
+import sys, jax
+from tripjax.training import sharding
+maximum = None if sys.argv[2] == "None" else int(sys.argv[2])
+sharding.use_all_cpu_cores([int(sys.argv[1])], max_devices=maximum)
+print(jax.device_count())
+"""
+
+
+@pytest.mark.parametrize("batch, max_devices, expected", [
+    (64, "None", "cores"), (64, "1", 1), (3, "None", 1), (64, "64", "cores")])
+def test_cpu_devices_are_the_cores_at_most_max_devices_dividing_the_batch(
+    batch, max_devices, expected):
+  """`use_all_cpu_cores` (what `train.cpu_devices` sets): one device per usable core,
+  at most `max_devices`, lowered to divide the batch; an explicit XLA_FLAGS wins."""
+  import subprocess
+  import sys
+  cores = len(os.sched_getaffinity(0))
+  if expected == "cores":
+    expected = max(n for n in range(1, cores + 1) if batch % n == 0)
+  environment = {name: value for name, value in os.environ.items()
+                 if name not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
+  environment["JAX_PLATFORMS"] = "cpu"
+  command = [sys.executable, "-c", _DEVICE_COUNT_SCRIPT, str(batch), max_devices]
+  result = subprocess.run(command, env=environment, capture_output=True, text=True,
+                          timeout=120, check=True)
+  assert int(result.stdout.split()[-1]) == expected
+  environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+  result = subprocess.run(command, env=environment, capture_output=True, text=True,
+                          timeout=120, check=True)
+  assert int(result.stdout.split()[-1]) == 3

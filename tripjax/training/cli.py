@@ -238,12 +238,14 @@ def start(args: argparse.Namespace, config: ml_collections.ConfigDict,
   """What every trainer does before touching JAX's devices: validates the config,
   joins the other processes of a multi-host run (`distributed.initialize`, from the
   flags of `add_trainer_flags` or a cluster JAX detects), exposes every CPU core as
-  a device (`sharding.use_all_cpu_cores`) and quiets logs."""
+  a device (`sharding.use_all_cpu_cores`, at most `train.cpu_devices`) and quiets
+  logs."""
   validate_config(config)
   distributed.initialize(getattr(args, "coordinator_address", None),
                          getattr(args, "num_processes", None),
                          getattr(args, "process_id", None))
-  sharding.use_all_cpu_cores(_batch_sizes(config))
+  sharding.use_all_cpu_cores(_batch_sizes(config),
+                             max_devices=config.train.get("cpu_devices"))
   quiet_logs()
 
 

@@ -124,4 +124,5 @@ def check_common_train_fields(config) -> None:
   check_int(config, "train.log_every_steps", minimum=1)
   check_int(config, "train.max_steps", minimum=0, optional=True)
   check_bool(config, "train.progress_bar")
+  check_int(config, "train.cpu_devices", minimum=1, optional=True)
   check_number(config, "train.learning_rate", minimum=0.0, exclusive_minimum=True)
