@@ -141,7 +141,10 @@ def conv_transpose_doubling(x: jax.Array, kernel: jax.Array, padding: int) -> ja
 
 
 def _conv_transpose_doubling_fwd(x, kernel, padding):
-  return _parity_convolutions(x, kernel, padding), (x, kernel)
+  # The output through the custom_vjp function itself, not its body: under a second
+  # differentiation (WGAN-GP's penalty) JAX differentiates this rule, and would
+  # otherwise transpose the plain convolutions with XLA's slow rules.
+  return conv_transpose_doubling(x, kernel, padding), (x, kernel)
 
 
 def _conv_transpose_doubling_bwd(padding, residuals, output_grad):
@@ -176,7 +179,7 @@ def conv_halving(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
 
 
 def _conv_halving_fwd(x, kernel, padding):
-  return _strided_convolution(x, kernel, padding), (x, kernel)
+  return conv_halving(x, kernel, padding), (x, kernel)  # as in the rule above
 
 
 def _conv_halving_bwd(padding, residuals, output_grad):
