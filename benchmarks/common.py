@@ -37,9 +37,13 @@ def set_cpu_devices(count: int | None, batch_sizes: Sequence[int] = ()) -> None:
 
 
 def cpu_threads() -> int:
-  """Cores the tripjax side uses: its CPU device count (torch gets as many threads)."""
-  if jax.default_backend() == "cpu":
-    return len(jax.devices())
+  """Threads for the PyTorch references: every core this process may use.
+
+  Not the XLA:CPU device count: one XLA device runs its convolutions on a pool of
+  threads over all cores (a 1-device VAE step at batch 128 used 1.75 cores' CPU time
+  per wall second on the 2-core machine), so a 1-thread PyTorch would be an unfair
+  reference.
+  """
   return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
       os.cpu_count() or 1)
 

@@ -1,6 +1,6 @@
 """Where the VAE step's time goes: each layer's forward and backward, tripjax and PyTorch.
 
-  python -m benchmarks.vae_profile                  # batch 128, 1 CPU device, 1 torch thread
+  python -m benchmarks.vae_profile                  # batch 128, 1 CPU device; torch: all cores
   python -m benchmarks.vae_profile --batch 32 --repeats 3 --clock cpu
 
 Every layer of the paper's encoder and decoder (`tripjax.models.vae.paper_encoder_decoder`,
@@ -11,8 +11,8 @@ and input for a fixed random cotangent (what a train step runs for it). Then the
 likelihood (the mean discretized-logistic log-probability and its gradient w.r.t. the
 decoder output), the Adam update of all parameters (`tripjax.training.vae.make_optimizer`)
 and the whole train step (`benchmarks.vae_step`, N(0, I) prior). The same pieces of the
-PyTorch reference (`benchmarks.torch_reference`, NCHW, `torch.set_num_threads` = the
-CPU device count) are timed the same way, every piece of both taking turns within each
+PyTorch reference (`benchmarks.torch_reference`, NCHW, `torch.set_num_threads` = every
+usable core, `common.cpu_threads`) are timed the same way, every piece of both taking turns within each
 repeat. "rest" is the train step minus the pieces (LeakyReLUs, reshapes, the KL term,
 the sampling of z, the gradient norm).
 

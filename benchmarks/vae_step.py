@@ -15,7 +15,7 @@ the count).
 
 `--reference torch` also times one Adam step of the same model and loss written in
 PyTorch (`benchmarks.torch_reference`, N(0, I) prior, NCHW, `torch.set_num_threads`
-= the tripjax CPU device count) and prints tripjax's time over PyTorch's.
+= every usable core, `common.cpu_threads`) and prints tripjax's time over PyTorch's.
 
 Each step is timed alone (`time.perf_counter` around a call and `block_until_ready`),
 after compilation and two warm-up steps; the priors (and PyTorch) take turns within
