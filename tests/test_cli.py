@@ -133,25 +133,32 @@ print(jax.device_count())
 """
 
 
-@pytest.mark.parametrize("batch, max_devices, expected", [
-    (64, "None", "cores"), (64, "1", 1), (3, "None", 1), (64, "64", "cores")])
-def test_cpu_devices_are_the_cores_at_most_max_devices_dividing_the_batch(
-    batch, max_devices, expected):
-  """`use_all_cpu_cores` (what `train.cpu_devices` sets): one device per usable core,
-  at most `max_devices`, lowered to divide the batch; an explicit XLA_FLAGS wins."""
+def _device_count(batch: int, max_devices: str, xla_flags: str | None = None) -> int:
+  """jax.device_count() in a fresh process after `use_all_cpu_cores`."""
   import subprocess
   import sys
-  cores = len(os.sched_getaffinity(0))
-  if expected == "cores":
-    expected = max(n for n in range(1, cores + 1) if batch % n == 0)
   environment = {name: value for name, value in os.environ.items()
                  if name not in ("XLA_FLAGS", "JAX_NUM_CPU_DEVICES")}
   environment["JAX_PLATFORMS"] = "cpu"
-  command = [sys.executable, "-c", _DEVICE_COUNT_SCRIPT, str(batch), max_devices]
-  result = subprocess.run(command, env=environment, capture_output=True, text=True,
-                          timeout=120, check=True)
-  assert int(result.stdout.split()[-1]) == expected
-  environment["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
-  result = subprocess.run(command, env=environment, capture_output=True, text=True,
-                          timeout=120, check=True)
-  assert int(result.stdout.split()[-1]) == 3
+  if xla_flags:
+    environment["XLA_FLAGS"] = xla_flags
+  result = subprocess.run(
+      [sys.executable, "-c", _DEVICE_COUNT_SCRIPT, str(batch), max_devices],
+      env=environment, capture_output=True, text=True, timeout=120, check=True)
+  return int(result.stdout.split()[-1])
+
+
+@pytest.mark.parametrize("batch, max_devices, expected", [
+    (64, "None", "cores"), (64, "1", 1), (3, "None", 1)])
+def test_cpu_devices_are_the_cores_at_most_max_devices_dividing_the_batch(
+    batch, max_devices, expected):
+  """`use_all_cpu_cores` (what `train.cpu_devices` sets): one device per usable core,
+  at most `max_devices`, lowered to divide the batch."""
+  cores = len(os.sched_getaffinity(0))
+  if expected == "cores":
+    expected = max(n for n in range(1, cores + 1) if batch % n == 0)
+  assert _device_count(batch, max_devices) == expected
+
+
+def test_an_explicit_xla_device_count_wins_over_cpu_devices():
+  assert _device_count(64, "1", "--xla_force_host_platform_device_count=3") == 3
