@@ -224,8 +224,16 @@ def _columns(rows: list[dict]) -> list[tuple[str, str]]:
 
 
 def _cells(row: dict, columns: list[tuple[str, str]]) -> list[str]:
-  return [f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}"
-          if f"{metric}_mean" in row else "n/a" for metric, _ in columns]
+  """'mean ± sd' per column; the value alone for one seed (no spread to show)."""
+  cells = []
+  for metric, _ in columns:
+    if f"{metric}_mean" not in row:
+      cells.append("n/a")
+    elif len(row["seeds"]) == 1:
+      cells.append(f"{row[f'{metric}_mean']:.2f}")
+    else:
+      cells.append(f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}")
+  return cells
 
 
 def _caption(steps: int, what: str) -> str:
