@@ -44,8 +44,7 @@ def cpu_threads() -> int:
   per wall second on the 2-core machine), so a 1-thread PyTorch would be an unfair
   reference.
   """
-  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-      os.cpu_count() or 1)
+  return sharding.usable_cores()
 
 
 def load_average() -> str:

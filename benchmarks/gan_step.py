@@ -16,8 +16,7 @@ one warm-up call, all variants taking turns within every repeat.
 `--reference torch` also times the same two updates of the same generator and critic
 written in PyTorch (`benchmarks.torch_reference.TorchGanUpdates`, NCHW, no prior term,
 `torch.set_num_threads` = every usable core, as one XLA:CPU device's convolutions use
-them all) and prints each update's
-time over PyTorch's, against the N(0, I) rows.
+them all) and prints each update's time over PyTorch's, against the N(0, I) rows.
 """
 from __future__ import annotations
 

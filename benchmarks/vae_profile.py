@@ -12,8 +12,8 @@ likelihood (the mean discretized-logistic log-probability and its gradient w.r.t
 decoder output), the Adam update of all parameters (`tripjax.training.vae.make_optimizer`)
 and the whole train step (`benchmarks.vae_step`, N(0, I) prior). The same pieces of the
 PyTorch reference (`benchmarks.torch_reference`, NCHW, `torch.set_num_threads` = every
-usable core, `common.cpu_threads`) are timed the same way, every piece of both taking turns within each
-repeat. "rest" is the train step minus the pieces (LeakyReLUs, reshapes, the KL term,
+usable core, `common.cpu_threads`) are timed the same way, every piece of both taking
+turns within each repeat. "rest" is the train step minus the pieces (LeakyReLUs, reshapes, the KL term,
 the sampling of z, the gradient norm).
 
 Reported: medians, in wall-clock ms (`--clock wall`) or in this process's CPU ms

@@ -13,15 +13,21 @@ DATA_AXIS = "data"
 CPU_DEVICE_COUNT_FLAG = "xla_force_host_platform_device_count"
 
 
+def usable_cores() -> int:
+  """The CPU cores this process may run on (`os.sched_getaffinity`, else the count)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def use_all_cpu_cores(batch_sizes: Sequence[int] = (),
                       max_devices: int | None = None) -> int | None:
   """Exposes one XLA:CPU device per usable core, so the data-parallel loop uses them.
 
   XLA:CPU runs a program on one core per device; with n devices the batch is split n
-  ways. n is the number of cores this process may use (`os.sched_getaffinity`),
-  lowered to `max_devices` (when given) and then to the largest count that divides
-  every batch size. Does nothing (returns
-  None) when the user chose already (`XLA_FLAGS` with
+  ways. n is the number of cores this process may use (`usable_cores`), lowered to
+  `max_devices` (when given) and then to the largest count that divides every batch
+  size. Does nothing (returns None) when the user chose already (`XLA_FLAGS` with
   --xla_force_host_platform_device_count, or `JAX_NUM_CPU_DEVICES`). Call before JAX
   creates its devices; on an accelerator the CPU devices go unused.
 
@@ -32,8 +38,7 @@ def use_all_cpu_cores(batch_sizes: Sequence[int] = (),
       or "JAX_NUM_CPU_DEVICES" in os.environ
       or jax.config.jax_num_cpu_devices != -1):
     return None
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-      os.cpu_count() or 1)
+  cores = usable_cores()
   if max_devices is not None:
     cores = max(1, min(cores, max_devices))
   divisor = math.gcd(*batch_sizes) if batch_sizes else cores

@@ -18,7 +18,8 @@ from tripjax.training import config_checks
 CONFIG_FILENAME = "config.json"
 
 # Fields a rerun may change: how long to train, how often to log, save and evaluate,
-# where the data lives, how many CPU devices share the batch. Shell-style patterns over dotted field names.
+# where the data lives, how many CPU devices share the batch. Shell-style patterns
+# over dotted field names.
 RESUMABLE_FIELDS = (
     "train.num_epochs", "train.num_steps", "train.max_steps", "train.progress_bar",
     "train.log_every_steps", "train.checkpoint_every_steps",
