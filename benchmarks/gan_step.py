@@ -6,7 +6,9 @@
 
 The paper's 64 px generator and layer-norm critic (`tripjax.models.gan`, WGAN-GP,
 penalty 10) with the pure updates the trainer runs (`tripjax.training.gan.make_updates`),
-jitted alone: one critic update (with its gradient penalty) and one generator update,
+each jitted alone with the batch split over the devices as `tripjax.training.loop`
+splits it (on a CPU one XLA device per core, as `python -m train.gan` does; `--devices
+N` sets the count): one critic update (with its gradient penalty) and one generator update,
 which for a learnable prior also carries the score-function surrogate of eq. 10 (the
 prior's log-density of the batch's z and its gradient). Rows: N(0, I); TRIP fixed (F,
 no prior term); TRIP learnable (L, N = 10, m = 20 by default); GMM L. The REINFORCE
@@ -15,8 +17,8 @@ one warm-up call, all variants taking turns within every repeat.
 
 `--reference torch` also times the same two updates of the same generator and critic
 written in PyTorch (`benchmarks.torch_reference.TorchGanUpdates`, NCHW, no prior term,
-`torch.set_num_threads` = every usable core, as one XLA:CPU device's convolutions use
-them all) and prints each update's time over PyTorch's, against the N(0, I) rows.
+`torch.set_num_threads` = every usable core, `common.cpu_threads`) and prints each
+update's time over PyTorch's, against the N(0, I) rows.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from benchmarks import common
 from tripjax.configs import celeba_wgangp_trip
 from tripjax.models import gan as gan_models
 from tripjax.training import gan
+from tripjax.training import sharding
 
 IMAGE_SHAPE = (64, 64, 3)
 # name -> (prior.kind, prior.learnable)
@@ -40,7 +43,7 @@ class UpdateTimer:
   """Jitted critic and generator updates of one prior variant on fixed inputs."""
 
   def __init__(self, kind: str, learnable: bool, *, batch: int, latent_dim: int,
-               num_components: int, rank: int):
+               num_components: int, rank: int, mesh: jax.sharding.Mesh):
     config = celeba_wgangp_trip.get_config()
     config.model.latent_dim = latent_dim
     config.prior.kind, config.prior.learnable = kind, learnable
@@ -49,14 +52,20 @@ class UpdateTimer:
     optimizers = gan.make_optimizers(config)
     state = gan.init_state(self.model, optimizers, jax.random.PRNGKey(0))
     updates = gan.make_updates(self.model, optimizers, **gan.step_settings(config))
+    replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
+    state = sharding.replicate(state, mesh)
     rng = np.random.default_rng(0)
-    images = [jax.numpy.asarray(rng.uniform(-1, 1, (batch,) + IMAGE_SHAPE), "float32")
-              for _ in range(3)]
-    z = self.model.sample_latents(state.params[gan.PRIOR], jax.random.PRNGKey(1), batch)
+    images = [jax.device_put(rng.uniform(-1, 1, (batch,) + IMAGE_SHAPE).astype("float32"),
+                             split) for _ in range(3)]
+    z = jax.device_put(self.model.sample_latents(
+        state.params[gan.PRIOR], jax.random.PRNGKey(1), batch), split)
     carry = gan.CriticCarry(state.params[gan.CRITIC], state.batch_stats,
                             state.critic_opt_state)
-    critic = jax.jit(updates.critic)
-    generator = jax.jit(updates.generator)
+    # As tripjax.training.loop jits the whole step: state replicated, batch split.
+    critic = jax.jit(updates.critic, in_shardings=(replicated, split, split, split),
+                     out_shardings=replicated)
+    generator = jax.jit(updates.generator, in_shardings=(replicated,) * 4 + (split,),
+                        out_shardings=replicated)
     trainable = {gan.GENERATOR: state.params[gan.GENERATOR],
                  gan.PRIOR: state.params[gan.PRIOR]}
     self.critic_step = lambda: common.timed(lambda: critic(carry, *images))
@@ -81,13 +90,15 @@ def main(argv=None) -> int:
   if args.reference == "torch" and "normal" not in args.variants:
     parser.error("--reference torch compares against the normal rows: add "
                  "--variants normal")
-  # The updates are timed unsharded: one device (the trainer shards the same updates).
-  common.set_cpu_devices(1 if args.devices is None else args.devices, [args.batch])
+  common.set_cpu_devices(args.devices, [args.batch])
+  mesh = sharding.make_data_mesh()
+  sharding.check_batch_size(args.batch, mesh)
 
   steps = {}
   for name in args.variants:
     timer = UpdateTimer(*VARIANTS[name], batch=args.batch, latent_dim=args.latent,
-                        num_components=args.num_components, rank=args.rank)
+                        num_components=args.num_components, rank=args.rank,
+                        mesh=mesh)
     for _ in range(2):  # compile + warm-up
       timer.critic_step()
       timer.generator_step()
@@ -102,7 +113,7 @@ def main(argv=None) -> int:
 
   print(f"\nGAN updates, {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]}, batch "
         f"{args.batch}, latent {args.latent}, N={args.num_components}, m={args.rank}; "
-        f"{jax.devices()[0].platform}, median of {args.repeats} after compilation; "
+        f"{len(jax.devices())} x {jax.devices()[0].platform}, median of {args.repeats} after compilation; "
         f"{common.load_average()}.\n")
   print("| prior | critic update ms | generator (+ prior) update ms |")
   print("|---|---|---|")
