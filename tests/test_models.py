@@ -338,3 +338,21 @@ def test_halving_conv_initializes_as_flax_conv():
   assert jax.tree.structure(ours) == jax.tree.structure(reference)
   for got, want in zip(jax.tree.leaves(ours), jax.tree.leaves(reference)):
     np.testing.assert_array_equal(got, want)
+
+
+def test_point_conv_transpose_is_flax_conv_transpose():
+  """PointConvTranspose == nn.ConvTranspose((h, w), "VALID") on a 1x1 map with the same
+  variables (a non-square kernel, so a flip of the wrong axis shows): values, first and
+  second derivatives; and the same initial values from the same key."""
+  import flax.linen as nn
+  from tripjax.models import layers
+  x = jnp.asarray(np.random.default_rng(0).normal(size=(3, 1, 1, 4)), jnp.float32)
+  ours, reference = (layers.PointConvTranspose(5, (3, 2)),
+                     nn.ConvTranspose(5, (3, 2), padding="VALID"))
+  _assert_same_function(ours, reference, x, atol=1e-5)
+  key = jax.random.key(0, impl="rbg")
+  for got, want in zip(jax.tree.leaves(jax.jit(ours.init)(key, x)),
+                       jax.tree.leaves(jax.jit(reference.init)(key, x))):
+    np.testing.assert_array_equal(got, want)
+  with pytest.raises(ValueError, match=r"\(B, 1, 1, C\) map, got \(3, 2, 1, 4\)"):
+    ours.init(key, jnp.zeros((3, 2, 1, 4)))

@@ -157,8 +157,8 @@ class Decoder(nn.Module):
     # A 1x1 map, grown to the start size (H / factor, W / factor) by one VALID
     # transposed conv, as in the paper's code.
     x = x.reshape(x.shape[0], 1, 1, x.shape[-1])
-    x = nn.ConvTranspose(reversed_widths[0], (height // factor, width // factor),
-                         padding="VALID", use_bias=self.use_bias, name="project")(x)
+    x = layers.PointConvTranspose(reversed_widths[0], (height // factor, width // factor),
+                                  use_bias=self.use_bias, name="project")(x)
     x = _Norm(self.norm, name="norm_project")(x, train=train)
     x = _leaky_relu(x)
     output_widths = reversed_widths[1:] + (channels * self.params_per_channel,)
