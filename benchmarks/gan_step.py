@@ -8,8 +8,8 @@ The paper's 64 px generator and layer-norm critic (`tripjax.models.gan`, WGAN-GP
 penalty 10) with the pure updates the trainer runs (`tripjax.training.gan.make_updates`),
 each jitted alone with the batch split over the devices as `tripjax.training.loop`
 splits it (on a CPU one XLA device per core, as `python -m train.gan` does; `--devices
-N` sets the count): one critic update (with its gradient penalty) and one generator update,
-which for a learnable prior also carries the score-function surrogate of eq. 10 (the
+N` sets the count): one critic update (with its gradient penalty) and one generator
+update, which for a learnable prior also carries the score-function surrogate of eq. 10 (the
 prior's log-density of the batch's z and its gradient). Rows: N(0, I); TRIP fixed (F,
 no prior term); TRIP learnable (L, N = 10, m = 20 by default); GMM L. The REINFORCE
 term's cost is TRIP L's generator update over TRIP F's. Medians after compilation and
@@ -55,8 +55,9 @@ class UpdateTimer:
     replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     state = sharding.replicate(state, mesh)
     rng = np.random.default_rng(0)
-    images = [jax.device_put(rng.uniform(-1, 1, (batch,) + IMAGE_SHAPE).astype("float32"),
-                             split) for _ in range(3)]
+    shape = (batch,) + IMAGE_SHAPE
+    images = [jax.device_put(rng.uniform(-1, 1, shape).astype("float32"), split)
+              for _ in range(3)]
     z = jax.device_put(self.model.sample_latents(
         state.params[gan.PRIOR], jax.random.PRNGKey(1), batch), split)
     carry = gan.CriticCarry(state.params[gan.CRITIC], state.batch_stats,
@@ -113,7 +114,8 @@ def main(argv=None) -> int:
 
   print(f"\nGAN updates, {IMAGE_SHAPE[0]}x{IMAGE_SHAPE[1]}x{IMAGE_SHAPE[2]}, batch "
         f"{args.batch}, latent {args.latent}, N={args.num_components}, m={args.rank}; "
-        f"{len(jax.devices())} x {jax.devices()[0].platform}, median of {args.repeats} after compilation; "
+        f"{len(jax.devices())} x {jax.devices()[0].platform}, median of {args.repeats} "
+        "after compilation; "
         f"{common.load_average()}.\n")
   print("| prior | critic update ms | generator (+ prior) update ms |")
   print("|---|---|---|")

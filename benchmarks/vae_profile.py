@@ -1,6 +1,6 @@
 """Where the VAE step's time goes: each layer's forward and backward, tripjax and PyTorch.
 
-  python -m benchmarks.vae_profile                  # batch 128, 1 CPU device; torch: all cores
+  python -m benchmarks.vae_profile          # batch 128, 1 CPU device; torch: all cores
   python -m benchmarks.vae_profile --batch 32 --repeats 3 --clock cpu
 
 Every layer of the paper's encoder and decoder (`tripjax.models.vae.paper_encoder_decoder`,
@@ -13,8 +13,8 @@ decoder output), the Adam update of all parameters (`tripjax.training.vae.make_o
 and the whole train step (`benchmarks.vae_step`, N(0, I) prior). The same pieces of the
 PyTorch reference (`benchmarks.torch_reference`, NCHW, `torch.set_num_threads` = every
 usable core, `common.cpu_threads`) are timed the same way, every piece of both taking
-turns within each repeat. "rest" is the train step minus the pieces (LeakyReLUs, reshapes, the KL term,
-the sampling of z, the gradient norm).
+turns within each repeat. "rest" is the train step minus the pieces (LeakyReLUs,
+reshapes, the KL term, the sampling of z, the gradient norm).
 
 Reported: medians, in wall-clock ms (`--clock wall`) or in this process's CPU ms
 (`--clock cpu`: all its threads, robust to other processes' load when it runs on one

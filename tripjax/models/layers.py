@@ -323,7 +323,8 @@ def conv_transpose_from_point(x: jax.Array, kernel: jax.Array) -> jax.Array:
   # the kernel's own layout.
   taps = jnp.broadcast_to(x.reshape(1, batch, in_features),
                           (height * width, batch, in_features))
-  y = jax.lax.dot_general(taps, kernel.reshape(height * width, in_features, out_features),
+  taps_kernel = kernel.reshape(height * width, in_features, out_features)
+  y = jax.lax.dot_general(taps, taps_kernel,
                           (((2,), (1,)), ((0,), (0,))))            # (h * w, B, C_out)
   y = jnp.transpose(y.reshape(height, width, batch, out_features), (2, 0, 1, 3))
   return y[:, ::-1, ::-1]

@@ -157,7 +157,8 @@ class Decoder(nn.Module):
     # A 1x1 map, grown to the start size (H / factor, W / factor) by one VALID
     # transposed conv, as in the paper's code.
     x = x.reshape(x.shape[0], 1, 1, x.shape[-1])
-    x = layers.PointConvTranspose(reversed_widths[0], (height // factor, width // factor),
+    x = layers.PointConvTranspose(reversed_widths[0],
+                                  (height // factor, width // factor),
                                   use_bias=self.use_bias, name="project")(x)
     x = _Norm(self.norm, name="norm_project")(x, train=train)
     x = _leaky_relu(x)
