@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import jax
 
+from tripjax import xla_cpu
 from tripjax.training import sharding
 
 
@@ -20,11 +21,13 @@ def add_devices_flag(parser) -> None:
 
 
 def set_cpu_devices(count: int | None, batch_sizes: Sequence[int] = ()) -> None:
-  """Before JAX creates its devices: `count` XLA:CPU devices, or one per core.
+  """Before JAX creates its devices: `count` XLA:CPU devices, or one per core, and
+  Eigen's convolutions (`xla_cpu.prefer_eigen_convolutions`), as the train CLIs.
 
   Raises:
     ValueError: `count` is below 1 or JAX has created its devices already.
   """
+  xla_cpu.prefer_eigen_convolutions()
   if count is None:
     sharding.use_all_cpu_cores(batch_sizes)
     return

@@ -8,6 +8,12 @@ import contextlib
 import jax
 import pytest
 
+from tripjax import xla_cpu
+
+# As the train CLIs do: XLA:CPU convolutions by Eigen, so the tests run their code paths
+# (tests/test_models.py covers the layers' other kernel gradients as well).
+xla_cpu.prefer_eigen_convolutions()
+
 
 @contextlib.contextmanager
 def _x64():

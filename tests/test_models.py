@@ -244,8 +244,19 @@ def test_conditional_decoder_learns_an_unknown_value():
 # ---------------------------------------------------------------- layers: fast gradients
 
 
-def test_patch_gram_is_the_sum_over_patches():
-  """patch_gram against its definition, in float64 loops, for even and odd kernels."""
+@pytest.fixture(params=["patch_gram", "convolution"])
+def kernel_gradients(request, monkeypatch):
+  """Runs the test with each formulation of `layers.kernel_gradient` (the matrix
+  products, or XLA's kernel gradient, which the CLIs' Eigen convolutions select)."""
+  from tripjax.models import layers
+  by_convolution = request.param == "convolution"
+  monkeypatch.setattr(layers, "kernel_gradient_by_convolution", lambda: by_convolution)
+  return request.param
+
+
+def test_kernel_gradient_is_the_sum_over_patches(kernel_gradients):
+  """kernel_gradient (patch_gram, or XLA's kernel gradient of the strided convolution)
+  against its definition, in float64 loops, for even and odd kernels."""
   from tripjax.models import layers
   rng = np.random.default_rng(0)
   big = rng.normal(size=(2, 6, 4, 3))
@@ -259,8 +270,8 @@ def test_patch_gram_is_the_sum_over_patches():
             row, col = 2 * i + u - padding, 2 * j + v - padding
             if 0 <= row < 6 and 0 <= col < 4:
               expected[u, v] += big[:, row, col].T @ small[:, i, j]
-    gram = layers.patch_gram(jnp.asarray(big, jnp.float32),
-                             jnp.asarray(small, jnp.float32), kernel_size, padding)
+    gram = layers.kernel_gradient(jnp.asarray(big, jnp.float32),
+                                  jnp.asarray(small, jnp.float32), kernel_size, padding)
     np.testing.assert_allclose(gram, expected, atol=1e-5)
 
 
@@ -299,7 +310,7 @@ def _assert_same_function(module, reference, x, atol):
 
 @pytest.mark.parametrize("kernel_size, padding, height", [
     (4, "SAME", 6), (5, "SAME", 6), (3, "SAME", 6), (5, 2, 6), (4, "SAME", 5)])
-def test_halving_conv_is_flax_conv(kernel_size, padding, height):
+def test_halving_conv_is_flax_conv(kernel_size, padding, height, kernel_gradients):
   """HalvingConv == nn.Conv(strides=2) with the same variables: values, gradients w.r.t.
   the variables and the input, and second derivatives, to 1e-4 (float32 sums of ~100
   terms of size ~1). Height 5 takes the plain path (odd side)."""
@@ -315,7 +326,8 @@ def test_halving_conv_is_flax_conv(kernel_size, padding, height):
 
 @pytest.mark.parametrize("kernel_size, padding, output_padding", [(4, 1, 0), (5, 2, 1)])
 def test_doubling_conv_transpose_gradients_are_the_plain_ones(kernel_size, padding,
-                                                              output_padding):
+                                                              output_padding,
+                                                              kernel_gradients):
   """The parity transposed conv (custom gradients) == lax.conv_transpose (plain autodiff)
   with the same variables: values, first and second derivatives, to 1e-4."""
   from tripjax.models import layers

@@ -2,25 +2,32 @@
 
 Shared by the VAE encoder and decoder and the GAN critic and generator, and written for
 XLA:CPU, whose plain formulation is slow in the backward pass (the paper's 64 px VAE
-step took 22 s with `lax.conv_transpose`, and the kernel gradients that XLA derives
-from `lax.conv_general_dilated` are several times slower than the forward pass):
+step took 22 s with `lax.conv_transpose`; XLA's input gradient of a stride-2
+convolution is an input-dilated convolution, 3.8 s against 82 ms for the critic's
+8x8x256 -> 4x4x512 layer at batch 64):
 
 * `conv_transpose_doubling` (PyTorch's ConvTranspose2d with stride 2) runs as four
   stride-1 convolutions, one per output parity;
 * `conv_halving` (Conv2d with stride 2) runs as one `lax.conv_general_dilated`;
 * each is the other's input gradient (they are adjoint), and both kernel gradients are
-  `patch_gram`: matrix products over 2x2 blocks of pixels (space to depth);
+  `kernel_gradient`. Its formulation follows the library that runs XLA:CPU's
+  convolutions (`tripjax.xla_cpu`): with Eigen's (what the CLIs and benchmarks set),
+  XLA's own kernel gradient of the strided convolution, 2-3x faster than the
+  alternative on the GAN's layers at batch 64; with YNNPACK's (XLA's default),
+  `patch_gram`, matrix products over 2x2 blocks of pixels (space to depth), up to 5x
+  faster there than XLA's;
 * second derivatives (the WGAN-GP penalty's gradient) use the same rules: the forward
   rules return the custom functions' own outputs, so XLA never transposes a strided
-  or dilated convolution (without this the critic's penalty gradient at 64 px took
-  2.3x as long);
+  convolution w.r.t. its input (without this the critic's penalty gradient at 64 px
+  took 2.3x as long);
 * `PointConvTranspose`, the VALID transposed conv that grows a 1x1 map to h x w (the
   decoder's first layer), is a batched matrix product per output pixel; as a
   convolution, XLA:CPU flipped and transposed its 4x4x512x512 kernel every step and
   took 6x the CPU time for its forward and backward (230 vs 38 ms at batch 64).
 
-Both are exactly the plain definitions (tests/test_models.py compares values and first
-and second derivatives with `flax.linen.Conv` and `lax.conv_transpose`).
+All are exactly the plain definitions (tests/test_models.py compares values and first
+and second derivatives with `flax.linen.Conv` and `lax.conv_transpose`, with either
+kernel gradient).
 """
 
 from __future__ import annotations
@@ -30,6 +37,8 @@ import functools
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from tripjax import xla_cpu
 
 
 def _parity_taps(kernel_size: int, padding: int, parity: int
@@ -123,6 +132,31 @@ def patch_gram(big: jax.Array, small: jax.Array, kernel_size: int,
   return grams[:kernel_size, :kernel_size]
 
 
+def _convolution_kernel_gradient(big: jax.Array, small: jax.Array, kernel_size: int,
+                                 padding: int) -> jax.Array:
+  """`patch_gram` as XLA's gradient of `_strided_convolution(big, kernel)` w.r.t. the
+  kernel, at the cotangent `small`: one convolution of big with small."""
+  zeros = jnp.zeros((kernel_size, kernel_size, big.shape[-1], small.shape[-1]),
+                    big.dtype)
+  _, vjp = jax.vjp(lambda kernel: _strided_convolution(big, kernel, padding), zeros)
+  return vjp(small)[0]
+
+
+def kernel_gradient_by_convolution() -> bool:
+  """Whether `kernel_gradient` asks XLA for the kernel gradient (XLA:CPU with Eigen's
+  convolutions, `tripjax.xla_cpu`) rather than `patch_gram` (elsewhere)."""
+  return jax.default_backend() == "cpu" and not xla_cpu.ynnpack_runs_convolutions()
+
+
+def kernel_gradient(big: jax.Array, small: jax.Array, kernel_size: int,
+                    padding: int) -> jax.Array:
+  """`patch_gram(big, small, kernel_size, padding)`, by whichever formulation is
+  faster on this backend (`kernel_gradient_by_convolution`); the same shapes."""
+  if kernel_gradient_by_convolution():
+    return _convolution_kernel_gradient(big, small, kernel_size, padding)
+  return patch_gram(big, small, kernel_size, padding)
+
+
 def _swap_channels(kernel: jax.Array) -> jax.Array:
   return jnp.swapaxes(kernel, 2, 3)
 
@@ -135,7 +169,7 @@ def conv_transpose_doubling(x: jax.Array, kernel: jax.Array, padding: int) -> ja
   = 2, e.g. (k, padding, output_padding) = (4, 1, 0) or (5, 2, 1):
   y[o] = sum over taps u with o + p - u even of x[(o + p - u) / 2] kernel[u], per axis.
   Its gradients: w.r.t. x, `conv_halving` of the output gradient (the adjoint); w.r.t.
-  the kernel, `patch_gram`.
+  the kernel, `kernel_gradient`.
 
   Args:
     x: (B, H, W, C_in).
@@ -158,7 +192,7 @@ def _conv_transpose_doubling_fwd(x, kernel, padding):
 def _conv_transpose_doubling_bwd(padding, residuals, output_grad):
   x, kernel = residuals
   x_grad = conv_halving(output_grad, _swap_channels(kernel), padding)
-  kernel_grad = patch_gram(output_grad, x, kernel.shape[0], padding)
+  kernel_grad = kernel_gradient(output_grad, x, kernel.shape[0], padding)
   return x_grad, _swap_channels(kernel_grad)
 
 
@@ -173,7 +207,7 @@ def conv_halving(x: jax.Array, kernel: jax.Array, padding: int) -> jax.Array:
   Conv2d(k, stride=2, padding) where (k - 2) / 2 <= padding <= (k - 1) / 2 (e.g. k = 4,
   padding 1; k = 5, padding 2), and flax's `Conv(strides=2, padding="SAME")` with
   padding = (k - 2) // 2. Its gradients: w.r.t. x, `conv_transpose_doubling` of the
-  output gradient (the adjoint); w.r.t. the kernel, `patch_gram`.
+  output gradient (the adjoint); w.r.t. the kernel, `kernel_gradient`.
 
   Args:
     x: (B, H, W, C_in), H and W even.
@@ -193,7 +227,7 @@ def _conv_halving_fwd(x, kernel, padding):
 def _conv_halving_bwd(padding, residuals, output_grad):
   x, kernel = residuals
   x_grad = conv_transpose_doubling(output_grad, _swap_channels(kernel), padding)
-  kernel_grad = patch_gram(x, output_grad, kernel.shape[0], padding)
+  kernel_grad = kernel_gradient(x, output_grad, kernel.shape[0], padding)
   return x_grad, kernel_grad
 
 
@@ -214,10 +248,10 @@ class DoublingConvTranspose(nn.Module):
 
   Maps (B, H, W, C_in) to (B, 2H, 2W, features). With `parity=True` (default) it runs
   as `conv_transpose_doubling` (four stride-1 convolutions, one per output parity,
-  interleaved; gradients by `conv_halving` and `patch_gram`); with `parity=False` as
-  one `jax.lax.conv_transpose` (the plain definition, the same function and
-  parameters; faster where the backend has a good strided transposed convolution and
-  its gradients). Parameters: kernel (k, k, C_in, features), bias.
+  interleaved; gradients by `conv_halving` and `kernel_gradient`); with
+  `parity=False` as one `jax.lax.conv_transpose` (the plain definition, the same
+  function and parameters; faster where the backend has a good strided transposed
+  convolution and its gradients). Parameters: kernel (k, k, C_in, features), bias.
 
   Attributes:
     features: output channels.

@@ -29,6 +29,7 @@ from absl import logging
 import ml_collections
 
 from tripjax import data as data_lib
+from tripjax import xla_cpu
 from tripjax.training import checkpoints
 from tripjax.training import config_checks
 from tripjax.training import distributed
@@ -238,9 +239,11 @@ def start(args: argparse.Namespace, config: ml_collections.ConfigDict,
   """What every trainer does before touching JAX's devices: validates the config,
   joins the other processes of a multi-host run (`distributed.initialize`, from the
   flags of `add_trainer_flags` or a cluster JAX detects), exposes every CPU core as
-  a device (`sharding.use_all_cpu_cores`, at most `train.cpu_devices`) and quiets
+  a device (`sharding.use_all_cpu_cores`, at most `train.cpu_devices`), has XLA:CPU
+  run convolutions with Eigen (`xla_cpu.prefer_eigen_convolutions`) and quiets
   logs."""
   validate_config(config)
+  xla_cpu.prefer_eigen_convolutions()
   distributed.initialize(getattr(args, "coordinator_address", None),
                          getattr(args, "num_processes", None),
                          getattr(args, "process_id", None))
