@@ -270,11 +270,16 @@ def gan_critic_loss(critic: TorchCritic, real: torch.Tensor, fake: torch.Tensor,
                     ) -> tuple[torch.Tensor, torch.Tensor]:
   """(E[D(fake)] - E[D(real)], weight * E[(||grad D(interpolates)|| - 1)^2])."""
   loss = critic(fake).mean() - critic(real).mean()
+  return loss, gradient_penalty(critic, interpolates, penalty_weight)
+
+
+def gradient_penalty(critic: TorchCritic, interpolates: torch.Tensor,
+                     penalty_weight: float) -> torch.Tensor:
+  """weight * E[(||grad D(interpolates)|| - 1)^2], differentiable in the critic."""
   interpolates = interpolates.detach().requires_grad_(True)
   grads, = torch.autograd.grad(critic(interpolates).sum(), interpolates,
                                create_graph=True)
-  penalty = penalty_weight * (grads.flatten(1).norm(dim=1) - 1).square().mean()
-  return loss, penalty
+  return penalty_weight * (grads.flatten(1).norm(dim=1) - 1).square().mean()
 
 
 class TorchGanUpdates:
