@@ -25,8 +25,6 @@ within each repeat; PyTorch on every usable core (`common.cpu_threads`).
 """
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -140,16 +138,7 @@ def whole_net_pieces(generator, critic, params: dict, torch_generator, torch_cri
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batch", type=int, default=64)
-  parser.add_argument("--latent", type=int, default=100)
-  parser.add_argument("--repeats", type=int, default=5)
-  layer_profile.add_clock_flag(parser)
-  common.add_devices_flag(parser)
-  parser.set_defaults(devices=1)
-  args = parser.parse_args(argv)
-  common.set_cpu_devices(args.devices, [args.batch])
+  args = layer_profile.parse_args(__doc__, argv, batch=64)
 
   import torch  # pylint: disable=g-import-not-at-top
   from benchmarks import torch_reference  # pylint: disable=g-import-not-at-top

@@ -6,6 +6,7 @@ these and add their own (the likelihood, the Adam update, the critic's penalty).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import statistics
 import time
@@ -130,9 +131,22 @@ def time_pieces(pieces: list[Piece], repeats: int, clock: Callable[[], float]) -
   return {key: statistics.median(values) for key, values in times.items()}
 
 
-def add_clock_flag(parser) -> None:
+def parse_args(description: str, argv: Sequence[str] | None, *, batch: int
+               ) -> argparse.Namespace:
+  """The profile scripts' flags (--batch, --latent, --repeats, --clock, --devices,
+  default 1), parsed; then the CPU devices set (`common.set_cpu_devices`)."""
+  parser = argparse.ArgumentParser(description=description,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--batch", type=int, default=batch)
+  parser.add_argument("--latent", type=int, default=100)
+  parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                       help="wall-clock ms, or this process's CPU ms (all threads)")
+  common.add_devices_flag(parser)
+  parser.set_defaults(devices=1)
+  args = parser.parse_args(argv)
+  common.set_cpu_devices(args.devices, [args.batch])
+  return args
 
 
 def print_table(title: str, pieces: Sequence[Piece], medians: dict,

@@ -22,8 +22,6 @@ core), and tripjax's forward + backward time over PyTorch's.
 """
 from __future__ import annotations
 
-import argparse
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -95,16 +93,7 @@ def adam_piece(timer, torch_step) -> Piece:
 
 
 def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--batch", type=int, default=128)
-  parser.add_argument("--latent", type=int, default=100)
-  parser.add_argument("--repeats", type=int, default=5)
-  layer_profile.add_clock_flag(parser)
-  common.add_devices_flag(parser)
-  parser.set_defaults(devices=1)
-  args = parser.parse_args(argv)
-  common.set_cpu_devices(args.devices, [args.batch])
+  args = layer_profile.parse_args(__doc__, argv, batch=128)
 
   import torch  # pylint: disable=g-import-not-at-top
   from benchmarks import vae_step  # pylint: disable=g-import-not-at-top
