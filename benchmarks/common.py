@@ -12,12 +12,13 @@ from tripjax import xla_cpu
 from tripjax.training import sharding
 
 
-def add_devices_flag(parser) -> None:
-  """`--devices N`: XLA:CPU devices (default: one per core, as the train CLIs)."""
+def add_devices_flag(parser, default: int | None = None) -> None:
+  """`--devices N`: XLA:CPU devices (default None: one per core, as the train CLIs)."""
+  default_text = ("one per usable core that divides the batch, as `python -m "
+                  "train.*`" if default is None else str(default))
   parser.add_argument(
-      "--devices", type=int, default=None,
-      help="XLA:CPU device count (default: one per usable core that divides the "
-           "batch, as `python -m train.*`); ignored on a GPU/TPU")
+      "--devices", type=int, default=default,
+      help=f"XLA:CPU device count (default: {default_text}); ignored on a GPU/TPU")
 
 
 def set_cpu_devices(count: int | None, batch_sizes: Sequence[int] = ()) -> None:

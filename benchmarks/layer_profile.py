@@ -142,8 +142,7 @@ def parse_args(description: str, argv: Sequence[str] | None, *, batch: int
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--clock", choices=tuple(CLOCKS), default="wall",
                       help="wall-clock ms, or this process's CPU ms (all threads)")
-  common.add_devices_flag(parser)
-  parser.set_defaults(devices=1)
+  common.add_devices_flag(parser, default=1)
   args = parser.parse_args(argv)
   common.set_cpu_devices(args.devices, [args.batch])
   return args
