@@ -64,3 +64,15 @@ def test_a_users_own_ynnpack_flag_wins():
   user = f"{FLAG}=+individual_convolution"
   added, by_convolution, _, flags = _run(user)
   assert (added, by_convolution, flags) == ("False", "False", repr(user))
+
+
+@pytest.mark.parametrize("version, added", [("0.10.2", True), ("0.11.0.dev20260101", True),
+                                            ("0.10.1", False), ("0.4.30", False)])
+def test_no_flag_for_a_jaxlib_that_may_not_know_it(monkeypatch, version, added):
+  """XLA aborts on an unknown flag: older jaxlibs (YNNPACK convolutions came with
+  0.10.2) get none."""
+  monkeypatch.setattr(xla_cpu.jaxlib, "__version__", version)
+  monkeypatch.setattr(xla_cpu.xla_bridge, "backends_are_initialized", lambda: False)
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_xnnpack=true")
+  assert xla_cpu.prefer_eigen_convolutions() is added
+  assert (xla_cpu.EIGEN_CONVOLUTIONS in os.environ["XLA_FLAGS"]) is added

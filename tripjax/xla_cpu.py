@@ -18,6 +18,7 @@ import os
 import re
 
 from jax._src import xla_bridge
+import jaxlib
 
 YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 # XLA's repeated-enum flag syntax: "-x" removes x from the default set, "+x" adds it,
@@ -25,6 +26,13 @@ YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 EIGEN_CONVOLUTIONS = f"{YNN_FUSION_FLAG}=-individual_convolution"
 _CONVOLUTION = "individual_convolution"
 _FLAG_VALUES = re.compile(re.escape(YNN_FUSION_FLAG) + r"=(\S*)")
+# YNNPACK runs convolutions by default from jaxlib 0.10.2; XLA aborts on flags it does
+# not know, so older jaxlibs get no flag (and the layers keep `patch_gram`).
+FIRST_JAXLIB = (0, 10, 2)
+
+
+def _jaxlib_version() -> tuple[int, ...]:
+  return tuple(int(part) for part in re.findall(r"\d+", jaxlib.__version__)[:3])
 
 
 def ynnpack_runs_convolutions(xla_flags: str | None = None) -> bool:
@@ -52,15 +60,16 @@ def ynnpack_runs_convolutions(xla_flags: str | None = None) -> bool:
 def prefer_eigen_convolutions() -> bool:
   """Before JAX starts its backends: XLA:CPU convolutions by Eigen, not YNNPACK.
 
-  Appends `EIGEN_CONVOLUTIONS` to `XLA_FLAGS` unless the user set that flag already
-  or JAX has started its backends (the flags are read then). Harmless on an
-  accelerator.
+  Appends `EIGEN_CONVOLUTIONS` to `XLA_FLAGS` unless the user set that flag already,
+  JAX has started its backends (the flags are read then) or jaxlib is older than
+  `FIRST_JAXLIB`. Harmless on an accelerator.
 
   Returns:
     Whether the flag was added.
   """
   flags = os.environ.get("XLA_FLAGS", "")
-  if YNN_FUSION_FLAG in flags or xla_bridge.backends_are_initialized():
+  if (YNN_FUSION_FLAG in flags or _jaxlib_version() < FIRST_JAXLIB
+      or xla_bridge.backends_are_initialized()):
     return False
   os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
   return True
