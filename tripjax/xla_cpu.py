@@ -45,15 +45,16 @@ def ynnpack_runs_convolutions(xla_flags: str | None = None) -> bool:
     xla_flags = os.environ.get("XLA_FLAGS", "")
   enabled = True
   for value in _FLAG_VALUES.findall(xla_flags):
-    items = [item.strip().lower().removeprefix("library_fusion_type_")
-             for item in value.split(",") if item.strip()]
-    if all(item[:1] in "+-" for item in items):   # incremental (or empty: clear)
-      enabled = enabled and bool(items)
-      for item in items:
-        if item[1:].removeprefix("library_fusion_type_") == _CONVOLUTION:
+    items = [item.strip().lower() for item in value.split(",") if item.strip()]
+    names = [item.lstrip("+-").removeprefix("library_fusion_type_") for item in items]
+    if not items:                                       # empty: clear the set
+      enabled = False
+    elif all(item[0] in "+-" for item in items):        # incremental
+      for item, name in zip(items, names):
+        if name == _CONVOLUTION:
           enabled = item[0] == "+"
-    else:
-      enabled = _CONVOLUTION in items
+    else:                                               # a list replaces the set
+      enabled = _CONVOLUTION in names
   return enabled
 
 

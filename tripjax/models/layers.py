@@ -134,12 +134,13 @@ def patch_gram(big: jax.Array, small: jax.Array, kernel_size: int,
 
 def _convolution_kernel_gradient(big: jax.Array, small: jax.Array, kernel_size: int,
                                  padding: int) -> jax.Array:
-  """`patch_gram` as XLA's gradient of `_strided_convolution(big, kernel)` w.r.t. the
-  kernel, at the cotangent `small`: one convolution of big with small."""
-  zeros = jnp.zeros((kernel_size, kernel_size, big.shape[-1], small.shape[-1]),
-                    big.dtype)
-  _, vjp = jax.vjp(lambda kernel: _strided_convolution(big, kernel, padding), zeros)
-  return vjp(small)[0]
+  """`patch_gram` as XLA's transpose of the linear map kernel -> `_strided_convolution(
+  big, kernel)`, applied to `small`: one convolution of big with small."""
+  kernel = jax.ShapeDtypeStruct(
+      (kernel_size, kernel_size, big.shape[-1], small.shape[-1]), big.dtype)
+  transpose = jax.linear_transpose(
+      lambda kernel: _strided_convolution(big, kernel, padding), kernel)
+  return transpose(small)[0]
 
 
 def kernel_gradient_by_convolution() -> bool:
