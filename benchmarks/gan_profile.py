@@ -56,13 +56,12 @@ def whole_net_pieces(generator, critic, params: dict, torch_generator, torch_cri
                                       PENALTY_WEIGHT)
 
   def critic_loss(critic_params, real, fake, interpolates):
-    wasserstein = jnp.mean(score(critic_params, real)) - jnp.mean(
-        score(critic_params, fake))
-    return penalty(critic_params, interpolates) - wasserstein
+    return losses.wgan_critic_loss(score(critic_params, real), score(
+        critic_params, fake)) + penalty(critic_params, interpolates)
 
   def generator_loss(generator_params, z):
-    return -jnp.mean(score(critic_params, generator.apply({"params": generator_params},
-                                                           z)))
+    return losses.wgan_generator_loss(score(critic_params, generator.apply(
+        {"params": generator_params}, z)))
 
   total = lambda f: lambda *args: jnp.sum(f(*args))
   forward = jax.jit(score)
