@@ -5,9 +5,7 @@ python -m train.gan --config configs/digits_wgangp_trip.py --workdir runs/gan
 A small generator and critic (widths 32, 16) on the 4,000 grey-level training digits,
 batch 32, 5 critic updates per step: 25 steps an epoch, 1,000 in the 40 epochs. On one
 XLA:CPU device (`train.cpu_devices = 1`): these nets are too small for the batch split
-over two devices to pay (0.39 s a step on one device vs 0.55 s on two, on the 2-core
-machine of the README). Digit-like samples in workdir/images/ after about 20 epochs,
-the whole run in under 10 minutes there.
+over two devices to pay. Digit-like samples in workdir/images/ after about 20 epochs.
 """
 from tripjax.configs import base_gan
 

@@ -50,8 +50,9 @@ from __future__ import annotations
 
 import functools
 import numbers
+import operator
 import os
-from typing import Callable, Iterator, NamedTuple, Sequence
+from typing import Callable, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 
@@ -104,7 +105,7 @@ class ImageDataset:
                attribute_names: tuple[str, ...] | None = None):
     self.name = name
     self.split = split
-    self.image_shape = tuple(image_shape)
+    self.image_shape = cast(tuple[int, int, int], tuple(image_shape))
     self.binarized = binarized
     self.likelihood = "bernoulli" if binarized else "discretized_logistic"
     self.attribute_names = attribute_names
@@ -216,7 +217,7 @@ def image_shape(name: str) -> tuple[int, int, int]:
 def num_batches(dataset: ImageDataset | int, batch_size: int, *,
                 drop_remainder: bool = True) -> int:
   """Number of batches `batches` yields per epoch for a dataset (or its length)."""
-  num_examples = dataset if isinstance(dataset, numbers.Integral) else len(dataset)
+  num_examples = len(dataset) if isinstance(dataset, ImageDataset) else operator.index(dataset)
   _check_positive_int("batch_size", batch_size)
   if drop_remainder:
     return num_examples // batch_size
@@ -243,7 +244,8 @@ def batch_indices(num_examples: int, batch_size: int, *, seed: int, epoch: int,
 
 def batches(dataset: ImageDataset, batch_size: int, *, seed: int, epoch: int,
             shuffle: bool = True, drop_remainder: bool = True,
-            with_labels: bool = False) -> Iterator[np.ndarray]:
+            with_labels: bool = False
+            ) -> Iterator[np.ndarray | tuple[np.ndarray, np.ndarray | None]]:
   """Yields one epoch of batches, deterministic given (seed, epoch).
 
   Args:
@@ -322,7 +324,7 @@ def center_crop_and_resize(image: np.ndarray, crop_size: int = CELEB_A_CROP_SIZE
   squeeze = crop.shape[-1] == 1
   pil_image = Image.fromarray(crop[..., 0] if squeeze else crop)
   resized = np.asarray(pil_image.resize((image_size, image_size),
-                                        resample=Image.BILINEAR))
+                                        resample=Image.Resampling.BILINEAR))
   return resized[..., None] if squeeze else resized
 
 

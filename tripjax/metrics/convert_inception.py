@@ -25,7 +25,7 @@ from tripjax.metrics import inception
 
 # pytorch_fid.inception.InceptionV3 wraps the trunk in nn.Sequential blocks;
 # (block, index) → torchvision attribute name. Pools have no weights.
-_WRAPPER_NAMES = {
+_WRAPPER_NAMES: dict[tuple[str, ...], str] = {
     ("0", "0"): "Conv2d_1a_3x3", ("0", "1"): "Conv2d_2a_3x3", ("0", "2"): "Conv2d_2b_3x3",
     ("1", "0"): "Conv2d_3b_1x1", ("1", "1"): "Conv2d_4a_3x3",
     ("2", "0"): "Mixed_5b", ("2", "1"): "Mixed_5c", ("2", "2"): "Mixed_5d",
@@ -34,7 +34,7 @@ _WRAPPER_NAMES = {
     ("3", "0"): "Mixed_7a", ("3", "1"): "Mixed_7b", ("3", "2"): "Mixed_7c",
 }
 # torch BasicConv2d leaf → (Flax collection, leaf name).
-_LEAVES = {
+_LEAVES: dict[tuple[str, ...], tuple[str, str]] = {
     ("conv", "weight"): ("params", "kernel"),
     ("bn", "weight"): ("params", "scale"),
     ("bn", "bias"): ("params", "bias"),

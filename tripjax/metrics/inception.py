@@ -32,9 +32,9 @@ import functools
 import os
 from typing import Any, Mapping, Tuple
 
-import flax.linen as nn
 from flax import serialization
 from flax import traverse_util
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -398,7 +398,8 @@ def save_inception_variables(path: str, variables: Variables) -> None:
   os.makedirs(directory, exist_ok=True)
   if path.endswith(".npz"):
     with open(path, "wb") as f:  # np.savez would append ".npz" to other names.
-      np.savez(f, **{_FORMAT_KEY: np.array(WEIGHTS_FORMAT)}, **flat)
+      # mypy lets the arrays' ** fill savez's `allow_pickle: bool`; no key is that name.
+      np.savez(f, **{_FORMAT_KEY: np.array(WEIGHTS_FORMAT)}, **flat)  # type: ignore[arg-type]
   elif path.endswith(".msgpack"):
     payload = {"format": WEIGHTS_FORMAT,
                "variables": traverse_util.unflatten_dict(flat, sep="/")}

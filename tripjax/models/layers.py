@@ -295,6 +295,8 @@ def _halving_padding(kernel_size: int, padding: int | str) -> int | None:
   convolution does not map even sides H to H / 2 exactly."""
   if padding == "SAME":
     return max(kernel_size - 2, 0) // 2 if kernel_size >= 2 else None
+  if isinstance(padding, str):  # another flax padding ("VALID", ...): the general conv
+    return None
   if kernel_size >= 2 and kernel_size - 2 <= 2 * padding <= kernel_size - 1:
     return padding
   return None

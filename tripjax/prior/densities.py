@@ -15,9 +15,12 @@ import jax.numpy as jnp
 
 from tripjax.prior import checks
 from tripjax.prior.params import TRIPParams
-from tripjax.prior.ring import log_normalizer, ring_log_trace
-from tripjax.prior.weights import (component_weights, cores_normalized, flat_batch,
-                                   result_dtype)
+from tripjax.prior.ring import log_normalizer
+from tripjax.prior.ring import ring_log_trace
+from tripjax.prior.weights import component_weights
+from tripjax.prior.weights import cores_normalized
+from tripjax.prior.weights import flat_batch
+from tripjax.prior.weights import result_dtype
 
 Array = jax.Array
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -10,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from tripjax.prior import checks
-from tripjax.prior.params import TRIPParams, component_mask
+from tripjax.prior.params import TRIPParams
+from tripjax.prior.params import component_mask
 
 Array = jax.Array
 
@@ -101,6 +103,7 @@ def refit_components(params: TRIPParams, z: Array, num_iters: int = 100,
   means = jnp.take_along_axis(means, order, axis=-1)
   scales = jnp.take_along_axis(scales, order, axis=-1)
   keep = np.asarray(params.discrete)[:, None] | ~real
-  return params.replace(
+  return dataclasses.replace(
+      params,
       means=jnp.where(keep, params.means, means).astype(dtype),
       log_scales=jnp.where(keep, params.log_scales, jnp.log(scales)).astype(dtype))

@@ -134,8 +134,8 @@ def init(key: Array, variables: Sequence[Variable], rank: int, *,
   means = jax.random.uniform(key_means, (n, kmax), dtype, low, high)
   is_discrete = np.asarray(discrete)[:, None]
   means = jnp.where(is_discrete | ~mask, 0.0, means).astype(dtype)
-  log_scales = -np.log(np.asarray(num_components, np.float64))[:, None] * np.ones((1, kmax))
-  log_scales = jnp.asarray(np.where(is_discrete | ~mask, 0.0, log_scales), dtype)
+  log_inverse_k = -np.log(np.asarray(num_components, np.float64))[:, None] * np.ones((1, kmax))
+  log_scales = jnp.asarray(np.where(is_discrete | ~mask, 0.0, log_inverse_k), dtype)
   return TRIPParams(roots, means, log_scales, num_components, discrete)
 
 

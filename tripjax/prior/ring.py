@@ -169,21 +169,21 @@ def _block_backward(suffix, log_suffix, prefixes, log_prefixes, mats, w_block, q
   for every j. So with rescaled P, S the factor is exp(log_p + log_s - log Tr), a (B,)
   scalar folded into the GEMMs that map d/dA_j to the weights and cores.
   """
-  holes, coefs = [None] * len(prefixes), [None] * len(prefixes)
+  holes, coefs = [], []                                  # right to left
   for step, i in enumerate(reversed(range(len(prefixes)))):
-    holes[i] = suffix @ prefixes[i]                      # (S P), the transposed gradient
+    holes.append(suffix @ prefixes[i])                   # (S P), the transposed gradient
     exponent = log_prefixes[i] + log_suffix - log_trace
-    coefs[i] = jnp.where(jnp.isfinite(log_trace), g * jnp.exp(exponent), 0.0)
+    coefs.append(jnp.where(jnp.isfinite(log_trace), g * jnp.exp(exponent), 0.0))
     suffix = mats[i] @ suffix
     if _rescale_after(phase + step):
       suffix, log_step = rescale(suffix)
       log_suffix = log_suffix + log_step
   c, batch, m, _ = mats.shape
-  holes = jnp.stack(holes).reshape(c, batch, m * m)
-  coefs = jnp.stack(coefs)[..., None]                    # (c, B, 1)
+  hole = jnp.stack(holes[::-1]).reshape(c, batch, m * m)
+  coef = jnp.stack(coefs[::-1])[..., None]               # (c, B, 1)
   cores_t = jnp.swapaxes(q_block, -1, -2).reshape(c, q_block.shape[1], m * m)
-  grad_w = coefs * jnp.einsum("cbq,ckq->cbk", holes, cores_t)
-  grad_q_t = jnp.einsum("cbk,cbq->ckq", w_block * coefs, holes)
+  grad_w = coef * jnp.einsum("cbq,ckq->cbk", hole, cores_t)
+  grad_q_t = jnp.einsum("cbk,cbq->ckq", w_block * coef, hole)
   grad_q = jnp.swapaxes(grad_q_t.reshape(q_block.shape), -1, -2)
   return suffix, log_suffix, grad_w, grad_q
 
@@ -225,12 +225,13 @@ def _ring_log_trace_bwd(residuals, g):
     phase = _backward_phase(n)
 
     def body(carry, block_inputs):
+      suffix, log_suffix = carry
       (prefix, log_prefix), w_block, q_block = block_inputs
       mats = weighted_cores(w_block, q_block)
       steps = _prefix_steps(prefix, log_prefix, mats)
       suffix, log_suffix, grad_w, grad_q = _block_backward(
-          *carry, steps.prefixes, steps.log_scales, mats, w_block, q_block, log_trace, g,
-          phase)
+          suffix, log_suffix, steps.prefixes, steps.log_scales, mats, w_block, q_block,
+          log_trace, g, phase)
       return (suffix, log_suffix), (grad_w, grad_q)
 
     w_blocks, q_blocks = _blocks(weights, cores, num_blocks, block)

@@ -16,9 +16,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from tripjax.prior import checks
-from tripjax.prior.params import TRIPParams, component_mask, natural
-from tripjax.prior.ring import ProductTree, product_tree, rescale, weighted_cores
-from tripjax.prior.weights import component_weights, result_dtype
+from tripjax.prior.params import TRIPParams
+from tripjax.prior.params import component_mask
+from tripjax.prior.params import natural
+from tripjax.prior.ring import ProductTree
+from tripjax.prior.ring import product_tree
+from tripjax.prior.ring import rescale
+from tripjax.prior.ring import weighted_cores
+from tripjax.prior.weights import component_weights
+from tripjax.prior.weights import result_dtype
 
 Array = jax.Array
 
@@ -247,7 +253,7 @@ def _draw(params: TRIPParams, key: Array, given: Optional[Array],
   Rows whose given part has zero probability get NaN values in their sampled entries.
   """
   n = params.num_variables
-  if given is None:
+  if given is None or present is None:  # `_conditioning` sets both or neither
     weights, num_rows = None, 1
   else:
     weights = component_weights(params, given, present, dtype).weights
@@ -267,7 +273,7 @@ def _draw(params: TRIPParams, key: Array, given: Optional[Array],
   draws = jnp.where(np.asarray(params.discrete), components.astype(dtype),
                     means + scales * noise)
   draws = jnp.where(valid[None, :, None], draws, jnp.nan)
-  if given is not None:
+  if given is not None and present is not None:
     draws = jnp.where(present[None], given[None].astype(dtype), draws)
   return draws
 

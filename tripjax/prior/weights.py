@@ -14,7 +14,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tripjax.prior.params import TRIPParams, component_mask, natural
+from tripjax.prior.params import TRIPParams
+from tripjax.prior.params import component_mask
+from tripjax.prior.params import natural
 
 Array = jax.Array
 
