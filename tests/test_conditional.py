@@ -54,7 +54,8 @@ def test_latents_given_attributes_are_the_joint_prior_conditionals(joint_prior):
   request = conditional.parse_attribute_request(DIGITS, ["digit=3"])
   key = jax.random.PRNGKey(1)
   z = conditional.sample_latents_given_attributes(joint, params, key, request, num=5)
-  expected = jax.jit(joint.sample, static_argnums=2)(params, key, (5,), jnp.asarray(request))
+  expected = jax.jit(joint.sample_joint, static_argnums=2)(params, key, (5,),
+                                                         jnp.asarray(request))
   np.testing.assert_array_equal(z, expected.latents)
   per_row = np.stack([request, conditional.parse_attribute_request(DIGITS, ["even=1"])])
   assert conditional.sample_latents_given_attributes(joint, params, key,

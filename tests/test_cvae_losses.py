@@ -75,7 +75,11 @@ def test_hiding_an_attribute_sums_it_out(tiny, x64):
   joint, ring = tiny
   params = ref.to_params(ring, jnp.float64)
   z = np.random.default_rng(2).normal(size=(1, 5, NUM_LATENTS))
-  attribute_log_prob = jax.jit(joint.attribute_log_prob)  # compiled once for the 3 calls
+
+  @jax.jit  # compiled once for the 3 calls
+  def attribute_log_prob(params, z, attributes):  # log p(y_obs | z)
+    return joint.log_prob_parts(params, z, attributes).attribute
+
   hidden = attribute_log_prob(params, jnp.asarray(z[0]), jnp.array([2.0, np.nan]))
   filled = [attribute_log_prob(params, jnp.asarray(z[0]), jnp.array([2.0, value]))
             for value in range(NUM_VALUES[1])]

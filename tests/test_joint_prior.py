@@ -23,8 +23,8 @@ def tiny():
 
 @pytest.fixture(scope="module")
 def tiny_sample(tiny):
-  """The tiny prior's `sample`, compiled once for the module."""
-  return jax.jit(tiny[0].sample, static_argnums=2)
+  """The tiny prior's `sample_joint`, compiled once for the module."""
+  return jax.jit(tiny[0].sample_joint, static_argnums=2)
 
 
 def test_permutation_is_fixed_by_the_seed_and_restorable():
@@ -146,6 +146,29 @@ def test_conditional_samples_follow_brute_force_conditionals(tiny, tiny_sample, 
       expected = node_probs[nodes[:, position[NUM_LATENTS + k]] == value].sum()
       standard_error = np.sqrt(expected * (1 - expected) / num_draws)
       assert abs(np.mean(attributes[:, k] == value) - expected) < 5 * standard_error
+
+
+def test_sample_draws_the_latents_of_p_z_with_the_attributes_summed_out(tiny):
+  """`sample` (the `LatentPrior` face) against the brute-force p(z): each latent's
+  mixture CDF (KS) and E[z_0 z_1]; the same draws as `sample_joint`'s latents."""
+  joint, ring, params = tiny
+  num_draws = 20_000
+  key = jax.random.PRNGKey(7)
+  sample = jax.jit(joint.sample, static_argnums=2)
+  latents = np.asarray(sample(params, key, (num_draws,)), np.float64)
+  assert latents.shape == (num_draws, NUM_LATENTS)
+  np.testing.assert_array_equal(
+      latents, jax.jit(joint.sample_joint, static_argnums=2)(params, key,
+                                                             (num_draws,)).latents)
+  assert joint.sample(params, key).shape == (NUM_LATENTS,)
+  node_probs = ref.prior_node_probabilities(ring)
+  position = np.argsort(joint.permutation)  # ring position of each variable of [z, y]
+  for j in range(NUM_LATENTS):
+    cdf = ref.mixture_cdf(ring, node_probs, position[j])
+    assert stats.kstest(latents[:, j], cdf).pvalue > 1e-3, j
+  product = latents[:, 0] * latents[:, 1]
+  expected = ref.cross_moment(ring, node_probs, position[0], position[1])
+  assert abs(product.mean() - expected) < 5 * product.std() / np.sqrt(num_draws)
 
 
 def test_impossible_condition_gives_nan_draws(tiny, tiny_sample):

@@ -3,14 +3,15 @@
 A request is a float array (a,) of attribute value indices with NaN for the attributes
 left unspecified, built from "NAME=VALUE" strings by `parse_attribute_request` (the
 `--attr` flag). With the joint TRIP p(z, y) the unspecified attributes are summed out
-and z ~ p(z | y_given) is drawn exactly (`JointPrior.sample`); with a prior over z alone
-(the concatenation CVAE's N(0, I)) z ~ p(z) and the decoder alone sees the request.
+and z ~ p(z | y_given) is drawn exactly (`JointPrior.sample_joint`); with any other
+`tripjax.priors.LatentPrior`, a prior over z alone (the concatenation CVAE's N(0, I)),
+z ~ p(z) and the decoder alone sees the request.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import Callable, Sequence, Union
+from typing import Callable, Sequence
 
 import jax
 import numpy as np
@@ -70,23 +71,21 @@ def format_attribute_request(specs: Sequence[AttributeSpec], request) -> str:
                    for spec, value in zip(specs, request) if not np.isnan(value))
 
 
-AnyPrior = Union[priors.JointPrior, priors.Prior]
-
-
 @functools.partial(jax.jit, static_argnames=("prior", "shape"))
 def _joint_latents(prior: priors.JointPrior, params, key: Array, request: Array,
                    shape: tuple) -> Array:
-  """z of `prior.sample` given the request, compiled once per prior and shape."""
-  return prior.sample(params, key, shape, given_attributes=request).latents
+  """z of `prior.sample_joint` given the request, compiled once per prior and shape."""
+  return prior.sample_joint(params, key, shape, given_attributes=request).latents
 
 
-def sample_latents_given_attributes(prior: AnyPrior, params, key: Array, request,
-                                    num: int | None = None) -> Array:
+def sample_latents_given_attributes(prior: priors.LatentPrior, params, key: Array,
+                                    request, num: int | None = None) -> Array:
   """z ~ p(z | y_given) by exact conditional sampling, unspecified attributes summed out.
 
   Args:
-    prior: a `JointPrior` (conditional draws), or a `Prior` over z alone, which ignores
-      the request (the concatenation CVAE, whose decoder takes the attributes).
+    prior: a `JointPrior` (conditional draws), or any other `LatentPrior` over z
+      alone, which ignores the request (the concatenation CVAE, whose decoder takes
+      the attributes).
     params: the prior's params.
     key: PRNG key.
     request: (a,) one request for all `num` draws, or (n, a) one request per draw
@@ -119,8 +118,9 @@ def sample_latents_given_attributes(prior: AnyPrior, params, key: Array, request
   return prior.sample(params, key, (num or request.shape[0],))
 
 
-def sample_images_given_attributes(prior: AnyPrior, params, key: Array, request,
-                                   decode_fn: DecodeFn, num: int | None = None) -> Array:
+def sample_images_given_attributes(prior: priors.LatentPrior, params, key: Array,
+                                   request, decode_fn: DecodeFn,
+                                   num: int | None = None) -> Array:
   """Images given attributes: z from `sample_latents_given_attributes`, then decoded.
 
   Args:

@@ -1,22 +1,32 @@
-"""Latent priors behind one interface: N(0, I), factorized GMM and TRIP.
+"""Latent priors behind one interface: N(0, I), factorized GMM, TRIP, any distrax one.
 
-Every prior is a `Prior` of pure functions over its own params pytree, so a trainer
-switches priors by config. The factorized GMM of the paper's tables is exactly a TRIP of
-rank 1 (the ring's trace then factorizes into a product of 1-D mixtures). `init` is the
-paper's GAN initialization (section 3.3: means uniform in [-1, 1], standard deviations
-1/N); the VAE re-fits means and scales to the data (`refit`). `mode_hopping` draws the
-latent trajectories of Figure 5.
+`LatentPrior` is the interface trainers program against: pure functions over the
+prior's own params pytree (`init`, `log_prob`, `sample`, and the data-driven `refit` or
+None), so a trainer switches priors by config. Three faces of prior satisfy it:
 
-`make_joint_prior` builds the conditional model's prior (paper, section 4, eq. 11): one
-TRIP over the latents z and discrete attributes y, in a seeded random order of the
-variables, with missing attributes summed out exactly.
+* `make_prior(kind, d)`: a `Prior` for N(0, I), the factorized GMM of the paper's
+  tables (exactly a TRIP of rank 1: the ring's trace then factorizes into a product of
+  1-D mixtures) or the TRIP. `init` is the paper's GAN initialization (section 3.3:
+  means uniform in [-1, 1], standard deviations 1/N); the VAE re-fits means and scales
+  to the data (`refit`). These priors also condition: `log_prob` marginalizes missing
+  entries and `sample` takes `given`/`observed`, which `mode_hopping` (the latent
+  trajectories of Figure 5) needs.
+* `make_joint_prior` builds the conditional model's `JointPrior` (paper, section 4,
+  eq. 11): one TRIP over the latents z and discrete attributes y, in a seeded random
+  order of the variables, with missing attributes summed out exactly. As a
+  `LatentPrior` it is p(z), every attribute summed out; `JointPrior.sample_joint` draws
+  (z, y) given any subset of the attributes.
+* `DistraxPrior` makes any `distrax.Distribution` built from params a `LatentPrior`
+  (e.g. a full-space GMM or a RealNVP flow). distrax is imported only by the code that
+  builds such distributions, never by this module.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import (TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol,
+                    Sequence, Union, runtime_checkable)
 
 import jax
 import jax.numpy as jnp
@@ -25,20 +35,75 @@ import numpy as np
 from tripjax import prior as trip
 from tripjax.prior import checks
 
+if TYPE_CHECKING:
+  import distrax
+
 Array = jax.Array
+Shape = Union[int, Sequence[int]]
 PRIOR_KINDS = ("normal", "gmm", "trip")
 JOINT_CORE_INITS = ("diagonal", "uniform")
 
 
+@runtime_checkable
+class LatentPrior(Protocol):
+  """A prior p(z) over d real latent variables: the interface trainers program against.
+
+  Everything is a pure function of an explicit params pytree (trained by the trainer's
+  optimizer, checkpointed with the model's params), so every method can be jitted,
+  differentiated and vmapped. `make_prior`'s `Prior`, `JointPrior` and `DistraxPrior`
+  satisfy it; `isinstance(prior, LatentPrior)` checks that the members exist (not
+  their signatures).
+
+  Conditioning (`sample(..., given=, observed=)`, NaN or `observed=` entries summed
+  out of `log_prob`) is not part of the interface: `make_prior`'s priors have it (and
+  `mode_hopping` needs it), and `JointPrior.sample_joint` conditions on attributes.
+
+  Attributes:
+    kind: the prior's name, e.g. "normal", "gmm", "trip", "joint_trip".
+    num_variables: d, the latent size.
+    refit: (params, z (N, d), key) -> params, the data-driven (EM) re-initialization
+      of the prior's means and scales from latents z (e.g. the encoder's); None where
+      the prior has none (the VAE refits only a prior whose refit is not None).
+  """
+
+  @property
+  def kind(self) -> str:
+    ...
+
+  @property
+  def num_variables(self) -> int:
+    ...
+
+  @property
+  def refit(self) -> Optional[Callable[[Any, Array, Array], Any]]:
+    ...
+
+  def init(self, key: Array) -> Any:
+    """key -> a fresh params pytree."""
+    ...
+
+  def log_prob(self, params: Any, z: Array) -> Array:
+    """log p(z) (...) of latents z (..., d)."""
+    ...
+
+  def sample(self, params: Any, key: Array, shape: Shape = ()) -> Array:
+    """(*shape, d) exact draws z ~ p(z)."""
+    ...
+
+
 class Prior(NamedTuple):
-  """A latent prior over `num_variables` real variables.
+  """A `LatentPrior` over `num_variables` real variables that also conditions.
+
+  Built by `make_prior`. Beyond `LatentPrior`, `log_prob` marginalizes missing entries
+  and `sample` draws the missing entries of `given` from their exact conditional.
 
   Attributes:
     kind: "normal", "gmm" or "trip".
     num_variables: d, the latent size.
     init: key -> params pytree.
     log_prob: (params, z (..., d), observed=None) -> (...); NaN entries marginalized.
-    sample: (params, key, shape=(), given=None, observed=None) -> (*shape, d).
+    sample: (params, key, shape=(), given=None, observed=None) -> (*shape, d), or
+      (*shape, *given.shape[:-1], d) with `given` (its present entries kept).
     refit: (params, z (N, d), key) -> params, the data-driven re-initialization of the
       component means and scales; None where the prior has none (N(0, I)).
   """
@@ -123,6 +188,87 @@ def make_prior(kind: str, num_variables: int, *, num_components: int = 10,
 
 
 # ---------------------------------------------------------------------------------------
+# Any distrax distribution as a prior.
+
+
+@dataclasses.dataclass(frozen=True)
+class DistraxPrior:
+  """A `LatentPrior` from a distrax distribution built from params.
+
+  `make_distribution(params)` builds the `distrax.Distribution` (event shape (d,),
+  batch shape ()) each call evaluates; it runs inside the caller's trace, so it is free
+  under jit. distrax is imported by `make_distribution`'s own code, not by this class.
+  Frozen and hashable (by its functions' identity), so it can be a static jit
+  argument. A standard normal, a full-space GMM and a flow:
+
+    DistraxPrior("normal", d, init=lambda key: {},
+                 make_distribution=lambda params: distrax.MultivariateNormalDiag(
+                     jnp.zeros(d), jnp.ones(d)))
+    DistraxPrior("full_gmm", d, init=gmm_init,
+                 make_distribution=lambda params: distrax.MixtureSameFamily(
+                     distrax.Categorical(logits=params["logits"]),
+                     distrax.MultivariateNormalDiag(params["means"],
+                                                    jnp.exp(params["log_scales"]))))
+    DistraxPrior("realnvp", d, init=flow_init,
+                 make_distribution=lambda params: distrax.Transformed(
+                     base, make_bijector(params)))
+
+  Attributes:
+    kind: the prior's name.
+    num_variables: d, the latent size.
+    init: key -> params pytree (e.g. a flax module's `init`).
+    make_distribution: params -> `distrax.Distribution` over (d,) latents.
+    refit: optional (params, z (N, d), key) -> params, the data-driven
+      re-initialization; None (the default) for none.
+  """
+  kind: str
+  num_variables: int
+  init: Callable[[Array], Any]
+  make_distribution: Callable[[Any], "distrax.Distribution"]
+  refit: Optional[Callable[[Any, Array, Array], Any]] = None
+
+  def __post_init__(self):
+    if not isinstance(self.kind, str) or not self.kind:
+      raise ValueError(f"kind must be a nonempty string, got {self.kind!r}.")
+    object.__setattr__(self, "num_variables",
+                       checks.positive_int(self.num_variables, "num_variables"))
+    for name in ("init", "make_distribution"):
+      if not callable(getattr(self, name)):
+        raise TypeError(f"{name} must be callable, got {getattr(self, name)!r}.")
+    if self.refit is not None and not callable(self.refit):
+      raise TypeError(f"refit must be callable or None, got {self.refit!r}.")
+
+  def distribution(self, params: Any) -> "distrax.Distribution":
+    """The distrax distribution at `params`, its shapes checked against d.
+
+    Raises:
+      ValueError: its event shape is not (d,) or its batch shape is not ().
+    """
+    distribution = self.make_distribution(params)
+    event_shape = tuple(distribution.event_shape)
+    batch_shape = tuple(distribution.batch_shape)
+    if event_shape != (self.num_variables,) or batch_shape:
+      hint = (" (a distribution of independent scalars has event shape (); wrap it in "
+              "distrax.Independent(distribution, 1))"
+              if event_shape == () and batch_shape == (self.num_variables,) else "")
+      raise ValueError(
+          f"the {self.kind!r} prior's distribution must have event shape "
+          f"({self.num_variables},) and batch shape (), got event shape {event_shape} "
+          f"and batch shape {batch_shape}{hint}.")
+    return distribution
+
+  def log_prob(self, params: Any, z: Array) -> Array:
+    """log p(z) (...) of latents z (..., d)."""
+    z = checks.float_array(z, self.num_variables, "z")
+    return self.distribution(params).log_prob(z)
+
+  def sample(self, params: Any, key: Array, shape: Shape = ()) -> Array:
+    """(*shape, d) draws z ~ p(z)."""
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return self.distribution(params).sample(seed=key, sample_shape=shape)
+
+
+# ---------------------------------------------------------------------------------------
 # Mode hopping (paper, section 6.3, Figure 5).
 
 
@@ -144,7 +290,8 @@ def mode_hopping(prior: Prior, params: Any, key: Array, num_trajectories: int,
   from the prior.
 
   Args:
-    prior: a `Prior` (normal, gmm or trip).
+    prior: a `Prior` of `make_prior` (normal, gmm or trip): hopping needs its
+      conditional `sample(..., given=, observed=)`, which a `LatentPrior` need not have.
     params: its parameters.
     key: PRNG key.
     num_trajectories: T.
@@ -153,7 +300,14 @@ def mode_hopping(prior: Prior, params: Any, key: Array, num_trajectories: int,
 
   Returns:
     (T, H + 1, d) latents; [:, 0] is the initial prior sample.
+
+  Raises:
+    TypeError: `prior` is not a `Prior` (e.g. a `JointPrior` or `DistraxPrior`).
+    ValueError: a count out of range.
   """
+  if not isinstance(prior, Prior):
+    raise TypeError("mode_hopping needs a prior that samples given some coordinates (a "
+                    f"make_prior Prior), got a {type(prior).__name__}.")
   num_variables = prior.num_variables
   _check_count(num_trajectories, "num_trajectories", 1)
   _check_count(num_hops, "num_hops", 0)
@@ -201,6 +355,10 @@ class JointSample(NamedTuple):
 class JointPrior:
   """A TRIP over d continuous latents z and a discrete attributes y (paper, eq. 11).
 
+  As a `LatentPrior` it is p(z) over the d latents, every attribute summed out
+  (`log_prob(params, z)`, `sample(params, key, shape)`); `log_prob` with attributes,
+  `log_prob_parts` and `sample_joint` reach the attributes.
+
   The ring holds the d + a variables of [z, y] in the order `permutation`: ring position
   i holds variable permutation[i] (z_j is variable j, attribute k is variable d + k).
   The params are the ring's `TRIPParams` in ring order, a pytree of float arrays only;
@@ -232,7 +390,18 @@ class JointPrior:
   dtype: Any = jnp.float32
 
   @property
+  def kind(self) -> str:
+    """The prior's name, "joint_trip"."""
+    return "joint_trip"
+
+  @property
+  def num_variables(self) -> int:
+    """d, the latent size of p(z) (the ring holds d + a variables: `variables`)."""
+    return self.num_latents
+
+  @property
   def num_attributes(self) -> int:
+    """a."""
     return len(self.num_values)
 
   @property
@@ -276,11 +445,14 @@ class JointPrior:
 
   def log_prob(self, params: trip.TRIPParams, z: Array,
                attributes: Optional[Array] = None) -> Array:
-    """log p(z, y_obs) (...) for z (..., d) and attributes (..., a), NaN = missing."""
+    """log p(z, y_obs) (...) for z (..., d) and attributes (..., a), NaN = missing.
+
+    Without attributes (or all NaN) it is log p(z); NaN entries of z are summed out too.
+    """
     return trip.log_prob(params, self.ring_values(z, attributes))
 
   def latent_log_prob(self, params: trip.TRIPParams, z: Array) -> Array:
-    """log p(z) (...), every attribute summed out."""
+    """log p(z) (...), every attribute summed out: `log_prob(params, z)`."""
     return self.log_prob(params, z)
 
   def log_prob_parts(self, params: trip.TRIPParams, z: Array,
@@ -295,13 +467,15 @@ class JointPrior:
     both = trip.log_prob(params, jnp.stack([without, with_attributes]))
     return JointLogProb(latent=both[0], attribute=both[1] - both[0])
 
-  def attribute_log_prob(self, params: trip.TRIPParams, z: Array,
-                         attributes: Array) -> Array:
-    """log p(y_obs | z) (...): the attribute term of eq. 14."""
-    return self.log_prob_parts(params, z, attributes).attribute
+  def sample(self, params: trip.TRIPParams, key: Array, shape: Shape = ()) -> Array:
+    """(*shape, d) exact draws z ~ p(z), attributes summed out.
 
-  def sample(self, params: trip.TRIPParams, key: Array, shape: Sequence[int] = (),
-             given_attributes: Optional[Array] = None) -> JointSample:
+    The latents of `sample_joint(params, key, shape)`: the same draws for the same key.
+    """
+    return self.sample_joint(params, key, shape).latents
+
+  def sample_joint(self, params: trip.TRIPParams, key: Array, shape: Shape = (),
+                   given_attributes: Optional[Array] = None) -> JointSample:
     """Exact draws from p(z, y), or from p(z, y_missing | y_given).
 
     Args:
@@ -316,6 +490,7 @@ class JointPrior:
       attributes unchanged, the others drawn from the conditional. Rows whose given
       attributes have probability zero are NaN in every drawn entry.
     """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
     given = None
     if given_attributes is not None:
       given_attributes = checks.float_array(given_attributes, self.num_attributes,

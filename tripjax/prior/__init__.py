@@ -41,12 +41,13 @@ spans of a level at once, so the depth is ceil(log2 n) + 1 (`sampling._draw_bond
 
 Modules: `params` (specs, pytree, init), `checks` (the argument checks), `weights` (cores
 and w_jk), `ring` (the contraction and its VJP, the product tree), `densities`,
-`sampling`, `em`, `distribution` (distrax adapter).
+`sampling`, `em`, `distribution` (distrax adapter). `Distribution` (the TRIP as a
+`distrax.Distribution`) is imported on first use, so `import tripjax.prior` does not
+import distrax (and TensorFlow Probability's JAX substrate under it).
 """
 
 from tripjax.prior.checks import present_mask
 from tripjax.prior.densities import log_prob, posterior_weights
-from tripjax.prior.distribution import Distribution
 from tripjax.prior.em import refit_components
 from tripjax.prior.params import (Continuous, Discrete, Natural, TRIPParams, Variable,
                                   from_natural, init, natural)
@@ -57,3 +58,16 @@ __all__ = [
     "from_natural", "init", "log_prob", "natural", "posterior_weights", "present_mask",
     "refit_components", "sample", "sample_components",
 ]
+
+
+def __getattr__(name: str):
+  """Imports `Distribution` (and with it distrax) on first access."""
+  if name == "Distribution":
+    from tripjax.prior.distribution import Distribution
+    globals()[name] = Distribution
+    return Distribution
+  raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+  return sorted(set(globals()) | set(__all__))

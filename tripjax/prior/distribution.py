@@ -1,4 +1,9 @@
-"""A TRIP as a `distrax.Distribution`."""
+"""A TRIP as a `distrax.Distribution`.
+
+`tripjax.prior` imports this module (and distrax) on first access of
+`tripjax.prior.Distribution`. `tripjax.priors.DistraxPrior(..., make_distribution=
+Distribution)` makes it a `tripjax.priors.LatentPrior`.
+"""
 
 from __future__ import annotations
 
