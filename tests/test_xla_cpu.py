@@ -72,7 +72,7 @@ def test_no_flag_for_a_jaxlib_that_may_not_know_it(monkeypatch, version, added):
   """XLA aborts on an unknown flag: older jaxlibs (YNNPACK convolutions came with
   0.10.2) get none."""
   monkeypatch.setattr(xla_cpu.jaxlib, "__version__", version)
-  monkeypatch.setattr(xla_cpu.xla_bridge, "backends_are_initialized", lambda: False)
+  monkeypatch.setattr(xla_cpu.jax_internals, "backends_started", lambda: False)
   monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_use_xnnpack=true")
   assert xla_cpu.prefer_eigen_convolutions() is added
   assert (xla_cpu.EIGEN_CONVOLUTIONS in os.environ["XLA_FLAGS"]) is added

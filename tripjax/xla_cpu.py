@@ -17,8 +17,9 @@ from __future__ import annotations
 import os
 import re
 
-from jax._src import xla_bridge
 import jaxlib
+
+from tripjax import jax_internals
 
 YNN_FUSION_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 # XLA's repeated-enum flag syntax: "-x" removes x from the default set, "+x" adds it,
@@ -70,7 +71,7 @@ def prefer_eigen_convolutions() -> bool:
   """
   flags = os.environ.get("XLA_FLAGS", "")
   if (YNN_FUSION_FLAG in flags or _jaxlib_version() < FIRST_JAXLIB
-      or xla_bridge.backends_are_initialized()):
+      or jax_internals.backends_started()):
     return False
   os.environ["XLA_FLAGS"] = f"{flags} {EIGEN_CONVOLUTIONS}".strip()
   return True
