@@ -11,7 +11,9 @@ classifier serves instead: its predicted digit gives all three digit attributes
 """
 
 import functools
-from typing import Any, Mapping, Sequence
+import json
+import os
+from typing import Any, Mapping, Sequence, cast
 
 from flax import serialization
 import jax
@@ -22,6 +24,11 @@ from tripjax.metrics import images as images_lib
 from tripjax.models.classifier import AttributeClassifier
 
 WEIGHTS_FORMAT = "tripjax-attribute-classifier-v1"
+# In a classifier's workdir: the weights and the metadata ({"config": ..., accuracies}).
+WEIGHTS_FILENAME = "attribute_classifier.msgpack"
+METADATA_FILENAME = "attribute_classifier.json"
+# The stock config that trains the CelebA classifier.
+STOCK_CONFIG = "celeba_attribute_classifier"
 
 Params = Mapping[str, Any]
 
@@ -39,7 +46,9 @@ def make_classifier(num_values: Sequence[int], widths: Sequence[int] = DEFAULT_W
 def attribute_log_probs(model: AttributeClassifier, params: Params,
                         images) -> list:
   """Per attribute j, log-probabilities (N, num_values[j]) of its values."""
-  logits = model.apply({"params": params}, images)
+  # Without `mutable`, apply returns the output alone; flax types it as
+  # output | (output, variables).
+  logits = cast(jax.Array, model.apply({"params": params}, images))
   splits = np.cumsum(model.num_values)[:-1]
   return [jax.nn.log_softmax(block) for block in jnp.split(logits, splits, axis=-1)]
 
@@ -52,11 +61,11 @@ def attribute_loss(model: AttributeClassifier, params: Params, images, attribute
   log_probs = attribute_log_probs(model, params, images)
   present = ~jnp.isnan(attributes)
   labels = jnp.where(present, attributes, 0).astype(jnp.int32)
-  nll, correct = [], []
+  nll_columns, correct_columns = [], []
   for j, block in enumerate(log_probs):
-    nll.append(-jnp.take_along_axis(block, labels[:, j:j + 1], axis=-1)[:, 0])
-    correct.append(jnp.argmax(block, axis=-1) == labels[:, j])
-  nll, correct = jnp.stack(nll, axis=1), jnp.stack(correct, axis=1)
+    nll_columns.append(-jnp.take_along_axis(block, labels[:, j:j + 1], axis=-1)[:, 0])
+    correct_columns.append(jnp.argmax(block, axis=-1) == labels[:, j])
+  nll, correct = jnp.stack(nll_columns, axis=1), jnp.stack(correct_columns, axis=1)
   count = jnp.maximum(jnp.sum(present), 1)
   loss = jnp.sum(jnp.where(present, nll, 0.0)) / count
   accuracy = (jnp.sum(jnp.where(present, correct, False), axis=0)
@@ -119,3 +128,31 @@ def load_attribute_classifier(path: str) -> tuple[AttributeClassifier, Params]:
                               widths=tuple(payload["widths"]),
                               hidden=int(payload["hidden"]))
   return model, jax.tree.map(jnp.asarray, payload["params"])
+
+
+def save_to_workdir(workdir: str, model: AttributeClassifier, params: Params,
+                    metadata: Mapping[str, Any]) -> None:
+  """Writes a trained classifier and its metadata (with "config") into `workdir`."""
+  os.makedirs(workdir, exist_ok=True)
+  save_attribute_classifier(os.path.join(workdir, WEIGHTS_FILENAME), model, params)
+  with open(os.path.join(workdir, METADATA_FILENAME), "w") as file:
+    json.dump(metadata, file, indent=2, sort_keys=True)
+
+
+def load_from_workdir(workdir: str
+                      ) -> tuple[AttributeClassifier, Params, dict[str, Any]]:
+  """(model, params, metadata) of the attribute classifier trained in `workdir`.
+
+  Raises:
+    FileNotFoundError: none there (the message gives the training command).
+  """
+  weights_path = os.path.join(workdir, WEIGHTS_FILENAME)
+  metadata_path = os.path.join(workdir, METADATA_FILENAME)
+  if not (os.path.exists(weights_path) and os.path.exists(metadata_path)):
+    raise FileNotFoundError(
+        f"no attribute classifier in {workdir!r}; train it with `python -m "
+        f"train.train_classifier --config {STOCK_CONFIG} --workdir {workdir}`.")
+  model, params = load_attribute_classifier(weights_path)
+  with open(metadata_path) as file:
+    metadata = json.load(file)
+  return model, params, metadata

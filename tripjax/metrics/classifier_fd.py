@@ -29,6 +29,8 @@ NUM_CLASSES = 10
 WEIGHTS_FILENAME = "classifier.msgpack"
 METADATA_FILENAME = "classifier.json"
 WEIGHTS_FORMAT = "tripjax-digit-classifier-v1"
+# The stock config that trains it (`python -m train.train_classifier`'s default).
+STOCK_CONFIG = "digits_classifier"
 
 Params = Mapping[str, Any]
 

@@ -12,7 +12,7 @@ The metric has the classifier's own error in it: report the classifier's accurac
 real test images next to it (`attribute_classifier.attribute_accuracy`).
 """
 
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import numpy as np
 
@@ -115,3 +115,37 @@ def predict_digit_attributes(classifier_params, images, batch_size: int = 500
   FD digit classifier's predicted digit: (N, 3) float32."""
   digits = classifier_fd.predict_digits(classifier_params, images, batch_size)
   return data.attributes_from_labels("digits", digits)
+
+
+def predictions_on(dataset: data.ImageDataset,
+                   predict: Callable[[np.ndarray], np.ndarray],
+                   batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+  """The true and the predicted attributes of a labelled split, read batch by batch.
+
+  Args:
+    dataset: a split with labels (`data.attributes_from_labels` gives its attributes).
+    predict: images (n, H, W, C) in [0, 1] -> (n, a) predicted value indices.
+    batch_size: images read (and predicted) at once.
+
+  Returns:
+    (truth (N, a), predicted (N, a)) float32 value indices.
+  """
+  truths, predictions = [], []
+  for batch in data.padded_batches(dataset, batch_size):
+    real = batch.mask > 0
+    if batch.labels is None:
+      raise ValueError(f"{dataset.name} {dataset.split} has no labels.")
+    truths.append(data.attributes_from_labels(dataset.name, batch.labels[real]))
+    predictions.append(np.asarray(predict(batch.images[real]), np.float32))
+  return np.concatenate(truths), np.concatenate(predictions)
+
+
+def accuracies(truth: np.ndarray, predicted: np.ndarray,
+               specs: Sequence[data.AttributeSpec], prefix: str) -> dict[str, float]:
+  """{f"{prefix}_{attribute}": its accuracy, prefix: the mean over the attributes}
+  of predictions (N, a) against the truth (N, a)."""
+  correct = predicted == truth
+  results = {f"{prefix}_{spec.name}": float(np.mean(correct[:, j]))
+             for j, spec in enumerate(specs)}
+  results[prefix] = float(np.mean(correct))
+  return results

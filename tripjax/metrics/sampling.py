@@ -24,18 +24,20 @@ FeatureFn = Callable[[np.ndarray], np.ndarray]
 
 
 def sampler_stats(sample_fn: SampleFn, feature_fn: FeatureFn, *, num_samples: int,
-                  batch_size: int, seed: int = 0, progress: bool = True,
+                  batch_size: int, seed: int = 0, key: jax.Array | None = None,
+                  progress: bool = True,
                   description: str = "samples") -> tuple[np.ndarray, np.ndarray]:
   """Gaussian stats (mean (f,), cov (f, f)) of the features of `num_samples` samples.
 
   `sample_fn` is always asked for `batch_size` images (one compiled shape); the
-  surplus of the last batch is dropped. Batch i uses key fold_in(key(seed), i).
+  surplus of the last batch is dropped. Batch i uses key fold_in(key, i), where
+  `key` defaults to key(seed) (a trainer passes a key of its own random streams).
   """
   if num_samples < 2:
     raise ValueError(f"num_samples must be at least 2, got {num_samples}")
   if batch_size < 1:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
-  base_key = jax.random.key(seed)
+  base_key = jax.random.key(seed) if key is None else key
   features = []
   num_batches = math.ceil(num_samples / batch_size)
   for index in tqdm.trange(num_batches, desc=description, disable=not progress):
@@ -50,6 +52,7 @@ def sampler_stats(sample_fn: SampleFn, feature_fn: FeatureFn, *, num_samples: in
 
 def fid_from_sampler(sample_fn: SampleFn, reference_images, inception_params,
                      *, num_samples: int = 10_000, batch_size: int = 100, seed: int = 0,
+                     key: jax.Array | None = None,
                      reference_stats: tuple[np.ndarray, np.ndarray] | None = None,
                      progress: bool = True) -> float:
   """FID between `num_samples` samples and reference images.
@@ -62,6 +65,7 @@ def fid_from_sampler(sample_fn: SampleFn, reference_images, inception_params,
     num_samples: samples to draw (10,000 or 50,000 for paper-comparable FID).
     batch_size: images per sampler / Inception call.
     seed: sampling seed.
+    key: sampling key (overrides `seed`).
     reference_stats: precomputed (mean, cov) of the reference features.
     progress: show tqdm bars.
 
@@ -75,20 +79,21 @@ def fid_from_sampler(sample_fn: SampleFn, reference_images, inception_params,
     reference_stats = frechet.gaussian_stats(inception.inception_features(
         inception_params, reference_images, batch_size=batch_size, progress=progress))
   stats = sampler_stats(sample_fn, feature_fn, num_samples=num_samples,
-                        batch_size=batch_size, seed=seed, progress=progress,
-                        description="samples (Inception)")
+                        batch_size=batch_size, seed=seed, key=key,
+                        progress=progress, description="samples (Inception)")
   return frechet.frechet_distance(*stats, *reference_stats)
 
 
 def classifier_fd_from_sampler(sample_fn: SampleFn, reference_images, classifier_params,
                                *, num_samples: int = 5_000, batch_size: int = 500,
-                               seed: int = 0, progress: bool = True) -> float:
+                               seed: int = 0, key: jax.Array | None = None,
+                               progress: bool = True) -> float:
   """Classifier FD (digits, 28x28x1) between samples and reference images; see FID."""
   def feature_fn(images):
     return classifier_fd.classifier_features(classifier_params, images, batch_size)
 
   reference_stats = frechet.gaussian_stats(feature_fn(reference_images))
   stats = sampler_stats(sample_fn, feature_fn, num_samples=num_samples,
-                        batch_size=batch_size, seed=seed, progress=progress,
-                        description="samples (classifier)")
+                        batch_size=batch_size, seed=seed, key=key,
+                        progress=progress, description="samples (classifier)")
   return frechet.frechet_distance(*stats, *reference_stats)
