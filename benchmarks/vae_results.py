@@ -327,14 +327,14 @@ def classifier_fd_of_run(workdir: str, step: int, classifier_params) -> float:
   # JAX only in the parent process when FD is wanted.
   from tripjax.metrics import sampling
   from tripjax.training import metric_writer
-  from tripjax.training import samplers
+  from tripjax.training import trainers
 
-  sample_fn, reference, position = samplers.load_checkpoint_sampler(workdir, step=step)
+  sample_fn, reference, position = trainers.load_checkpoint_sampler(workdir, step=step)
   value = sampling.classifier_fd_from_sampler(sample_fn, reference, classifier_params,
                                               num_samples=FD_NUM_SAMPLES, batch_size=500,
                                               seed=0, progress=False)
   writer = metric_writer.MetricWriter(workdir)
-  writer.write(position["step"], position["epoch"], FD_METRIC,
+  writer.write(position.step, position.epoch, FD_METRIC,
                {FD_METRIC: value, "num_samples": FD_NUM_SAMPLES, "seed": 0})
   writer.close()
   return value

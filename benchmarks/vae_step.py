@@ -4,8 +4,9 @@
   python -m benchmarks.vae_step --reference torch --devices 1   # and 2 (all cores)
   python -m benchmarks.vae_step --batch 32 --repeats 5 --priors normal
 
-Times the trainer's own step (`tripjax.training.vae.make_train_step`, jitted with the
-shardings `tripjax.training.loop` uses) for the paper's architecture
+Times the trainer's own step (`tripjax.training.vae.make_train_step`) as the loop runs
+it (`tripjax.training.loop.compile_step`: the step key folded in and the non-finite
+check on the device, the batch split over the devices, the state donated) for the paper's architecture
 (`tripjax.models.vae.paper_encoder_decoder`: 4 stride-2 convs 64 -> 512 channels,
 LeakyReLU 0.2, mirrored transposed-conv decoder) with the discretized-logistic decoder
 the trainer uses on CelebA, Adam, one ELBO sample. Priors: N(0, I), factorized GMM
@@ -37,6 +38,7 @@ from configs import celeba_vae_trip
 from tripjax import likelihoods
 from tripjax import priors
 from tripjax.models import vae as vae_models
+from tripjax.training import loop
 from tripjax.training import sharding
 from tripjax.training import vae
 
@@ -69,20 +71,18 @@ class StepTimer:
     config.prior.kind = prior_kind
     self.model = build_paper_model(prior_kind, latent_dim, num_components, rank)
     optimizer = vae.make_optimizer(config)
-    replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
     self.state = sharding.replicate(
         vae.init_state(self.model, optimizer, jax.random.PRNGKey(0)), mesh)
     self.num_params = vae_models.count_params(
         {name: self.state.params[name] for name in ("encoder", "decoder")})
-    # As tripjax.training.loop jits the step.
-    self.train_step = jax.jit(vae.make_train_step(self.model, optimizer),
-                              in_shardings=(replicated, split, replicated),
-                              out_shardings=replicated)
+    # As tripjax.training.loop compiles and runs the step.
+    self.train_step = loop.compile_step(vae.make_train_step(self.model, optimizer),
+                                        mesh)
+    self.guard = loop.new_guard(0, mesh)
     pixels = np.random.default_rng(0).integers(0, 256, (batch,) + IMAGE_SHAPE)
     self.batch = sharding.shard_batch({"image": (pixels / 255.0).astype(np.float32)},
                                       mesh)
-    self.rng = jax.random.PRNGKey(1)
-    self.step_count = 0
+    self.rng = sharding.replicate(jax.random.PRNGKey(1), mesh)
 
     prior = self.model.prior
 
@@ -96,14 +96,13 @@ class StepTimer:
 
   def step(self) -> float:
     """Runs one train step (state carried over); returns its wall time in seconds."""
-    rng = jax.random.fold_in(self.rng, self.step_count)
     start = time.perf_counter()
-    state, metrics = self.train_step(self.state, self.batch, rng)
-    jax.block_until_ready((state, metrics))
+    self.state, self.guard, metrics = self.train_step(self.state, self.guard,
+                                                      self.batch, self.rng)
+    jax.block_until_ready((self.state, self.guard, metrics))
     elapsed = time.perf_counter() - start
     if not np.isfinite(float(metrics["loss"])):
       raise FloatingPointError(f"non-finite loss with the {self.model.prior.kind} prior")
-    self.state, self.step_count = state, self.step_count + 1
     return elapsed
 
   def prior_step(self) -> float:

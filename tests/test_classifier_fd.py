@@ -19,7 +19,7 @@ from tripjax import data
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import sampling
 from tripjax.training import classifier as classifier_trainer
-from tripjax.training import samplers
+from tripjax.training import trainers
 from tripjax.training import vae
 
 # Real-vs-real is ~2-4 with the default config; corruptions score 80-600.
@@ -180,9 +180,9 @@ def test_fd_of_prior_samples_decreases_as_a_vae_trains(classifier, tmp_path):
   vae.train_and_evaluate(config, workdir)
   scores = {}
   for step in (0, 62, 248):
-    sample_fn, reference, position = samplers.load_checkpoint_sampler(workdir, step=step)
-    assert position["step"] == step
-    scores[f"epoch {position['epoch']}" if step else "init"] = score(sample_fn, reference)
+    sample_fn, reference, position = trainers.load_checkpoint_sampler(workdir, step=step)
+    assert position.step == step
+    scores[f"epoch {position.epoch}" if step else "init"] = score(sample_fn, reference)
   print("classifier FD of prior samples: "
         + ", ".join(f"{name} {value:.2f}" for name, value in scores.items()))
   # Measured (2 CPUs): init 957, epoch 1 639, epoch 4 263; real test vs train ~3.

@@ -253,7 +253,7 @@ def test_figure4_notebook_runs_on_a_trained_run(tiny_trip_run):
   namespace = run_notebook("figure4_learned_prior.ipynb",
                            {"WORKDIR": workdir, "GRID_SIZE": 40})
   try:
-    assert namespace["position"]["step"] == 4  # 64 digits / batch 16, one epoch
+    assert namespace["position"].step == 4  # 64 digits / batch 16, one epoch
     assert namespace["z_test"].shape == (500, config.model.latent_dim)
     log_density = namespace["log_density"]
     assert log_density.shape == (40, 40) and np.all(np.isfinite(log_density))
@@ -276,7 +276,7 @@ def test_figure5_notebook_runs_on_a_trained_run(tiny_trip_run):
     assert images.shape == (3, 5, 28, 28, 1)
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert namespace["grid"].dtype == np.uint8
-    assert namespace["latent_model"].position["step"] == 4
+    assert namespace["latent_model"].position.step == 4
     assert len(plt.gcf().axes) == 1
   finally:
     plt.close("all")

@@ -29,12 +29,13 @@ from tripjax.configs import celeba_attribute_classifier
 from tripjax.configs import celeba_cvae_trip
 from tripjax.configs import digits_classifier
 from tripjax.configs import digits_cvae_trip
+from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
 from tripjax.training import classifier
 from tripjax.training import cvae
 from tripjax.training import loop
 from tripjax.training import metric_writer
-from tripjax.training import samplers
+from tripjax.training import trainers
 from train import cvae as train_cvae
 from train import cvae_sample
 
@@ -145,7 +146,7 @@ def test_run_writes_bounds_grids_violation_rates_and_its_ring_order(uninterrupte
   expected = priors.random_permutation(LATENT_DIM + len(DIGITS), seed=0)
   np.testing.assert_array_equal(state.permutation, expected)
   restored, position = loop.restore_checkpoint(workdir, state)
-  assert position["step"] == 8
+  assert position.step == 8
   np.testing.assert_array_equal(restored.permutation, expected)
   with open(os.path.join(workdir, "config.json")) as file:
     assert json.load(file)["task"] == "cvae"
@@ -161,7 +162,7 @@ def test_a_killed_run_resumes_bit_identically(uninterrupted_run, classifier_work
   with pytest.raises(SimulatedKill):  # checkpoints at 3, 4 (epoch end), 6
     cvae.train_and_evaluate(tiny_config(classifier_workdir=classifier_workdir),
                             workdir, step_hooks=[kill_after(7)])
-  assert loop.restore_checkpoint(workdir, expected_state)[1]["step"] == 6
+  assert loop.restore_checkpoint(workdir, expected_state)[1].step == 6
   state = cvae.train_and_evaluate(tiny_config(classifier_workdir=classifier_workdir),
                                   workdir)
   _assert_same_state(state, expected_state)
@@ -212,7 +213,7 @@ def test_the_checkpoints_ring_order_wins_over_the_config(uninterrupted_run,
   assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(continued.params))
   sampler = cvae.load_sampler(workdir, config=config)
   assert sampler.model.permutation == tuple(np.asarray(state.permutation))
-  assert sampler.position["step"] == 9
+  assert sampler.position.step == 9
 
 
 def test_eval_only_checkpoint_sampler_and_sampling_cli(uninterrupted_run, tmp_path,
@@ -226,7 +227,7 @@ def test_eval_only_checkpoint_sampler_and_sampling_cli(uninterrupted_run, tmp_pa
                "classifier_accuracy"):
     np.testing.assert_allclose(record[name], final[name], rtol=1e-5)
 
-  sampler = samplers.load_checkpoint_sampler(workdir)  # for FID: unconditional
+  sampler = trainers.load_checkpoint_sampler(workdir)  # for FID: unconditional
   images = np.asarray(sampler.sample_fn(jax.random.PRNGKey(0), NUM_IMAGES))
   assert images.shape == (NUM_IMAGES, 28, 28, 1)
   assert images.min() >= 0 and images.max() <= 1
@@ -386,7 +387,7 @@ def test_celeba_attribute_classifier_and_cvae_on_mock_data(tmp_path):
     workdir = str(tmp_path / "cvae")
     state = cvae.train_and_evaluate(config, workdir)
   assert state.permutation.shape == (LATENT_DIM + 14,)
-  assert loop.restore_checkpoint(workdir, state)[1]["step"] == 1
+  assert loop.restore_checkpoint(workdir, state)[1].step == 1
   train = _records(workdir, "train")
   assert [r["step"] for r in train] == [1] and np.isfinite(train[0]["bound"])
   assert train[0]["attribute_log_likelihood"] < 0  # half of the 14 labels observed
@@ -395,4 +396,4 @@ def test_celeba_attribute_classifier_and_cvae_on_mock_data(tmp_path):
 def test_a_missing_celeba_classifier_names_the_command(tmp_path):
   with pytest.raises(FileNotFoundError, match="python -m train.train_classifier "
                      "--config celeba_attribute_classifier --workdir"):
-    classifier.load_attribute_classifier(str(tmp_path))
+    attribute_classifier.load_from_workdir(str(tmp_path))

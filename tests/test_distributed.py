@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests import distributed_worker
+from tripjax import jax_internals
 from tripjax.training import distributed
 from tripjax.training import sharding
 
@@ -109,7 +110,7 @@ def test_single_process_initialize_is_a_no_op(monkeypatch):
            "SLURM_PROCID": "0", "SLURM_LOCALID": "0"}
   for name, value in slurm.items():
     monkeypatch.setenv(name, value)
-  assert distributed._detected_cluster().name == "slurm"  # pylint: disable=protected-access
+  assert jax_internals.cluster_process_count() == 1
   distributed.initialize()  # A one-task SLURM job: one process.
   assert not jax.distributed.is_initialized() and jax.process_count() == 1
   assert distributed.is_main_process()

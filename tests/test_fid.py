@@ -1,5 +1,5 @@
 """Tests for sample metrics of samplers (tripjax/metrics/sampling.py), checkpoint samplers
-(tripjax/training/samplers.py) and the `train.fid` command."""
+(tripjax/training/trainers.py) and the `train.fid` command."""
 
 import jax
 import numpy as np
@@ -9,8 +9,9 @@ from tripjax import data
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import inception
 from tripjax.metrics import sampling
+from tripjax.training import loop
 from tripjax.training import metric_writer
-from tripjax.training import samplers
+from tripjax.training import trainers
 from tripjax.training import vae
 from train import fid
 
@@ -109,8 +110,8 @@ def tiny_vae_workdir(tmp_path_factory):
 
 
 def test_load_checkpoint_sampler_restores_the_run(tiny_vae_workdir):
-  sample_fn, reference, position = samplers.load_checkpoint_sampler(tiny_vae_workdir)
-  assert position == {"step": 4, "epoch": 1, "batches_done": 0}
+  sample_fn, reference, position = trainers.load_checkpoint_sampler(tiny_vae_workdir)
+  assert position == loop.Position(step=4, epoch=1, batches_done=0)
   samples = np.asarray(sample_fn(jax.random.key(0), 6))
   assert samples.shape == (6, 28, 28, 1) and samples.dtype == np.float32
   assert 0.0 <= samples.min() and samples.max() <= 1.0
@@ -119,9 +120,9 @@ def test_load_checkpoint_sampler_restores_the_run(tiny_vae_workdir):
   assert reference.shape == (500, 28, 28, 1)
   assert 0.0 < np.mean((reference > 0) & (reference < 1))
   # An earlier checkpoint: other parameters, so other images from the same key.
-  earlier_sample_fn, _, earlier = samplers.load_checkpoint_sampler(tiny_vae_workdir,
+  earlier_sample_fn, _, earlier = trainers.load_checkpoint_sampler(tiny_vae_workdir,
                                                                   step=2)
-  assert earlier == {"step": 2, "epoch": 0, "batches_done": 2}
+  assert earlier == loop.Position(step=2, epoch=0, batches_done=2)
   assert np.abs(np.asarray(earlier_sample_fn(jax.random.key(0), 6)) - samples).max() > 0
 
 

@@ -32,7 +32,7 @@ from tripjax.metrics import classifier_fd
 from tripjax.training import gan
 from tripjax.training import loop
 from tripjax.training import metric_writer
-from tripjax.training import samplers
+from tripjax.training import trainers
 from train import fid
 from train import gan as train_gan
 
@@ -149,8 +149,8 @@ def test_killed_run_resumes_bit_identically(uninterrupted_run, tmp_path):
   # Checkpoints at 3 (epoch end) and 4; killed after step 5, mid epoch 2.
   with pytest.raises(SimulatedKill):
     gan.train_and_evaluate(tiny_config(), workdir, step_hooks=[kill_after(5)])
-  assert loop.restore_checkpoint(workdir, expected_state)[1] == {
-      "step": 4, "epoch": 1, "batches_done": 2}
+  assert loop.restore_checkpoint(workdir, expected_state)[1] == loop.Position(
+      step=4, epoch=1, batches_done=2)
   state = gan.train_and_evaluate(tiny_config(), workdir)
   for leaf, expected in zip(leaves(state), leaves(expected_state), strict=True):
     np.testing.assert_array_equal(leaf, expected)
@@ -229,7 +229,7 @@ def test_the_first_steps_on_two_devices_equal_the_one_device_run(uninterrupted_r
   assert "Resuming from" in outputs[1] and "at step 2" in outputs[1]
   state, position = loop.restore_checkpoint(workdir, expected_state, step=4)
   expected, _ = loop.restore_checkpoint(expected_workdir, expected_state, step=4)
-  assert position["step"] == 4
+  assert position.step == 4
   for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
     np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-4, atol=1e-6)
   records = metric_writer.MetricWriter(workdir).read()
@@ -274,8 +274,8 @@ def test_training_without_a_config_is_a_usage_error(tmp_path, capsys):
 def test_checkpoint_sampler_and_classifier_fd_of_a_gan_run(uninterrupted_run, tmp_path):
   workdir = str(tmp_path / "run")  # A copy: the FD is appended to its metrics.jsonl.
   shutil.copytree(uninterrupted_run[0], workdir)
-  sample_fn, reference, position = samplers.load_checkpoint_sampler(workdir, step=4)
-  assert position == {"step": 4, "epoch": 1, "batches_done": 2}
+  sample_fn, reference, position = trainers.load_checkpoint_sampler(workdir, step=4)
+  assert position == loop.Position(step=4, epoch=1, batches_done=2)
   samples = np.asarray(sample_fn(jax.random.key(0), 5))
   assert samples.shape == (5, 28, 28, 1) and samples.dtype == np.float32
   assert 0.0 <= samples.min() and samples.max() <= 1.0 and samples.std() > 0

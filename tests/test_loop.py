@@ -17,9 +17,11 @@ import pytest
 
 from tests.training_helpers import leaves
 from tripjax import data as data_lib
+from tripjax.training import distributed
 from tripjax.training import image_grid
 from tripjax.training import loop
 from tripjax.training import metric_writer
+from tripjax.training import rng as rng_lib
 
 NUM_EXAMPLES, BATCH_SIZE = 40, 4  # 10 batches per epoch
 CRITIC_OPTIMIZER = optax.sgd(0.5)
@@ -111,11 +113,12 @@ def _expected_state(dataset, num_steps, batches_per_step):
   """The toy task replayed step by step outside the loop, on the same batches."""
   state = _init_state()
   step_fn = jax.jit(_train_step)
+  stream_key = rng_lib.RandomStreams(0).key("train_step")
   for step, indices_of_step in enumerate(_used_batches(num_steps, batches_per_step)):
     batch = {name: np.stack([_prepare_batch(indices, *dataset.read(indices))[name]
                              for indices in indices_of_step])
              for name in ("image", "label", "index")}
-    state, _ = step_fn(state, batch, jax.random.fold_in(jax.random.PRNGKey(0), step))
+    state, _ = step_fn(state, batch, rng_lib.step_key(stream_key, step))
   return state
 
 
@@ -157,7 +160,7 @@ def test_a_stopped_and_killed_run_resumes_bit_identical(dataset, tmp_path):
     loop.run(workdir=workdir, options=_options(), task=_task(3), train_dataset=dataset,
              step_hooks=[kill_at_step_5])
   _, position = loop.restore_checkpoint(workdir, _init_state())
-  assert position == {"step": 4, "epoch": 1, "batches_done": 3}
+  assert position == loop.Position(step=4, epoch=1, batches_done=3)
   state = loop.run(workdir=workdir, options=_options(), task=_task(3),
                    train_dataset=dataset)
   for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
@@ -184,7 +187,7 @@ def test_step_schedule_crosses_epochs_and_resumes(dataset, tmp_path):
   assert [p.end_of_epoch for p in progress_seen] == [False, False, True] * 2 + [False]
   assert [p.final for p in progress_seen] == [False] * 6 + [True]
   _, position = loop.restore_checkpoint(workdir, _init_state())
-  assert position == {"step": 7, "epoch": 2, "batches_done": 3}
+  assert position == loop.Position(step=7, epoch=2, batches_done=3)
   assert os.path.exists(tmp_path / "images" / "step_0000007_samples.png")
   expected = _expected_state(dataset, 7, 3)
   np.testing.assert_allclose(float(state["generator"]), float(expected["generator"]),
@@ -261,10 +264,117 @@ def test_sigterm_saves_the_current_step_and_the_rerun_continues(dataset, tmp_pat
   stopped_at = int(stderr.split("Stopped by SIGTERM at step ")[1].split(";")[0])
   assert 3 <= stopped_at < 10  # before the epoch end, the first checkpoint otherwise
   _, position = loop.restore_checkpoint(workdir, _init_state())
-  assert position["step"] == stopped_at
+  assert position.step == stopped_at
   state = loop.run(workdir=workdir, options=_options(checkpoint_every_steps=1000),
                    task=_task(1), train_dataset=dataset)
   expected = loop.run(workdir=str(tmp_path / "reference"), options=_options(),
                       task=_task(1), train_dataset=dataset)
   for leaf, expected_leaf in zip(leaves(state), leaves(expected), strict=True):
     np.testing.assert_array_equal(leaf, expected_leaf)
+
+
+def _counting_step(state, batch, rng):
+  """state {"w"} counts steps; the loss is w + the batch's mean pixel (finite)."""
+  del rng
+  w = state["w"] + 1.0
+  return {"w": w}, {"loss": jnp.mean(batch["image"]) + w, "w": w}
+
+
+def test_metrics_are_fetched_once_per_log_interval(dataset, tmp_path, monkeypatch):
+  """20 steps, a record every 5, checkpoints every 10 (and at the epoch ends, 10 and
+  20): the loop fetches from the device 4 times, and the records are the means of
+  their 5 steps."""
+  fetches = []
+  to_host = distributed.to_host
+
+  def counting_to_host(tree):
+    fetches.append(len(jax.tree.leaves(tree)))
+    return to_host(tree)
+
+  monkeypatch.setattr(distributed, "to_host", counting_to_host)
+  task = loop.Task(init_state={"w": jnp.float32(0)}, train_step=_counting_step)
+  state = loop.run(workdir=str(tmp_path), task=task, train_dataset=dataset,
+                   options=_options(log_every_steps=5, checkpoint_every_steps=10))
+  assert float(state["w"]) == 20
+  assert len(fetches) == 4
+  assert fetches[0] == 5 * 2 + 1  # 5 steps' two metrics and the guard's flag
+  records = [r for r in metric_writer.MetricWriter(str(tmp_path)).read()
+             if r["split"] == "train"]
+  assert [r["step"] for r in records] == [5, 10, 15, 20]
+  np.testing.assert_allclose([r["w"] for r in records], [3, 8, 13, 18])
+
+
+def test_a_nan_between_fetches_stops_at_its_step_with_the_last_good_state(
+    dataset, tmp_path):
+  """The loss turns NaN at step 7 of 20; metrics are fetched at steps 4 (checkpoint),
+  5 (record) and 8 (checkpoint): the error names step 7, the checkpoint of step 4 is
+  the last, and the steps after 7 left the state alone."""
+  def step(state, batch, rng):
+    new_state, metrics = _counting_step(state, batch, rng)
+    return new_state, dict(metrics, loss=jnp.where(new_state["w"] >= 7, jnp.nan,
+                                                   metrics["loss"]))
+
+  task = loop.Task(init_state={"w": jnp.float32(0)}, train_step=step)
+  with pytest.raises(loop.NonFiniteMetricError,
+                     match=r"'loss' is nan at step 7.*checkpoint \(step 4\)") as error:
+    loop.run(workdir=str(tmp_path), task=task, train_dataset=dataset,
+             options=_options(log_every_steps=5, checkpoint_every_steps=4))
+  assert (error.value.step, error.value.metric) == (7, "loss")
+  checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
+  assert checkpoints == ["4"]
+  records = metric_writer.MetricWriter(str(tmp_path)).read()
+  assert [(r["step"], r["split"]) for r in records] == [(5, "train"),
+                                                       (7, "train_non_finite")]
+  assert records[-1]["w"] == 7.0
+
+
+def test_the_guarded_step_keeps_the_state_of_a_bad_step_and_every_later_one():
+  step = jax.jit(loop.guard_step(lambda state, batch, rng: (
+      state + 1.0, {"loss": jnp.where(state + 1.0 == 3.0, jnp.nan, 0.0)})))
+  state, guard = jnp.float32(0.0), loop.StepGuard(jnp.int32(0), jnp.int32(0))
+  key = rng_lib.RandomStreams(0).key("train_step")
+  states = []
+  for _ in range(5):
+    state, guard, _ = step(state, guard, {}, key)
+    states.append(float(state))
+  assert states == [1.0, 2.0, 2.0, 2.0, 2.0]
+  assert (int(guard.steps_done), int(guard.first_bad_step)) == (5, 3)
+
+
+def test_the_run_leaves_the_tasks_initial_state_usable(dataset, tmp_path):
+  """The steps consume (donate) their state; the loop starts from a copy."""
+  init_state = {"w": jnp.zeros((3,))}
+  task = loop.Task(init_state=init_state,
+                   train_step=lambda state, batch, rng: ({"w": state["w"] + 1.0},
+                                                         {"loss": jnp.float32(0)}))
+  loop.run(workdir=str(tmp_path), task=task, train_dataset=dataset,
+           options=_options(num_steps=3))
+  np.testing.assert_array_equal(init_state["w"], np.zeros(3))
+
+
+def test_after_step_runs_only_when_due(dataset, tmp_path):
+  calls = []
+
+  def after_step(state, progress):
+    calls.append(progress.step)
+    return state, {}
+
+  task = loop.Task(init_state={"w": jnp.float32(0)}, train_step=_counting_step,
+                   after_step=after_step,
+                   after_step_due=lambda progress: progress.is_due(every_steps=3))
+  loop.run(workdir=str(tmp_path), task=task, train_dataset=dataset,
+           options=_options(num_steps=8))
+  assert calls == [3, 6, 8]  # every 3 steps, and the schedule's last
+
+
+@pytest.mark.parametrize("progress, settings, due", [
+    (loop.Progress(6, 0, False, False), dict(every_steps=3), True),
+    (loop.Progress(7, 0, False, False), dict(every_steps=3), False),
+    (loop.Progress(7, 1, True, False), dict(every_epochs=2), True),
+    (loop.Progress(7, 0, True, False), dict(every_epochs=2), False),
+    (loop.Progress(7, 2, False, True), dict(), True),
+    (loop.Progress(7, 2, False, True), dict(at_end=False), False),
+    (loop.Progress(9, 2, True, False), dict(every_steps=0, every_epochs=0), False),
+])
+def test_progress_is_due(progress, settings, due):
+  assert progress.is_due(**settings) is due

@@ -27,8 +27,33 @@ def test_readme_prior_example_runs():
   assert np.all(np.asarray(namespace["log_p_z"]) >= np.asarray(namespace["log_p"]) - 1e-4)
 
 
+def _bash_blocks():
+  return re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def _normalized(command: str) -> str:
+  """A command as CI and README both write it: no venv path, pip's --quiet dropped,
+  `pip` run as `python -m pip`."""
+  command = command.strip().replace(".venv/bin/", "").replace(" --quiet", "")
+  return re.sub(r"^pip ", "python -m pip ", command)
+
+
 def test_readme_commands_match_ci():
-  text = README.read_text()
-  ci = (README.parent / ".ci" / "run").read_text()
-  assert "python -m pytest -q" in text and "python -m pytest -q" in ci
-  assert "configs/digits_vae_trip.py" in text
+  """README's test command is what CI runs after creating its virtualenv: the same
+  install of the test extra and the same test command, whole."""
+  (test_block,) = [block for block in _bash_blocks() if "pytest" in block]
+  readme_steps = [_normalized(step) for step in test_block.strip().split("&&")]
+  ci = (README.parent / ".ci" / "run").read_text().splitlines()
+  ci_steps = [_normalized(line) for line in ci
+              if line.startswith("python -m ") and "--upgrade pip" not in line]
+  assert readme_steps == ci_steps
+  assert readme_steps[-1] == "python -m pytest -q"
+
+
+def test_readme_quickstart_installs_and_trains_the_offline_vae():
+  quickstart = _bash_blocks()[0]
+  steps = [step.strip() for step in quickstart.strip().split("&&")]
+  assert steps[:2] == ["python3 -m venv .venv", ".venv/bin/pip install -e ."]
+  assert steps[-1] == (".venv/bin/python -m train.vae --config configs/digits_vae_trip.py"
+                       " --workdir runs/digits_vae_trip")
+  assert (README.parent / "configs" / "digits_vae_trip.py").is_file()

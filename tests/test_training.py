@@ -2,6 +2,7 @@
 import dataclasses
 import json
 import os
+import socket
 import subprocess
 import sys
 import textwrap
@@ -21,9 +22,11 @@ from tests import test_distributed
 from tripjax import data as data_lib
 from tripjax import priors
 from tripjax.configs import digits_vae_trip
+from tripjax.training import autoencoders
 from tripjax.training import image_grid
 from tripjax.training import loop
 from tripjax.training import metric_writer
+from tripjax.training import optimizers
 from tripjax.training import sharding
 from tripjax.training import vae
 from tripjax.training import workdirs
@@ -137,13 +140,13 @@ def test_stopped_and_killed_runs_resume_without_lost_steps(uninterrupted_run,
   workdir = str(tmp_path)
   # 1. --config.train.max_steps=2: stops mid epoch 1 with a checkpoint.
   vae.train_and_evaluate(tiny_config(max_steps=2), workdir)
-  assert loop.restore_checkpoint(workdir, expected_state)[1] == {
-      "step": 2, "epoch": 0, "batches_done": 2}
+  assert loop.restore_checkpoint(workdir, expected_state)[1] == loop.Position(
+      step=2, epoch=0, batches_done=2)
   # 2. Continues; checkpoints at 3, 4 (epoch end) and 6; "killed" at step 7.
   with pytest.raises(SimulatedKill):
     vae.train_and_evaluate(tiny_config(), workdir, step_hooks=[kill_after(7)])
-  assert loop.restore_checkpoint(workdir, expected_state)[1] == {
-      "step": 6, "epoch": 1, "batches_done": 2}
+  assert loop.restore_checkpoint(workdir, expected_state)[1] == loop.Position(
+      step=6, epoch=1, batches_done=2)
   # 3. The same command again ends exactly where the uninterrupted run did.
   state = vae.train_and_evaluate(tiny_config(), workdir)
   _assert_same_state(state, expected_state)
@@ -184,15 +187,15 @@ def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_good_checkpoint(
   with pytest.raises(FloatingPointError, match=r"'loss' is nan at step 5.*step 4"):
     loop.run(workdir=str(tmp_path), options=options, task=task, train_dataset=dataset)
   state, position = loop.restore_checkpoint(str(tmp_path), {"w": jnp.float32(0)})
-  assert position["step"] == 4 and float(state["w"]) == 4.0
+  assert position.step == 4 and float(state["w"]) == 4.0
   records = metric_writer.MetricWriter(str(tmp_path)).read()
   assert records[-1]["split"] == "train_non_finite" and records[-1]["step"] == 5
 
 
 def test_refit_is_due_after_epoch_one_then_every_k():
-  due = [epoch for epoch in range(1, 17) if vae.refit_is_due(epoch, 5)]
+  due = [epoch for epoch in range(1, 17) if autoencoders.refit_is_due(epoch, 5)]
   assert due == [1, 6, 11, 16]
-  assert not any(vae.refit_is_due(epoch, 0) for epoch in range(1, 10))
+  assert not any(autoencoders.refit_is_due(epoch, 0) for epoch in range(1, 10))
 
 
 @pytest.mark.parametrize("learnable", [False, True])
@@ -233,16 +236,16 @@ def test_reset_optimizer_state_restarts_only_the_chosen_group():
   opt_state = optimizer.init(params)
   for _ in range(3):
     _, opt_state = optimizer.update(grads, opt_state, params)
-  reset = vae.reset_optimizer_state(optimizer, opt_state, params, groups=(vae.PRIOR,))
+  reset = optimizers.reset_optimizer_state(optimizer, opt_state, params, groups=(optimizers.PRIOR,))
   fresh = optimizer.init(params)
-  for group, expected in ((vae.PRIOR, fresh), (vae.NETWORK, opt_state)):
+  for group, expected in ((optimizers.PRIOR, fresh), (optimizers.NETWORK, opt_state)):
     for leaf, expected_leaf in zip(jax.tree.leaves(reset.inner_states[group]),
                                    jax.tree.leaves(expected.inner_states[group]),
                                    strict=True):
       np.testing.assert_array_equal(leaf, expected_leaf)
   # The moments were not zero before the reset (so the test can fail).
   assert any(np.any(np.asarray(leaf) != 0)
-             for leaf in jax.tree.leaves(opt_state.inner_states[vae.PRIOR]))
+             for leaf in jax.tree.leaves(opt_state.inner_states[optimizers.PRIOR]))
 
 
 def test_metric_writer_drops_records_after_a_step(tmp_path):
@@ -284,14 +287,24 @@ _SHARDED_RUN_SCRIPT = textwrap.dedent("""
     from tests import test_training
     from tripjax.training import sharding, vae
     assert jax.device_count() == 2, jax.devices()
+    split_over = []  # devices each train batch was split over, per run
+    shard_batch = sharding.shard_batch
+    def recording_shard_batch(batch, mesh, batch_sharding=None):
+      sharded = shard_batch(batch, mesh, batch_sharding)
+      split_over[-1].update(len(leaf.sharding.device_set)
+                            for leaf in jax.tree.leaves(sharded))
+      return sharded
+    sharding.shard_batch = recording_shard_batch
     states = []
     for devices in (jax.devices()[:1], jax.devices()):
+      split_over.append(set())
       mesh = sharding.make_data_mesh(devices)
       with tempfile.TemporaryDirectory() as workdir:
         state = vae.train_and_evaluate(test_training.tiny_config(max_steps=3), workdir,
                                        mesh=mesh)
       assert state.params["decoder"]["from_latent"]["kernel"].sharding.is_fully_replicated
       states.append(jax.device_get(state))
+    assert split_over == [{1}, {2}], split_over  # the mesh given is the mesh used
     single, sharded = states
     for leaf, expected in zip(jax.tree.leaves(sharded), jax.tree.leaves(single)):
       np.testing.assert_allclose(leaf, expected, rtol=1e-4, atol=1e-6)
@@ -309,6 +322,7 @@ def test_the_first_steps_on_two_devices_equal_the_one_device_run(compilation_cac
                           env=environment, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   assert "SHARDED_RUN_OK" in result.stdout
+  assert "; 1 device(s);" in result.stdout and "; 2 device(s);" in result.stdout
 
 
 def test_cli_trains_resumes_and_evaluates(tmp_path, compilation_cache_dir):
@@ -352,8 +366,8 @@ def test_step_schedule_refits_at_steps_and_restarts_the_prior_optimizer(
   config.eval.every_epochs = 0
   reference_dir, workdir = str(tmp_path / "reference"), str(tmp_path / "resumed")
   expected = vae.train_and_evaluate(config, reference_dir)
-  assert _adam_count(expected, vae.NETWORK) == 5
-  assert _adam_count(expected, vae.PRIOR) == 3  # restarted after step 2
+  assert _adam_count(expected, optimizers.NETWORK) == 5
+  assert _adam_count(expected, optimizers.PRIOR) == 3  # restarted after step 2
   records = metric_writer.MetricWriter(reference_dir).read()
   evals = [(r["step"], r["epoch"]) for r in records if r["split"] == "eval"]
   assert evals == [(2, 1), (5, 2)]  # the refit, then the final evaluation
@@ -362,7 +376,7 @@ def test_step_schedule_refits_at_steps_and_restarts_the_prior_optimizer(
   assert "test_iwae_8" in records[-1]
   with pytest.raises(SimulatedKill):
     vae.train_and_evaluate(config, workdir, step_hooks=[kill_after(4)])
-  assert loop.restore_checkpoint(workdir, init_like)[1]["step"] == 4  # epoch end
+  assert loop.restore_checkpoint(workdir, init_like)[1].step == 4  # epoch end
   state = vae.train_and_evaluate(config, workdir)
   _assert_same_state(state, expected)
   assert metric_writer.MetricWriter(workdir).read() == records
@@ -377,7 +391,7 @@ def test_optimizer_restarts_every_k_steps(tmp_path):
   resets = [r["step"] for r in metric_writer.MetricWriter(str(tmp_path)).read()
             if r.get("optimizer_reset")]
   assert resets == [2]
-  assert _adam_count(state, vae.NETWORK) == _adam_count(state, vae.PRIOR) == 1
+  assert _adam_count(state, optimizers.NETWORK) == _adam_count(state, optimizers.PRIOR) == 1
 
 
 def test_two_processes_train_the_quickstart_like_one(compilation_cache_dir, tmp_path):
@@ -403,7 +417,7 @@ def test_two_processes_train_the_quickstart_like_one(compilation_cache_dir, tmp_
   assert [r["step"] for r in records if r["split"] == "train"] == [1, 2, 3]
   expected = vae.train_and_evaluate(tiny_config(max_steps=3), str(tmp_path / "one"))
   restored, position = loop.restore_checkpoint(workdir, expected)
-  assert position["step"] == 3
+  assert position.step == 3
   for leaf, expected_leaf in zip(leaves(restored), leaves(expected), strict=True):
     np.testing.assert_allclose(leaf, expected_leaf, rtol=1e-4, atol=1e-6)
 
@@ -428,10 +442,10 @@ def one_gaussian_vae():
 
 def test_encoder_latents_are_means_or_one_posterior_draw_per_example(one_gaussian_vae):
   model, state, dataset, mean, scale = one_gaussian_vae
-  means = vae.encoder_latents(model, state.params, dataset, batch_size=300,
+  means = autoencoders.encoder_latents(model, state.params, dataset, batch_size=300,
                               on="means", max_examples=1100)
   np.testing.assert_allclose(means, mean[:1100], rtol=1e-5, atol=1e-6)
-  samples = vae.encoder_latents(model, state.params, dataset, batch_size=300,
+  samples = autoencoders.encoder_latents(model, state.params, dataset, batch_size=300,
                                 on="samples", key=jax.random.PRNGKey(1))
   standardized = (samples - mean) / scale  # N(0, 1) if z ~ q(z|x) independently
   assert standardized.shape == (1500, 4)
@@ -440,9 +454,9 @@ def test_encoder_latents_are_means_or_one_posterior_draw_per_example(one_gaussia
   assert abs(standardized.var() - 1) < 4 * np.sqrt(2) * standard_error
   assert abs(np.corrcoef(standardized[:, 0], standardized[:, 1])[0, 1]) < 4 / np.sqrt(1500)
   with pytest.raises(ValueError, match="on must be one of"):
-    vae.encoder_latents(model, state.params, dataset, batch_size=300, on="mode")
+    autoencoders.encoder_latents(model, state.params, dataset, batch_size=300, on="mode")
   with pytest.raises(ValueError, match="needs a key"):
-    vae.encoder_latents(model, state.params, dataset, batch_size=300, on="samples")
+    autoencoders.encoder_latents(model, state.params, dataset, batch_size=300, on="samples")
 
 
 def test_refit_on_samples_fits_the_aggregate_posterior_not_the_cloud_of_means(
@@ -452,8 +466,8 @@ def test_refit_on_samples_fits_the_aggregate_posterior_not_the_cloud_of_means(
   model, state, dataset, mean, scale = one_gaussian_vae
   mesh = sharding.make_data_mesh(jax.devices()[:1])
   fitted = {}
-  for on in vae.REFIT_ON:
-    refit = vae.refit_prior(model, state, dataset, jax.random.PRNGKey(2), batch_size=300,
+  for on in autoencoders.REFIT_ON:
+    refit = autoencoders.refit_prior(model, state, dataset, jax.random.PRNGKey(2), batch_size=300,
                             max_examples=None, mesh=mesh, on=on)
     fitted[on] = np.exp(2 * np.asarray(refit.params["prior"].log_scales))[:, 0]
   np.testing.assert_allclose(fitted["means"], mean.var(0), rtol=1e-3)
@@ -462,3 +476,38 @@ def test_refit_on_samples_fits_the_aggregate_posterior_not_the_cloud_of_means(
   np.testing.assert_allclose(fitted["samples"], aggregate_variance,
                              rtol=4 * relative_standard_error)
   assert np.all(np.mean(scale ** 2, axis=0) > 0.5 * aggregate_variance)  # can fail
+
+
+_HOLD_LOCK_SCRIPT = """
+import sys, time
+from tripjax.training import workdir_lock
+workdir_lock.WorkdirLock(sys.argv[1]).acquire()
+print("LOCKED", flush=True)
+time.sleep(300)
+"""
+
+
+def test_a_second_run_on_a_live_runs_workdir_exits_2_naming_the_holder(tmp_path):
+  """A live run holds the workdir: `train.vae` on it exits 2 with one line naming that
+  run's host and pid, and writes nothing."""
+  workdir = tmp_path / "run"
+  environment = dict(os.environ, JAX_PLATFORMS="cpu")
+  holder = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK_SCRIPT, str(workdir)],
+                            cwd=REPO_ROOT, env=environment, stdout=subprocess.PIPE,
+                            text=True)
+  try:
+    assert holder.stdout.readline().strip() == "LOCKED"
+    overrides = _config_overrides(tiny_config(), digits_vae_trip.get_config())
+    result = subprocess.run(
+        [sys.executable, "-m", "train.vae", f"--workdir={workdir}",
+         "--config=configs/digits_vae_trip.py", *overrides], cwd=REPO_ROOT,
+        env=environment, capture_output=True, text=True, timeout=300)
+  finally:
+    holder.kill()
+    holder.wait(timeout=60)
+  assert result.returncode == 2, result.stderr[-2000:]
+  error = result.stderr.strip()
+  assert len(error.splitlines()) == 1, error
+  assert f"host {socket.gethostname()}, pid {holder.pid}" in error
+  assert "in use by another run" in error
+  assert os.listdir(workdir) == ["run.lock"]  # the holder's; nothing of the refused run

@@ -2,6 +2,7 @@
 import json
 import os
 import sys
+import threading
 
 import pytest
 
@@ -142,8 +143,23 @@ def test_mean_curves_use_the_steps_every_seed_evaluated(tmp_path):
     assert file.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
-def test_wait_while_quiet_returns_when_the_file_is_gone(tmp_path):
-  vae_results.wait_while_quiet(str(tmp_path / "absent"), poll_seconds=0.01)
+def test_wait_while_quiet_waits_for_the_file_to_go(tmp_path, capsys):
+  quiet_file = tmp_path / "quiet"
+  absent = threading.Thread(target=vae_results.wait_while_quiet,
+                            args=(str(tmp_path / "absent"), 0.01))
+  absent.start()
+  absent.join(timeout=10)
+  assert not absent.is_alive()  # no file: returns at once
+  quiet_file.write_text("")
+  waiting = threading.Thread(target=vae_results.wait_while_quiet,
+                             args=(str(quiet_file), 0.01))
+  waiting.start()
+  waiting.join(timeout=0.3)
+  assert waiting.is_alive()  # blocked while the file exists
+  quiet_file.unlink()
+  waiting.join(timeout=10)
+  assert not waiting.is_alive()
+  assert capsys.readouterr().out == f"waiting: {quiet_file} exists\n"  # said once
 
 
 def _fake_train_command(variant, seed, steps, workdir, eval_every):

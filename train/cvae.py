@@ -33,9 +33,9 @@ def main(argv=None) -> int:
   def run():
     args, config = cli.parse(parser, argv, config_required=False)
     if args.eval_only:
-      cli.evaluate(args, config, cvae)
+      cli.evaluate(args, config, cvae.TRAINER)
       return
-    cli.train(args, config, cvae)
+    cli.train(args, config, cvae.TRAINER)
 
   return cli.main(run)
 

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     image_grid.save_image_grid(images, out, num_columns=args.columns,
                                scale=image_grid.display_scale(images.shape[1:]))
     print(f"{args.num} samples given {described or 'no attribute (unconditional)'} "
-          f"from step {sampler.position['step']} of {args.workdir}: {out}")
+          f"from step {sampler.position.step} of {args.workdir}: {out}")
 
   return cli.main(run)
 

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
       cli.quiet_logs()
       print(mode_hopping.run_from_flags(args, config))
       return
-    cli.train(args, config, gan)
+    cli.train(args, config, gan.TRAINER)
 
   return cli.main(run)
 

@@ -42,9 +42,9 @@ def main(argv=None) -> int:
       print(mode_hopping.run_from_flags(args, config))
       return
     if args.eval_only:
-      cli.evaluate(args, config, vae)
+      cli.evaluate(args, config, vae.TRAINER)
       return
-    cli.train(args, config, vae)
+    cli.train(args, config, vae.TRAINER)
 
   return cli.main(run)
 

@@ -9,43 +9,41 @@
 * "attributes": the attribute classifier of the condition violation rate on CelebA
   (`tripjax.models.classifier.AttributeClassifier`, a softmax per attribute of
   `tripjax.data.attribute_specs`). After the last step its per-attribute accuracies on
-  the validation and test splits are logged and it is written to
-  workdir/attribute_classifier.msgpack (+ .json), read by `load_attribute_classifier`.
+  the validation and test splits are logged and it is written to the workdir
+  (`tripjax.metrics.attribute_classifier.save_to_workdir`, read by its
+  `load_from_workdir`).
 
-`get_or_train` reuses a workdir's classifier when it was trained with the same config.
+Loading a trained classifier to score with is the metrics' business
+(`tripjax.metrics`); `get_or_train` reuses a workdir's classifier when it was trained
+with the same config, and trains it otherwise.
 """
 from __future__ import annotations
 
 import json
-import os
 from typing import Any, Callable
 
 import flax
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import optax
 import tqdm
 
 from tripjax import data as data_lib
 from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
+from tripjax.metrics import condition_violation
 from tripjax.training import config_checks
 from tripjax.training import distributed
+from tripjax.training import experiment
 from tripjax.training import loop
-from tripjax.training import sharding
-from tripjax.training import workdirs
-
 
 MODEL_KINDS = ("digits", "attributes")
-ATTRIBUTE_WEIGHTS_FILENAME = "attribute_classifier.msgpack"
-ATTRIBUTE_METADATA_FILENAME = "attribute_classifier.json"
-ATTRIBUTE_CLASSIFIER_CONFIG = "celeba_attribute_classifier"
 
 
 @flax.struct.dataclass
 class ClassifierState:
+  """The classifier's parameters and Adam state."""
   params: Any
   opt_state: Any
 
@@ -126,30 +124,26 @@ def attribute_accuracies(config: ml_collections.ConfigDict, model, params
   f"{split}_accuracy"}."""
   params = distributed.to_host(params)
   specs = data_lib.attribute_specs(config.data.name)
-  results = {}
+  results: dict[str, float] = {}
   for split in ("validation", "test"):
-    dataset = data_lib.load_dataset(config.data.name, split,
-                                    data_dir=config.data.data_dir)
-    if config.data.num_eval_examples is not None:
-      dataset = dataset.take(config.data.num_eval_examples)
-    correct = []
-    for batch in data_lib.padded_batches(dataset, config.eval.batch_size):
-      real = batch.mask > 0
-      truth = data_lib.attributes_from_labels(config.data.name, batch.labels[real])
-      predicted = attribute_classifier.predict_attributes(
-          model, params, batch.images[real], config.eval.batch_size)
-      correct.append(predicted == truth)
-    correct = np.concatenate(correct)
-    for j, spec in enumerate(specs):
-      results[f"{split}_accuracy_{spec.name}"] = float(np.mean(correct[:, j]))
-    results[f"{split}_accuracy"] = float(np.mean(correct))
+    dataset = experiment.load_split(config, split, config.data.num_eval_examples)
+    truth, predicted = condition_violation.predictions_on(
+        dataset, lambda images: attribute_classifier.predict_attributes(
+            model, params, images, config.eval.batch_size), config.eval.batch_size)
+    results.update(condition_violation.accuracies(truth, predicted, specs,
+                                                  f"{split}_accuracy"))
   return results
 
 
-def _digits_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
+def _final(progress: loop.Progress) -> bool:
+  return progress.final
+
+
+def _digits_task(config: ml_collections.ConfigDict,
+                 context: experiment.RunContext) -> loop.Task:
   optimizer = optax.adam(config.train.learning_rate)
-  params = classifier_fd.init_params(jax.random.PRNGKey(config.train.seed),
-                                     config.model.feature_dim)
+  params = jax.jit(classifier_fd.init_params, static_argnums=1)(
+      context.streams.init_key(), config.model.feature_dim)
 
   def after_step(state: ClassifierState, progress: loop.Progress):
     if not progress.final:
@@ -157,25 +151,24 @@ def _digits_task(config: ml_collections.ConfigDict, workdir: str) -> loop.Task:
     metrics = accuracies(config, state.params)
     params = distributed.to_host(state.params)
     if distributed.is_main_process():
-      classifier_fd.save_classifier(workdir, params,
+      classifier_fd.save_classifier(context.workdir, params,
                                     {"config": config.to_dict(), **metrics})
     return state, metrics
 
   return loop.Task(
       init_state=ClassifierState(params, optimizer.init(params)),
       train_step=make_train_step(optimizer, config.train.binarize_fraction),
-      after_step=after_step, shown_metrics=("loss", "accuracy"))
+      after_step=after_step, after_step_due=_final, shown_metrics=("loss", "accuracy"))
 
 
-def _attributes_task(config: ml_collections.ConfigDict, workdir: str,
-                     image_shape) -> loop.Task:
+def _attributes_task(config: ml_collections.ConfigDict,
+                     context: experiment.RunContext, image_shape) -> loop.Task:
   name = config.data.name
   model = attribute_classifier.make_classifier(
       [spec.num_values for spec in data_lib.attribute_specs(name)],
       config.model.widths, config.model.hidden)
   optimizer = optax.adam(config.train.learning_rate)
-  # An RBG key: the compiled init is several times cheaper than with threefry keys.
-  params = jax.jit(model.init)(jax.random.key(config.train.seed, impl="rbg"),
+  params = jax.jit(model.init)(context.streams.init_key(),
                                jnp.zeros((1,) + tuple(image_shape)))["params"]
 
   def prepare_batch(indices, images, labels):
@@ -187,77 +180,45 @@ def _attributes_task(config: ml_collections.ConfigDict, workdir: str,
       return state, {}
     metrics = attribute_accuracies(config, model, state.params)
     if distributed.is_main_process():
-      save_attribute_classifier(workdir, model, distributed.to_host(state.params),
-                                {"config": config.to_dict(), **metrics})
+      attribute_classifier.save_to_workdir(context.workdir, model,
+                                           distributed.to_host(state.params),
+                                           {"config": config.to_dict(), **metrics})
     return state, metrics
 
   return loop.Task(
       init_state=ClassifierState(params, optimizer.init(params)),
       train_step=make_attribute_train_step(model, optimizer), after_step=after_step,
-      shown_metrics=("loss", "accuracy"), prepare_batch=prepare_batch)
+      after_step_due=_final, shown_metrics=("loss", "accuracy"),
+      prepare_batch=prepare_batch)
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       mesh: jax.sharding.Mesh | None = None,
-                       allow_config_change: bool = False,
-                       step_hooks=()) -> ClassifierState:
-  """Trains the classifier; after the last step writes its weights and accuracies."""
-  validate_config(config)
-  workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
+def build(config: ml_collections.ConfigDict,
+          context: experiment.RunContext) -> experiment.Experiment:
+  """The `experiment.Experiment` of a classifier config (`Trainer.build`)."""
+  train_dataset = experiment.load_split(config, "train",
+                                        config.data.num_train_examples)
   if config.model.kind == "digits":
-    train_dataset = data_lib.load_dataset(config.data.name, "train",
-                                          binarize=config.data.binarize)
+    task = _digits_task(config, context)
   else:
-    train_dataset = data_lib.load_dataset(config.data.name, "train",
-                                          data_dir=config.data.data_dir)
-  if config.data.num_train_examples is not None:
-    train_dataset = train_dataset.take(config.data.num_train_examples)
-  if config.model.kind == "digits":
-    task = _digits_task(config, workdir)
-  else:
-    task = _attributes_task(config, workdir, train_dataset.image_shape)
-  tqdm.tqdm.write(f"{config.model.kind.capitalize()} classifier on "
-                  f"{len(train_dataset)} train images of {config.data.name}, "
-                  f"{mesh.devices.size} device(s); writing to {workdir}.")
-  return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
-                  task=task, train_dataset=train_dataset, mesh=mesh,
-                  step_hooks=step_hooks, config=config)
+    task = _attributes_task(config, context, train_dataset.image_shape)
+  header = (f"{config.model.kind.capitalize()} classifier on {len(train_dataset)} "
+            f"train images of {config.data.name}")
+  return experiment.Experiment(task, train_dataset, header)
 
 
-def save_attribute_classifier(workdir: str, model, params, metadata: dict) -> None:
-  """Writes an attribute classifier and its metadata (with "config") into `workdir`."""
-  os.makedirs(workdir, exist_ok=True)
-  attribute_classifier.save_attribute_classifier(
-      os.path.join(workdir, ATTRIBUTE_WEIGHTS_FILENAME), model, params)
-  with open(os.path.join(workdir, ATTRIBUTE_METADATA_FILENAME), "w") as file:
-    json.dump(metadata, file, indent=2, sort_keys=True)
+TRAINER = experiment.Trainer(name="classifier", validate_config=validate_config,
+                             build=build)
 
 
-def load_attribute_classifier(workdir: str):
-  """(model, params, metadata) of the attribute classifier trained in `workdir`.
-
-  Raises:
-    FileNotFoundError: none there (the message gives the training command).
-  """
-  weights_path = os.path.join(workdir, ATTRIBUTE_WEIGHTS_FILENAME)
-  metadata_path = os.path.join(workdir, ATTRIBUTE_METADATA_FILENAME)
-  if not (os.path.exists(weights_path) and os.path.exists(metadata_path)):
-    raise FileNotFoundError(
-        f"no attribute classifier in {workdir!r}; train it with `python -m "
-        f"train.train_classifier --config {ATTRIBUTE_CLASSIFIER_CONFIG} --workdir "
-        f"{workdir}`.")
-  model, params = attribute_classifier.load_attribute_classifier(weights_path)
-  with open(metadata_path) as file:
-    metadata = json.load(file)
-  return model, params, metadata
+# Trains this task in a workdir (`experiment.Trainer.train_and_evaluate`).
+train_and_evaluate = TRAINER.train_and_evaluate
 
 
-def _load(config: ml_collections.ConfigDict, workdir: str):
+def _load(config: ml_collections.ConfigDict, workdir: str) -> tuple[Any, dict]:
   """(weights, metadata) of the classifier cached in `workdir` (FileNotFoundError)."""
   if config.model.kind == "digits":
     return classifier_fd.load_classifier(workdir)
-  model, params, metadata = load_attribute_classifier(workdir)
+  model, params, metadata = attribute_classifier.load_from_workdir(workdir)
   return (model, params), metadata
 
 

@@ -18,10 +18,6 @@ from __future__ import annotations
 import argparse
 import ast
 import difflib
-import importlib
-import importlib.util
-import os
-import pkgutil
 import sys
 from typing import Any, Callable, Sequence
 
@@ -32,14 +28,20 @@ from tripjax import data as data_lib
 from tripjax import xla_cpu
 from tripjax.training import checkpoints
 from tripjax.training import config_checks
+from tripjax.training import config_files
 from tripjax.training import distributed
+from tripjax.training import experiment
 from tripjax.training import loop
 from tripjax.training import preemption
 from tripjax.training import sharding
+from tripjax.training import trainers
+from tripjax.training import workdir_lock
 from tripjax.training import workdirs
 
-STOCK_CONFIG_PACKAGE = "tripjax.configs"
 EXIT_USAGE = 2
+# `--config` takes a file or a stock config name (`tripjax.training.config_files`).
+load_config = config_files.load_config
+stock_config_names = config_files.stock_config_names
 
 
 class UsageError(Exception):
@@ -47,47 +49,11 @@ class UsageError(Exception):
 
 
 # Errors from the library that mean "the user asked for something impossible", not a
-# bug: `main` prints their message alone. Trainers and commands add their own.
-_EXPECTED_ERRORS: list[type[BaseException]] = [
+# bug: `main` prints their message alone.
+_EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
     UsageError, config_checks.ConfigError, workdirs.ConfigMismatchError,
-    checkpoints.CheckpointMismatchError, checkpoints.CheckpointCorruptError,
-    data_lib.DataNotFoundError, FileNotFoundError]
-
-
-def register_expected_error(error_type: type[BaseException]) -> None:
-  """Makes `main` report `error_type` as a one-line error (exit 2), not a traceback."""
-  if error_type not in _EXPECTED_ERRORS:
-    _EXPECTED_ERRORS.append(error_type)
-
-
-def stock_config_names() -> list[str]:
-  """Names of the configs shipped in `tripjax.configs` (base configs excluded)."""
-  package = importlib.import_module(STOCK_CONFIG_PACKAGE)
-  return sorted(module.name for module in pkgutil.iter_modules(package.__path__)
-                if not module.name.startswith(("base", "_")))
-
-
-def load_config(spec: str) -> ml_collections.ConfigDict:
-  """The ConfigDict of a config file path or a stock config name, locked.
-
-  Raises:
-    UsageError: no such file or stock config.
-  """
-  if os.path.isfile(spec):
-    module_name = "tripjax_config_" + os.path.splitext(os.path.basename(spec))[0]
-    module_spec = importlib.util.spec_from_file_location(module_name, spec)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-  else:
-    name = spec[:-3] if spec.endswith(".py") else spec
-    names = stock_config_names()
-    if os.sep in name or name not in names:
-      raise UsageError(f"--config {spec}: no such config file, and no stock config of "
-                       f"that name; stock configs: {', '.join(names)}.")
-    module = importlib.import_module(f"{STOCK_CONFIG_PACKAGE}.{name}")
-  config = module.get_config()
-  config.lock()
-  return config
+    workdir_lock.WorkdirLockedError, checkpoints.CheckpointMismatchError,
+    checkpoints.CheckpointCorruptError, data_lib.DataNotFoundError, FileNotFoundError)
 
 
 def _parse_value(field: str, raw: str, field_type: type) -> Any:
@@ -253,26 +219,28 @@ def start(args: argparse.Namespace, config: ml_collections.ConfigDict,
 
 
 def train(args: argparse.Namespace, config: ml_collections.ConfigDict | None,
-          trainer) -> None:
-  """Trains as `config` says in `args.workdir` with the trainer module `trainer`
-  (`tripjax.training.vae`, `gan`, `cvae`: `validate_config`, `train_and_evaluate`)."""
+          trainer: experiment.Trainer) -> None:
+  """Trains as `config` says in `args.workdir` with `trainer` (a task module's
+  `TRAINER`), after the classifiers its metrics need (`trainers.train_and_evaluate`)."""
   if config is None:
     raise UsageError("--config is required for training; stock configs: "
                      + ", ".join(stock_config_names()) + ".")
   start(args, config, trainer.validate_config)
-  trainer.train_and_evaluate(config, args.workdir,
-                             allow_config_change=args.allow_config_change)
+  trainers.train_and_evaluate(config, args.workdir,
+                              allow_config_change=args.allow_config_change)
 
 
 def evaluate(args: argparse.Namespace, config: ml_collections.ConfigDict | None,
-             trainer) -> None:
+             trainer: experiment.Trainer) -> None:
   """Evaluates the checkpoint `args.step` (default: the newest) of the run in
   `args.workdir` with `trainer.evaluate_checkpoint` and prints its record; `config`
   defaults to the run's saved one."""
+  if trainer.evaluate_checkpoint is None:
+    raise UsageError(f"a {trainer.name!r} run has no checkpoint evaluation.")
   if config is None:
     config = workdirs.load_config(args.workdir)
   start(args, config, trainer.validate_config)
-  record = trainer.evaluate_checkpoint(config, args.workdir, step=args.step)
+  record = trainer.evaluate_checkpoint(config, args.workdir, args.step)
   print(" ".join(f"{name}={value}" for name, value in record.items()))
 
 
@@ -280,7 +248,7 @@ def main(run_fn: Callable[[], int | None]) -> int:
   """Runs `run_fn`; expected errors become one line on stderr and exit code 2."""
   try:
     status = run_fn()
-  except tuple(_EXPECTED_ERRORS) as error:
+  except _EXPECTED_ERRORS as error:
     print(f"error: {error}", file=sys.stderr)
     return EXIT_USAGE
   except loop.NonFiniteMetricError as error:

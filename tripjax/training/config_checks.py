@@ -43,8 +43,9 @@ def check_int(config, field: str, *, minimum: int | None = None,
     return
   bound = "" if minimum is None else f" >= {minimum}"
   if not _is_int(value) or (minimum is not None and value < minimum):
-    kind = {1: "a positive integer", 0: "a non-negative integer"}.get(
-        minimum, f"an integer{bound}")
+    names = {1: "a positive integer", 0: "a non-negative integer"}
+    kind = names.get(minimum, f"an integer{bound}") if minimum is not None else (
+        "an integer")
     raise ConfigError(field, value, f"must be {kind}"
                       + (" or None." if optional else "."))
 
@@ -126,3 +127,11 @@ def check_common_train_fields(config) -> None:
   check_bool(config, "train.progress_bar")
   check_int(config, "train.cpu_devices", minimum=1, optional=True)
   check_number(config, "train.learning_rate", minimum=0.0, exclusive_minimum=True)
+
+
+def check_prior_size_fields(config) -> None:
+  """The prior's size and learning rate, as every trainer with a prior reads them."""
+  check_int(config, "prior.num_components", minimum=1)
+  check_int(config, "prior.rank", minimum=1)
+  check_number(config, "prior.learning_rate", minimum=0.0, exclusive_minimum=True,
+               optional=True)

@@ -1,14 +1,16 @@
 """Conditional VAE-TRIP with partially observed attributes (paper, section 4, eqs. 11-14).
 
-Two models on the shared loop (`tripjax.training.loop`), chosen by `config.model.kind`:
+Two variants on the shared loop, chosen by `config.model.kind` (`VARIANTS`), each a
+small class behind one interface (`CvaeVariant`):
 
-* "trip": one TRIP over the d latents z and the a discrete attributes y, in the seeded
-  random ring order `prior.permutation_seed` (`tripjax.priors.make_joint_prior`); the
-  decoder sees z alone. Trained by the bound of eq. 14 on log p(x, y_obs)
-  (`tripjax.losses.conditional_elbo`): the unconditional encoder q(z|x), Monte-Carlo
-  KL, and the hidden attributes summed out exactly by the prior (no imputation).
-* "concat": the usual CVAE baseline: z ~ N(0, I) and a decoder that takes
-  [z, one-hot y] with a learned "unknown" value for a hidden attribute
+* "trip" (`JointTrip`): one TRIP over the d latents z and the a discrete attributes
+  y, in the seeded random ring order `prior.permutation_seed`
+  (`tripjax.priors.make_joint_prior`); the decoder sees z alone. Trained by the bound
+  of eq. 14 on log p(x, y_obs) (`tripjax.losses.conditional_elbo`): the
+  unconditional encoder q(z|x), Monte-Carlo KL, and the hidden attributes summed out
+  exactly by the prior (no imputation).
+* "concat" (`Concatenation`): the usual CVAE baseline: z ~ N(0, I) and a decoder that
+  takes [z, one-hot y] with a learned "unknown" value for a hidden attribute
   (`tripjax.models.vae.ConditionalDecoder`); same encoder, decoder widths and
   budget. Trained by the ELBO of log p(x | y_obs).
 
@@ -24,9 +26,10 @@ rebuilds its prior with the checkpoint's order, which wins over the config's see
 
 What "test bound" means (every test attribute is observed; nats per example):
 
-* `{split}_bound_x_given_y`, both models: a lower bound on log p(x | y). For "concat"
-  it is its ELBO; for "trip" it is eq. 14's bound minus the exact log p(y) of the ring
-  (z summed out), since log p(x | y) = log p(x, y) - log p(y). The two are comparable.
+* `{split}_bound_x_given_y`, both variants: a lower bound on log p(x | y). For
+  "concat" it is its ELBO; for "trip" it is eq. 14's bound minus the exact log p(y)
+  of the ring (z summed out), since log p(x | y) = log p(x, y) - log p(y). The two
+  are comparable.
 * "trip" also: `{split}_bound_x_y` (eq. 14, on log p(x, y)), `{split}_log_prob_y`
   (exact log p(y)), `{split}_elbo` (the ELBO of log p(x) with every attribute summed
   out of the prior), and the parts `log_likelihood` E_q[log p(x|z)],
@@ -47,7 +50,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple, Protocol, Sequence, cast
 
 import flax
 import jax
@@ -63,22 +66,29 @@ from tripjax import likelihoods
 from tripjax import losses
 from tripjax import priors
 from tripjax.metrics import attribute_classifier
+from tripjax.metrics import classifier_fd
 from tripjax.metrics import condition_violation
 from tripjax.models import vae as vae_models
+from tripjax.training import autoencoders
 from tripjax.training import checkpoints
-from tripjax.training import classifier
 from tripjax.training import config_checks
 from tripjax.training import distributed
+from tripjax.training import evaluation
+from tripjax.training import experiment
 from tripjax.training import image_grid
 from tripjax.training import loop
+from tripjax.training import optimizers
+from tripjax.training import rng as rng_lib
 from tripjax.training import samplers
 from tripjax.training import sharding
-from tripjax.training import vae
 from tripjax.training import workdirs
 
-MODEL_KINDS = ("trip", "concat")
 VIOLATION_KINDS = ("single", "subset")  # requests of one attribute, of random subsets
 _SINGLE_REQUEST_SEED, _SUBSET_REQUEST_SEED = 0, 1  # the same requests for every run
+DIGIT_DATASETS = ("digits", "mnist")  # scored by the FD digit classifier
+
+# z (B, d) -> (log p(z), log p(y_obs | z)), each (B,): the prior terms of eq. 14.
+JointLogProbFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
 
 
 @flax.struct.dataclass
@@ -96,46 +106,212 @@ class CvaeState:
   permutation: Any
 
 
+# ---------------------------------------------------------------- the variants
+
+
+class CvaeVariant(Protocol):
+  """What differs between the conditional VAEs: the prior over z (and y), what the
+  decoder sees, and the prior terms of the bound. Hashable (compiled functions are
+  cached by the model that holds it).
+
+  Attributes:
+    kind: its `config.model.kind`.
+    prior: the prior the refits and samplers use (`tripjax.priors.LatentPrior`).
+    permutation: the ring order to checkpoint, or None.
+  """
+
+  @property
+  def kind(self) -> str: ...
+
+  @property
+  def prior(self) -> Any: ...
+
+  @property
+  def permutation(self) -> tuple[int, ...] | None: ...
+
+  def decoder(self, decoder: vae_models.Decoder) -> Any:
+    """The decoder module, given the unconditional conv decoder."""
+    ...
+
+  def decoder_inputs(self, z: jax.Array, attributes: jax.Array) -> tuple:
+    """What the decoder module takes."""
+    ...
+
+  def joint_log_prob_fn(self, prior_params: Any,
+                        attributes: jax.Array) -> JointLogProbFn:
+    """The prior terms of the trained bound for attributes (B, a), NaN = hidden."""
+    ...
+
+  def train_metrics(self, terms: losses.ConditionalElboTerms) -> dict[str, jax.Array]:
+    """Metrics of the step beyond loss, bound, log_likelihood, kl and grad_norm."""
+    ...
+
+  def eval_sums(self, prior_params: Any, terms: losses.ConditionalElboTerms,
+                attributes: jax.Array) -> dict[str, jax.Array]:
+    """Per-example test values (B,) (the module docstring's test bounds)."""
+    ...
+
+  def unconditional_sample_fn(self, sample: Callable[..., np.ndarray],
+                              real_attributes: np.ndarray
+                              ) -> Callable[[jax.Array, int], np.ndarray]:
+    """(key, n) -> n images without a request, from `sample(key, request, num)`."""
+    ...
+
+
+@dataclasses.dataclass(frozen=True)
+class JointTrip:
+  """"trip": one TRIP over [z, y] (paper, eq. 11); the decoder sees z alone."""
+  prior: priors.JointPrior
+  kind = "trip"
+
+  @property
+  def permutation(self) -> tuple[int, ...]:
+    return self.prior.permutation
+
+  def decoder(self, decoder: vae_models.Decoder) -> vae_models.Decoder:
+    return decoder
+
+  def decoder_inputs(self, z: jax.Array, attributes: jax.Array) -> tuple:
+    del attributes
+    return (z,)
+
+  def joint_log_prob_fn(self, prior_params: Any,
+                        attributes: jax.Array) -> JointLogProbFn:
+    """log p(z) and log p(y_obs | z), from one ring contraction."""
+    return lambda z: self.prior.log_prob_parts(prior_params, z, attributes)
+
+  def train_metrics(self, terms: losses.ConditionalElboTerms) -> dict[str, jax.Array]:
+    return {"attribute_log_likelihood": terms.attribute_log_likelihood}
+
+  def eval_sums(self, prior_params: Any, terms: losses.ConditionalElboTerms,
+                attributes: jax.Array) -> dict[str, jax.Array]:
+    no_latents = jnp.full(attributes.shape[:-1] + (self.prior.num_latents,), jnp.nan,
+                          terms.bound.dtype)
+    log_prob_y = self.prior.log_prob(prior_params, no_latents, attributes)
+    return {"bound_x_given_y": terms.bound - log_prob_y, "bound_x_y": terms.bound,
+            "log_prob_y": log_prob_y, "elbo": terms.log_likelihood - terms.kl,
+            "log_likelihood": terms.log_likelihood,
+            "attribute_log_likelihood": terms.attribute_log_likelihood,
+            "kl": terms.kl}
+
+  def unconditional_sample_fn(self, sample: Callable[..., np.ndarray],
+                              real_attributes: np.ndarray
+                              ) -> Callable[[jax.Array, int], np.ndarray]:
+    """z ~ p(z) with every attribute summed out."""
+    nothing = np.full(real_attributes.shape[-1], np.nan, np.float32)
+    return lambda key, num_samples: sample(key, nothing, num_samples)
+
+
+@dataclasses.dataclass(frozen=True)
+class Concatenation:
+  """"concat": z ~ N(0, I) and a decoder of [z, one-hot y] ("unknown" for hidden)."""
+  prior: priors.Prior
+  num_values: tuple[int, ...]
+  kind = "concat"
+  permutation = None
+
+  def decoder(self, decoder: vae_models.Decoder) -> vae_models.ConditionalDecoder:
+    return vae_models.ConditionalDecoder(decoder=decoder, num_values=self.num_values)
+
+  def decoder_inputs(self, z: jax.Array, attributes: jax.Array) -> tuple:
+    return (z, attributes)
+
+  def joint_log_prob_fn(self, prior_params: Any,
+                        attributes: jax.Array) -> JointLogProbFn:
+    """log p(z), and 0 for y (which it does not model): eq. 14 is then its ELBO."""
+    del attributes
+    return lambda z: (self.prior.log_prob(prior_params, z),
+                      jnp.zeros(z.shape[:-1], z.dtype))
+
+  def train_metrics(self, terms: losses.ConditionalElboTerms) -> dict[str, jax.Array]:
+    del terms
+    return {}
+
+  def eval_sums(self, prior_params: Any, terms: losses.ConditionalElboTerms,
+                attributes: jax.Array) -> dict[str, jax.Array]:
+    del prior_params, attributes
+    return {"bound_x_given_y": terms.bound, "log_likelihood": terms.log_likelihood,
+            "kl": terms.kl}
+
+  def unconditional_sample_fn(self, sample: Callable[..., np.ndarray],
+                              real_attributes: np.ndarray
+                              ) -> Callable[[jax.Array, int], np.ndarray]:
+    """It has no p(y): each image gets the attributes of a random real example."""
+    def sample_fn(key, num_samples):
+      rows_key, sample_key = jax.random.split(key)
+      rows = jax.random.randint(rows_key, (num_samples,), 0, len(real_attributes))
+      return sample(sample_key, real_attributes[np.asarray(rows)])
+    return sample_fn
+
+
+def _joint_trip(config: ml_collections.ConfigDict, num_values: tuple[int, ...],
+                permutation: Sequence[int] | None) -> JointTrip:
+  return JointTrip(priors.make_joint_prior(
+      config.model.latent_dim, num_values, num_components=config.prior.num_components,
+      rank=config.prior.rank, permutation_seed=config.prior.permutation_seed,
+      permutation=permutation))
+
+
+def _concatenation(config: ml_collections.ConfigDict, num_values: tuple[int, ...],
+                   permutation: Sequence[int] | None) -> Concatenation:
+  del permutation
+  return Concatenation(priors.make_prior("normal", config.model.latent_dim),
+                       num_values)
+
+
+# config.model.kind -> (config, attribute sizes, ring order or None) -> the variant.
+VARIANTS: dict[str, Callable[..., CvaeVariant]] = {
+    "trip": _joint_trip, "concat": _concatenation}
+MODEL_KINDS = tuple(VARIANTS)
+
+
+# ---------------------------------------------------------------- the model
+
+
 @dataclasses.dataclass(frozen=True)
 class CvaeModel:
   """The fixed (non-array) parts of a conditional VAE.
 
   Attributes:
-    kind: "trip" or "concat".
+    variant: what differs between the conditional VAEs (`CvaeVariant`).
     encoder: images (B, H, W, C) -> (mean, log_scale), each (B, latent_dim).
-    decoder: a `Decoder` of z ("trip") or a `ConditionalDecoder` of (z, y) ("concat").
-    prior: the `JointPrior` p(z, y) ("trip") or the N(0, I) `Prior` over z ("concat").
+    decoder: the variant's decoder module.
     specs: the attributes (`tripjax.data.attribute_specs`).
     likelihood: a name in `tripjax.likelihoods.LIKELIHOODS`.
     image_shape: (H, W, C).
     latent_dim: d.
   """
-  kind: str
+  variant: CvaeVariant
   encoder: vae_models.Encoder
   decoder: Any
-  prior: Any
   specs: tuple[data_lib.AttributeSpec, ...]
   likelihood: str
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int, ...]
   latent_dim: int
 
   @property
+  def kind(self) -> str:
+    return self.variant.kind
+
+  @property
+  def prior(self) -> Any:
+    """The joint prior p(z, y) ("trip") or the N(0, I) prior over z ("concat")."""
+    return self.variant.prior
+
+  @property
   def permutation(self) -> tuple[int, ...] | None:
-    """The joint prior's ring order; None for "concat"."""
-    return self.prior.permutation if self.kind == "trip" else None
+    """The joint prior's ring order; None where there is none."""
+    return self.variant.permutation
 
   def posterior(self, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """q(z|x): images (B, H, W, C) -> (mean, log_scale), each (B, latent_dim)."""
-    return self.encoder.apply({"params": params["encoder"]}, images)
-
-  def decoder_inputs(self, z: jax.Array, attributes: jax.Array) -> tuple:
-    """What the decoder takes: (z,) for "trip", (z, attributes) for "concat"."""
-    return (z,) if self.kind == "trip" else (z, attributes)
+    return cast(tuple[jax.Array, jax.Array],
+                self.encoder.apply({"params": params["encoder"]}, images))
 
   def decode(self, params: dict, z: jax.Array, attributes: jax.Array) -> jax.Array:
     """z (B, d), attributes (B, a), NaN = unknown -> raw decoder output (B, H, W, P * C)."""
     return self.decoder.apply({"params": params["decoder"]},
-                              *self.decoder_inputs(z, attributes))
+                              *self.variant.decoder_inputs(z, attributes))
 
   def decode_mean(self, params: dict, z: jax.Array, attributes: jax.Array) -> jax.Array:
     """z (B, d), attributes (B, a) -> images (B, H, W, C) in [0, 1] to look at."""
@@ -146,68 +322,53 @@ class CvaeModel:
     return lambda z: likelihoods.log_likelihood(
         self.likelihood, self.decode(params, z, attributes), images)
 
-  def joint_log_prob_fn(self, params: dict, attributes: jax.Array):
-    """The function z (B, d) -> (log p(z), log p(y_obs | z)), each (B,), of eq. 14.
-
-    "concat" models no y: its second term is 0, so eq. 14's bound is its ELBO.
-    """
-    if self.kind == "trip":
-      return lambda z: self.prior.log_prob_parts(params["prior"], z, attributes)
-    return lambda z: (self.prior.log_prob(params["prior"], z),
-                      jnp.zeros(z.shape[:-1], z.dtype))
-
   def bound_terms(self, params: dict, images: jax.Array, attributes: jax.Array,
                   key: jax.Array, num_samples: int = 1) -> losses.ConditionalElboTerms:
     """Per-example terms (B,) of the trained bound: eq. 14 on log p(x, y_obs)
     ("trip") or the ELBO of log p(x | y_obs) ("concat")."""
     mean, log_scale = self.posterior(params, images)
-    return losses.conditional_elbo(key, mean, log_scale,
-                                   self.log_likelihood_fn(params, images, attributes),
-                                   self.joint_log_prob_fn(params, attributes),
-                                   num_samples)
+    return losses.conditional_elbo(
+        key, mean, log_scale, self.log_likelihood_fn(params, images, attributes),
+        self.variant.joint_log_prob_fn(params["prior"], attributes), num_samples)
 
 
 def build_model(config: ml_collections.ConfigDict, image_shape: Sequence[int],
                 likelihood: str,
                 permutation: Sequence[int] | None = None) -> CvaeModel:
-  """The networks of `config.model` and the prior of `config.prior` for the attributes
-  of `config.data.name`; `permutation` (e.g. a checkpoint's) overrides the ring order
-  of `prior.permutation_seed`."""
+  """The networks of `config.model` and the variant of `config.model.kind` for the
+  attributes of `config.data.name`; `permutation` (e.g. a checkpoint's) overrides the
+  ring order of `prior.permutation_seed`."""
   specs = data_lib.attribute_specs(config.data.name)
   num_values = tuple(spec.num_values for spec in specs)
-  encoder, decoder = vae.build_networks(config, image_shape, likelihood)
-  if config.model.kind == "trip":
-    prior = priors.make_joint_prior(
-        config.model.latent_dim, num_values, num_components=config.prior.num_components,
-        rank=config.prior.rank, permutation_seed=config.prior.permutation_seed,
-        permutation=permutation)
-  else:
-    prior = priors.make_prior("normal", config.model.latent_dim)
-    decoder = vae_models.ConditionalDecoder(decoder=decoder, num_values=num_values)
-  return CvaeModel(kind=config.model.kind, encoder=encoder, decoder=decoder,
-                   prior=prior, specs=specs, likelihood=likelihood,
-                   image_shape=tuple(image_shape), latent_dim=config.model.latent_dim)
+  variant = VARIANTS[config.model.kind](config, num_values, permutation)
+  encoder, decoder = autoencoders.build_networks(config, image_shape, likelihood)
+  return CvaeModel(variant=variant, encoder=encoder, decoder=variant.decoder(decoder),
+                   specs=specs, likelihood=likelihood, image_shape=tuple(image_shape),
+                   latent_dim=config.model.latent_dim)
 
 
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """The VAE's two Adams (`vae.two_adams`): the prior's at `prior.learning_rate`."""
-  return vae.two_adams(config)
+  """The two Adams (`optimizers.two_adams`): the prior's at `prior.learning_rate`."""
+  return optimizers.two_adams(config)
 
 
 def init_state(model: CvaeModel, optimizer: optax.GradientTransformation,
                key: jax.Array) -> CvaeState:
-  """Fresh parameters and optimizer state (one compiled call), and the ring order."""
+  """Fresh parameters and optimizer state (one compiled call), and the ring order.
+
+  `key`: the "init" stream's key (`RandomStreams.init_key`), or any PRNG key.
+  """
 
   @jax.jit
-  def initialize(key):  # key: an RBG key, whose compiled init is cheap on XLA:CPU
+  def initialize(key):
     encoder_key, decoder_key, prior_key = jax.random.split(key, 3)
     images = jnp.zeros((1,) + model.image_shape, jnp.float32)
     z = jnp.zeros((1, model.latent_dim), jnp.float32)
     attributes = jnp.full((1, len(model.specs)), jnp.nan, jnp.float32)
     params = {
         "encoder": model.encoder.init(encoder_key, images)["params"],
-        "decoder": model.decoder.init(decoder_key,
-                                      *model.decoder_inputs(z, attributes))["params"],
+        "decoder": model.decoder.init(
+            decoder_key, *model.variant.decoder_inputs(z, attributes))["params"],
         "prior": model.prior.init(prior_key),
     }
     return params, optimizer.init(params)
@@ -245,7 +406,8 @@ def make_train_step(model: CvaeModel, optimizer: optax.GradientTransformation,
   Returns:
     train_step(state, batch {"image" (B, H, W, C), "attributes" (B, a)}, rng) ->
     (state, metrics) with scalar metrics loss (= -bound), bound, log_likelihood, kl,
-    attribute_log_likelihood ("trip" only; nats per example) and grad_norm.
+    the variant's own (`train_metrics`; "trip": attribute_log_likelihood), nats per
+    example, and grad_norm.
   """
 
   def loss_fn(params, images, attributes, rng):
@@ -259,11 +421,10 @@ def make_train_step(model: CvaeModel, optimizer: optax.GradientTransformation,
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     metrics = {"loss": -terms.bound, "bound": terms.bound,
-               "log_likelihood": terms.log_likelihood, "kl": terms.kl}
-    if model.kind == "trip":
-      metrics["attribute_log_likelihood"] = terms.attribute_log_likelihood
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state.replace(params=params, opt_state=opt_state), metrics
+               "log_likelihood": terms.log_likelihood, "kl": terms.kl,
+               **model.variant.train_metrics(terms),
+               "grad_norm": optax.tree.norm(grads)}
+    return dataclasses.replace(state, params=params, opt_state=opt_state), metrics
 
   return train_step
 
@@ -278,17 +439,7 @@ def make_eval_step(model: CvaeModel):
 
   def eval_step(params, images, attributes, mask, rng):
     terms = model.bound_terms(params, images, attributes, rng)
-    if model.kind == "trip":
-      no_latents = jnp.full((images.shape[0], model.latent_dim), jnp.nan, images.dtype)
-      log_prob_y = model.prior.log_prob(params["prior"], no_latents, attributes)
-      sums = {"bound_x_given_y": terms.bound - log_prob_y, "bound_x_y": terms.bound,
-              "log_prob_y": log_prob_y, "elbo": terms.log_likelihood - terms.kl,
-              "log_likelihood": terms.log_likelihood,
-              "attribute_log_likelihood": terms.attribute_log_likelihood,
-              "kl": terms.kl}
-    else:
-      sums = {"bound_x_given_y": terms.bound, "log_likelihood": terms.log_likelihood,
-              "kl": terms.kl}
+    sums = model.variant.eval_sums(params["prior"], terms, attributes)
     sums = {name: jnp.sum(value * mask) for name, value in sums.items()}
     sums["count"] = jnp.sum(mask)
     return sums
@@ -298,7 +449,7 @@ def make_eval_step(model: CvaeModel):
 
 @functools.lru_cache(maxsize=16)
 def _jitted_eval_step(model: CvaeModel, mesh: jax.sharding.Mesh):
-  return vae.jit_eval_step(make_eval_step(model), mesh, num_batch_arrays=3)
+  return evaluation.jit_eval_step(make_eval_step(model), mesh, num_batch_arrays=3)
 
 
 def evaluate(model: CvaeModel, params: dict, dataset: data_lib.ImageDataset, *,
@@ -307,12 +458,11 @@ def evaluate(model: CvaeModel, params: dict, dataset: data_lib.ImageDataset, *,
   """Mean test bounds (module docstring) over every example of `dataset`, every
   attribute observed, in nats per example: {f"{prefix}_bound_x_given_y", ...}."""
   mesh = sharding.make_data_mesh() if mesh is None else mesh
-  totals = vae.dataset_totals(
+  totals = evaluation.dataset_totals(
       _jitted_eval_step(model, mesh), params, dataset, batch_size=batch_size, key=key,
       mesh=mesh, batch_arrays=lambda batch: (
           batch.images, data_lib.attributes_from_labels(dataset.name, batch.labels)))
-  count = totals.pop("count")
-  return {f"{prefix}_{name}": total / count for name, total in totals.items()}
+  return evaluation.per_example_means(totals, prefix)
 
 
 # ---------------------------------------------------------------- conditional samples
@@ -420,23 +570,24 @@ class AttributePredictor(NamedTuple):
 def load_attribute_predictor(config: ml_collections.ConfigDict) -> AttributePredictor:
   """The attribute classifier of `config.data.name` from `eval.classifier_workdir`.
 
-  digits and mnist: the FD digit classifier (`tripjax.configs.digits_classifier`,
-  trained there first if missing); its predicted digit gives every digit attribute.
-  celeb_a: the attribute classifier of `python -m train.train_classifier --config
-  celeba_attribute_classifier` (FileNotFoundError naming that command if missing).
-  """
-  from tripjax.configs import digits_classifier  # pylint: disable=import-outside-toplevel
+  digits and mnist: the FD digit classifier (`tripjax.metrics.classifier_fd`); its
+  predicted digit gives every digit attribute. celeb_a: the attribute classifier of
+  `python -m train.train_classifier --config celeba_attribute_classifier`.
 
+  Raises:
+    FileNotFoundError: the classifier is not trained yet (the message gives the
+      command; `python -m train.cvae` trains the digit classifier itself).
+  """
   workdir = config.eval.classifier_workdir
   batch_size = config.eval.batch_size
-  if config.data.name in ("digits", "mnist"):
-    params, metadata = classifier.get_or_train(digits_classifier.get_config(), workdir)
+  if config.data.name in DIGIT_DATASETS:
+    params, metadata = classifier_fd.load_classifier(workdir)
     return AttributePredictor(
         lambda images: condition_violation.predict_digit_attributes(params, images,
                                                                     batch_size),
         f"digit classifier in {workdir} (test accuracy "
         f"{metadata['test_accuracy']:.4f})")
-  model, params, _ = classifier.load_attribute_classifier(workdir)
+  model, params, _ = attribute_classifier.load_from_workdir(workdir)
   return AttributePredictor(
       lambda images: attribute_classifier.predict_attributes(model, params, images,
                                                              batch_size),
@@ -449,18 +600,10 @@ def real_attributes_and_accuracies(predictor: AttributePredictor,
   """The attributes of the real images of `dataset` (N, a), and the predictor's
   accuracy on them (the metric's own error): {"classifier_accuracy_<attribute>",
   "classifier_accuracy" (the mean)}. Reads the images batch by batch."""
-  attributes, correct = [], []
-  for batch in data_lib.padded_batches(dataset, batch_size):
-    real = batch.mask > 0
-    truth = data_lib.attributes_from_labels(dataset.name, batch.labels[real])
-    attributes.append(truth)
-    correct.append(predictor.predict(batch.images[real]) == truth)
-  attributes, correct = np.concatenate(attributes), np.concatenate(correct)
-  specs = data_lib.attribute_specs(dataset.name)
-  accuracies = {f"classifier_accuracy_{spec.name}": float(np.mean(correct[:, j]))
-                for j, spec in enumerate(specs)}
-  accuracies["classifier_accuracy"] = float(np.mean(correct))
-  return attributes, accuracies
+  truth, predicted = condition_violation.predictions_on(dataset, predictor.predict,
+                                                        batch_size)
+  return truth, condition_violation.accuracies(
+      truth, predicted, data_lib.attribute_specs(dataset.name), "classifier_accuracy")
 
 
 def violation_requests(config: ml_collections.ConfigDict,
@@ -502,14 +645,15 @@ def violation_metrics(model: CvaeModel, params: dict, predictor: AttributePredic
   return results
 
 
-class _Evaluation(NamedTuple):
-  """What the violation evaluation needs, loaded once per run."""
+class ViolationSetup(NamedTuple):
+  """What the violation evaluation needs, loaded once per run: the classifier, the
+  requests (`violation_requests`) and the classifier's accuracy on real images."""
   predictor: AttributePredictor
   requests: dict
   classifier_accuracy: dict
 
 
-def _violation_setup(config: ml_collections.ConfigDict) -> _Evaluation | None:
+def violation_setup(config: ml_collections.ConfigDict) -> ViolationSetup | None:
   """The classifier, the requests and its accuracy on real `eval.split` images (grey
   levels: the samples are decoder means); None when `eval.violation_num_samples` is 0."""
   if not config.eval.violation_num_samples:
@@ -521,19 +665,18 @@ def _violation_setup(config: ml_collections.ConfigDict) -> _Evaluation | None:
     real = real.take(config.data.num_eval_examples)
   reference, accuracies = real_attributes_and_accuracies(predictor, real,
                                                          config.eval.batch_size)
-  return _Evaluation(predictor, violation_requests(config, reference), accuracies)
+  return ViolationSetup(predictor, violation_requests(config, reference), accuracies)
 
 
-def _violation_key(config) -> jax.Array:
-  return jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 6)
-
-
-def _violation_outputs(config, model, params, evaluation: _Evaluation | None) -> dict:
-  if evaluation is None:
+def _violation_outputs(config: ml_collections.ConfigDict, model: CvaeModel,
+                       params: dict, evaluation_setup: ViolationSetup | None,
+                       streams: rng_lib.RandomStreams) -> dict:
+  if evaluation_setup is None:
     return {}
-  outputs = violation_metrics(model, params, evaluation.predictor, evaluation.requests,
-                              _violation_key(config), config.eval.batch_size)
-  outputs.update(evaluation.classifier_accuracy)
+  outputs = violation_metrics(model, params, evaluation_setup.predictor,
+                              evaluation_setup.requests, streams.key("request"),
+                              config.eval.batch_size)
+  outputs.update(evaluation_setup.classifier_accuracy)
   return outputs
 
 
@@ -547,7 +690,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_number(config, "data.hide_attribute_fraction", minimum=0.0,
                              maximum=1.0)
   config_checks.check_choice(config, "model.kind", MODEL_KINDS)
-  vae.check_shared_fields(config)
+  autoencoders.check_autoencoder_fields(config)
   config_checks.check_int(config, "prior.permutation_seed", minimum=0)
   specs = data_lib.attribute_specs(config.data.name)
   requests = config_checks.get_field(config, "eval.grid_requests")
@@ -575,35 +718,47 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                                     config.eval.classifier_workdir, "must be a path.")
 
 
-class _Setup(NamedTuple):
+@dataclasses.dataclass(frozen=True)
+class CvaeSetup:
+  """The data, model and optimizer of a CVAE config.
+
+  Attributes:
+    train_dataset: the training split (its first `data.num_train_examples`).
+    eval_dataset: the `eval.split` (its first `data.num_eval_examples`).
+    model: the `CvaeModel` (with the ring order of the workdir's checkpoint, if any).
+    optimizer: the two Adams (`make_optimizer`).
+  """
   train_dataset: data_lib.ImageDataset
   eval_dataset: data_lib.ImageDataset
   model: CvaeModel
   optimizer: optax.GradientTransformation
 
 
-def _init_key(config) -> jax.Array:
-  """The key of the initial parameters: XLA's RBG generator, because the init compiled
-  with the default threefry keys costs several times longer on XLA:CPU (every random
-  initializer inlines the threefry rounds)."""
-  return jax.random.fold_in(jax.random.key(config.train.seed, impl="rbg"), 1)
-
-
-def _setup(config: ml_collections.ConfigDict) -> _Setup:
-  """Datasets, model and optimizer of a config."""
-  train_dataset = vae.load_split(config, "train", config.data.num_train_examples)
-  eval_dataset = vae.load_split(config, config.eval.split,
-                                config.data.num_eval_examples)
+def setup(config: ml_collections.ConfigDict, workdir: str | None = None) -> CvaeSetup:
+  """The `CvaeSetup` of a (valid) config; with `workdir`, its model has the ring order
+  of the workdir's checkpoint (`restore_matching`)."""
+  train_dataset = experiment.load_split(config, "train", config.data.num_train_examples)
+  eval_dataset = experiment.load_split(config, config.eval.split,
+                                       config.data.num_eval_examples)
   model = build_model(config, train_dataset.image_shape, train_dataset.likelihood)
-  return _Setup(train_dataset, eval_dataset, model, make_optimizer(config))
+  optimizer = make_optimizer(config)
+  if workdir is not None:
+    model, _ = restore_matching(config, workdir, model, optimizer)
+  return CvaeSetup(train_dataset, eval_dataset, model, optimizer)
 
 
-def _restore_matching(config: ml_collections.ConfigDict, workdir: str,
-                      model: CvaeModel, optimizer: optax.GradientTransformation, *,
-                      step: int | None = None, mesh: jax.sharding.Mesh | None = None
-                      ) -> tuple[CvaeModel, tuple[CvaeState, dict] | None]:
+class RestoredCvae(NamedTuple):
+  """A checkpoint of a CVAE run: the state and its position."""
+  state: CvaeState
+  position: loop.Position
+
+
+def restore_matching(config: ml_collections.ConfigDict, workdir: str,
+                     model: CvaeModel, optimizer: optax.GradientTransformation, *,
+                     step: int | None = None, mesh: jax.sharding.Mesh | None = None
+                     ) -> tuple[CvaeModel, RestoredCvae | None]:
   """The model with the ring order of the checkpoint in `workdir`, and that
-  checkpoint's (state, position); (model, None) when there is none to read.
+  checkpoint; (model, None) when there is none to read.
 
   The checkpoint's order wins over `prior.permutation_seed` (with a message): its
   parameters were trained in it. The ring's static structure (which variable is
@@ -612,17 +767,17 @@ def _restore_matching(config: ml_collections.ConfigDict, workdir: str,
   if not os.path.isdir(os.path.join(workdir, checkpoints.CHECKPOINT_DIRNAME)):
     return model, None
 
-  def restore(model):
-    return loop.restore_for_inference(
-        workdir, lambda key: init_state(model, optimizer, key), step=step, mesh=mesh)
+  def restore(model: CvaeModel) -> RestoredCvae:
+    return RestoredCvae(*loop.restore_for_inference(
+        workdir, lambda key: init_state(model, optimizer, key), step=step, mesh=mesh))
 
   try:
     restored = restore(model)
   except (FileNotFoundError, checkpoints.CheckpointCorruptError):
     return model, None  # The loop reports it (or starts afresh), as for the VAE.
-  if model.kind != "trip":
+  if model.permutation is None:
     return model, restored
-  stored = tuple(int(i) for i in np.asarray(restored[0].permutation))
+  stored = tuple(int(i) for i in np.asarray(restored.state.permutation))
   if stored == model.permutation:
     return model, restored
   tqdm.tqdm.write(
@@ -633,78 +788,91 @@ def _restore_matching(config: ml_collections.ConfigDict, workdir: str,
   return model, restore(model)
 
 
-def make_after_step(config: ml_collections.ConfigDict, setup: _Setup,
-                    evaluation: _Evaluation | None,
-                    mesh: jax.sharding.Mesh) -> loop.AfterStepFn:
-  """Prior refits (`vae.refit_if_due`), evaluations (test bounds and sample grids,
-  when `vae.evaluation_is_due`) and, after the last step, the condition violation
-  rates and the classifier's accuracy on real images."""
-  model = setup.model
+def _evaluation_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
+  return progress.is_due(every_steps=config.eval.every_steps,
+                         every_epochs=config.eval.every_epochs)
+
+
+def make_after_step(config: ml_collections.ConfigDict, cvae_setup: CvaeSetup,
+                    evaluation_setup: ViolationSetup | None, mesh: jax.sharding.Mesh,
+                    streams: rng_lib.RandomStreams
+                    ) -> tuple[loop.AfterStepFn, loop.DueFn]:
+  """Prior refits (`autoencoders.refit_if_due`), evaluations (test bounds and sample
+  grids, on the VAE's schedule) and, after the last step, the condition violation
+  rates and the classifier's accuracy on real images; and when any is due."""
+  model = cvae_setup.model
   requests = grid_requests(config, model.specs)
-  seed_key = jax.random.PRNGKey(config.train.seed)
+
+  def due(progress: loop.Progress) -> bool:
+    refit = (model.prior.refit is not None
+             and autoencoders.refit_due(config, progress))
+    return refit or _evaluation_due(config, progress) or progress.final
 
   def after_step(state: CvaeState, progress: loop.Progress):
-    outputs = {}
-    state, refitted = vae.refit_if_due(config, model, setup.optimizer, state, progress,
-                                       setup.train_dataset, mesh)
+    outputs: dict[str, Any] = {}
+    state, refitted = autoencoders.refit_if_due(
+        config, model, cvae_setup.optimizer, state, progress, cvae_setup.train_dataset,
+        mesh, streams)
     if refitted:
       outputs["prior_refit"] = True
-    if vae.evaluation_is_due(config, progress):
-      outputs.update(evaluate(model, state.params, setup.eval_dataset,
+    if _evaluation_due(config, progress):
+      outputs.update(evaluate(model, state.params, cvae_setup.eval_dataset,
                               batch_size=config.eval.batch_size,
-                              key=vae.eval_key(config), mesh=mesh,
+                              key=streams.key("evaluation"), mesh=mesh,
                               prefix=config.eval.split))
       outputs.update(image_outputs(
           model, state.params, requests, config.eval.grid_columns,
-          jax.random.fold_in(jax.random.fold_in(seed_key, 4), progress.epoch),
-          config.eval.num_prior_samples))
+          streams.key("image_grid", progress.epoch), config.eval.num_prior_samples))
     if progress.final:
-      outputs.update(_violation_outputs(config, model, state.params, evaluation))
+      outputs.update(_violation_outputs(config, model, state.params, evaluation_setup,
+                                        streams))
     return state, outputs
 
-  return after_step
+  return after_step, due
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       step_hooks: Sequence[loop.StepHook] = (),
-                       mesh: jax.sharding.Mesh | None = None,
-                       allow_config_change: bool = False) -> CvaeState:
-  """Trains a conditional VAE as `config` says, resuming from `workdir`'s checkpoints.
+def _header(config: ml_collections.ConfigDict, cvae_setup: CvaeSetup,
+            evaluation_setup: ViolationSetup | None) -> str:
+  fraction = config.data.hide_attribute_fraction
+  header = (f"Conditional VAE ({config.model.kind}) on {config.data.name} with "
+            f"{len(cvae_setup.model.specs)} attributes, {fraction:.0%} of the training "
+            f"labels hidden, {len(cvae_setup.train_dataset)} train / "
+            f"{len(cvae_setup.eval_dataset)} {config.eval.split} examples")
+  if evaluation_setup is not None:
+    header += f"; condition violations by the {evaluation_setup.predictor.description}"
+  return header
 
-  Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (conditional and
-  unconditional sample grids at every evaluation); the last evaluation adds the
-  condition violation rates. Returns the final state.
+
+def build(config: ml_collections.ConfigDict,
+          context: experiment.RunContext) -> experiment.Experiment:
+  """The `experiment.Experiment` of a CVAE config (`Trainer.build`).
 
   Raises:
-    ConfigError: a bad config value (before anything is written).
-    ConfigMismatchError: `workdir` holds a run of another config.
-    FileNotFoundError: the CelebA attribute classifier is not trained yet.
+    FileNotFoundError: the classifier of the violation rate is not trained yet.
   """
-  validate_config(config)
-  workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  setup = _setup(config)
-  model, _ = _restore_matching(config, workdir, setup.model, setup.optimizer, mesh=mesh)
-  setup = setup._replace(model=model)
-  evaluation = _violation_setup(config)
-  fraction = config.data.hide_attribute_fraction
-  tqdm.tqdm.write(
-      f"Conditional VAE ({config.model.kind}) on {config.data.name} with "
-      f"{len(setup.model.specs)} attributes, {fraction:.0%} of the training labels "
-      f"hidden, {len(setup.train_dataset)} train / {len(setup.eval_dataset)} "
-      f"{config.eval.split} examples, {mesh.devices.size} device(s); writing to "
-      f"{workdir}."
-      + (f" Condition violations by the {evaluation.predictor.description}."
-         if evaluation else ""))
+  cvae_setup = setup(config, context.workdir)
+  evaluation_setup = violation_setup(config)
+  after_step, due = make_after_step(config, cvae_setup, evaluation_setup, context.mesh,
+                                    context.streams)
   task = loop.Task(
-      init_state=init_state(model, setup.optimizer, _init_key(config)),
-      train_step=make_train_step(setup.model, setup.optimizer, config.train.elbo_samples),
-      after_step=make_after_step(config, setup, evaluation, mesh),
-      shown_metrics=("loss", "bound"),
-      prepare_batch=make_prepare_batch(config, setup.train_dataset))
-  return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
-                  task=task, train_dataset=setup.train_dataset, mesh=mesh,
-                  step_hooks=step_hooks, config=config)
+      init_state=init_state(cvae_setup.model, cvae_setup.optimizer,
+                            context.streams.init_key()),
+      train_step=make_train_step(cvae_setup.model, cvae_setup.optimizer,
+                                 config.train.elbo_samples),
+      after_step=after_step, after_step_due=due, shown_metrics=("loss", "bound"),
+      prepare_batch=make_prepare_batch(config, cvae_setup.train_dataset))
+  return experiment.Experiment(task, cvae_setup.train_dataset,
+                               _header(config, cvae_setup, evaluation_setup))
+
+
+def classifiers(config: ml_collections.ConfigDict
+                ) -> tuple[experiment.ClassifierRun, ...]:
+  """The digit classifier of the violation rate on digits (the CelebA attribute
+  classifier is trained by hand: `load_attribute_predictor`)."""
+  if not config.eval.violation_num_samples or config.data.name not in DIGIT_DATASETS:
+    return ()
+  return (experiment.ClassifierRun(classifier_fd.STOCK_CONFIG,
+                                   config.eval.classifier_workdir),)
 
 
 # ---------------------------------------------------------------- trained runs
@@ -718,12 +886,12 @@ class ConditionalSampler:
     config: the run's config.
     model: its model (with the checkpoint's ring order).
     params: its parameters, on the host.
-    position: {"step", "epoch", "batches_done"} of the checkpoint.
+    position: the checkpoint's `loop.Position`.
   """
   config: ml_collections.ConfigDict
   model: CvaeModel
   params: dict
-  position: dict
+  position: loop.Position
 
   @property
   def specs(self) -> tuple[data_lib.AttributeSpec, ...]:
@@ -756,30 +924,32 @@ def load_sampler(workdir: str, *, step: int | None = None,
   test_set = data_lib.load_dataset(config.data.name, "test",
                                    data_dir=config.data.data_dir)
   model = build_model(config, test_set.image_shape, test_set.likelihood)
-  model, restored = _restore_matching(config, workdir, model, make_optimizer(config),
-                                      step=step)
+  model, restored = restore_matching(config, workdir, model, make_optimizer(config),
+                                     step=step)
   if restored is None:
     raise FileNotFoundError(f"No readable checkpoint in {workdir}.")
-  state, position = restored
-  return ConditionalSampler(config, model, distributed.to_host(state.params), position)
+  return ConditionalSampler(config, model, distributed.to_host(restored.state.params),
+                            restored.position)
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
                         step: int | None = None) -> dict:
-  """Test bounds and condition violation rates of a checkpoint in `workdir`.
+  """Test bounds and condition violation rates of a checkpoint in `workdir`, with the
+  keys of training (`RandomStreams(train.seed)`).
 
   Appends the result to workdir/metrics.jsonl (split "checkpoint_eval") and writes it
   to workdir/eval_metrics.json. Returns the record, with "step".
   """
   sampler = load_sampler(workdir, step=step, config=config)
-  eval_dataset = vae.load_split(config, config.eval.split,
-                                config.data.num_eval_examples)
+  streams = rng_lib.RandomStreams(config.train.seed)
+  eval_dataset = experiment.load_split(config, config.eval.split,
+                                       config.data.num_eval_examples)
   metrics = evaluate(sampler.model, sampler.params, eval_dataset,
-                     batch_size=config.eval.batch_size, key=vae.eval_key(config),
+                     batch_size=config.eval.batch_size, key=streams.key("evaluation"),
                      prefix=config.eval.split)
   metrics.update(_violation_outputs(config, sampler.model, sampler.params,
-                                    _violation_setup(config)))
-  return vae.write_checkpoint_eval(workdir, sampler.position, metrics)
+                                    violation_setup(config), streams))
+  return evaluation.write_checkpoint_eval(workdir, sampler.position, metrics)
 
 
 def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
@@ -793,16 +963,17 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
   sampler = load_sampler(workdir, step=step, config=config)
   reference = data_lib.load_dataset(config.data.name, "test",
                                     data_dir=config.data.data_dir, binarize=False)
-  if sampler.model.kind == "trip":
-    def sample_fn(key, num_samples):
-      return sampler.sample(key, np.full(len(sampler.specs), np.nan, np.float32),
-                            num_samples)
-  else:
-    real_attributes = data_lib.attributes_from_labels(config.data.name, reference.labels)
-
-    def sample_fn(key, num_samples):
-      rows_key, sample_key = jax.random.split(key)
-      rows = jax.random.randint(rows_key, (num_samples,), 0, len(real_attributes))
-      return sampler.sample(sample_key, real_attributes[np.asarray(rows)])
-
+  real_attributes = data_lib.attributes_from_labels(config.data.name, reference.labels)
+  sample_fn = sampler.model.variant.unconditional_sample_fn(sampler.sample,
+                                                            real_attributes)
   return samplers.CheckpointSampler(sample_fn, reference.images, sampler.position)
+
+
+TRAINER = experiment.Trainer(
+    name="cvae", validate_config=validate_config, build=build,
+    evaluate_checkpoint=evaluate_checkpoint, checkpoint_sampler=checkpoint_sampler,
+    classifiers=classifiers)
+
+
+# Trains this task in a workdir (`experiment.Trainer.train_and_evaluate`).
+train_and_evaluate = TRAINER.train_and_evaluate

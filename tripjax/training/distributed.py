@@ -25,25 +25,10 @@ import jax
 from jax.experimental import multihost_utils
 import numpy as np
 
+from tripjax import jax_internals
 from tripjax.training import sharding
 
 _FLAG_NAMES = ("coordinator_address", "num_processes", "process_id")
-
-
-def _detected_cluster():
-  """The cluster environment `jax.distributed.initialize()` would use, or None."""
-  try:
-    from jax._src import clusters  # pylint: disable=import-outside-toplevel
-    cluster_types = clusters.ClusterEnv._cluster_types  # pylint: disable=protected-access
-  except (ImportError, AttributeError):
-    return None
-  for cluster in cluster_types:
-    try:
-      if not cluster.opt_in_only_method and cluster.is_env_present():
-        return cluster
-    except Exception:  # pylint: disable=broad-exception-caught
-      continue  # A detector that cannot run here (e.g. no metadata server).
-  return None
 
 
 def initialize(coordinator_address: str | None = None,
@@ -71,7 +56,8 @@ def initialize(coordinator_address: str | None = None,
         f"{', '.join(f'--{name}={value!r}' for name, value in given.items())} but "
         f"not {', '.join(missing)}. Give all three, or none (single process, or "
         f"a cluster that JAX detects, e.g. SLURM).")
-  if given:
+  if coordinator_address is not None and num_processes is not None and (
+      process_id is not None):
     if ":" not in str(coordinator_address):
       raise ValueError(f"--coordinator_address={coordinator_address!r} must be "
                        "HOST:PORT, e.g. 10.0.0.1:1234 (process 0's host).")
@@ -81,14 +67,14 @@ def initialize(coordinator_address: str | None = None,
     if int(num_processes) == 1:
       return
   elif not os.environ.get("JAX_COORDINATOR_ADDRESS"):
-    cluster = _detected_cluster()
-    if cluster is None or cluster.get_process_count() == 1:
+    if jax_internals.cluster_process_count() in (None, 1):
       return
   if jax.distributed.is_initialized():
     return
-  if jax.config.jax_cpu_collectives_implementation in (None, "none"):
+  if getattr(jax.config, "jax_cpu_collectives_implementation") in (None, "none"):
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-  if given:
+  if coordinator_address is not None and num_processes is not None and (
+      process_id is not None):
     jax.distributed.initialize(coordinator_address=coordinator_address,
                                num_processes=int(num_processes),
                                process_id=int(process_id))
@@ -116,12 +102,18 @@ def process_slice(global_batch_size: int,
   sharding.check_batch_size(global_batch_size, mesh)
   indices = sharding.batch_sharded(mesh).addressable_devices_indices_map(
       (global_batch_size,)).values()
-  starts = sorted({index[0].indices(global_batch_size)[:2] for index in indices})
+  starts = sorted({_rows(index, global_batch_size) for index in indices})
   for (_, stop), (start, _) in zip(starts, starts[1:]):
     if stop != start:
       raise ValueError(f"This process's devices hold rows {starts} of the batch, not "
                        "one contiguous block; order the mesh by process.")
   return slice(starts[0][0], starts[-1][1])
+
+
+def _rows(index: Any, global_batch_size: int) -> tuple[int, int]:
+  """(start, stop) of a device's index (a tuple whose first entry is a slice)."""
+  start, stop, _ = index[0].indices(global_batch_size)
+  return start, stop
 
 
 def _leaf_to_host(value):
@@ -136,8 +128,15 @@ def _leaf_to_host(value):
 
 def to_host(tree: Any) -> Any:
   """numpy copies of the leaves (replicated ones locally; sharded ones gathered
-  from all processes, a collective)."""
-  return jax.tree.map(_leaf_to_host, tree)
+  from all processes, a collective). The leaves that this process holds whole are
+  fetched in one `jax.device_get` (their transfers overlap)."""
+  leaves, treedef = jax.tree.flatten(tree)
+  local = [index for index, leaf in enumerate(leaves)
+           if isinstance(leaf, jax.Array) and leaf.is_fully_addressable]
+  fetched = dict(zip(local, jax.device_get([leaves[index] for index in local])))
+  return jax.tree.unflatten(treedef, [
+      np.asarray(fetched[index]) if index in fetched else _leaf_to_host(leaf)
+      for index, leaf in enumerate(leaves)])
 
 
 def gather_from_processes(value) -> np.ndarray:

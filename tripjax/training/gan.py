@@ -1,10 +1,10 @@
 """WGAN-GP and WGAN training with a normal, GMM or TRIP prior (paper, section 3.3).
 
 The pieces specific to the GAN: the model bundle, the three optimizers, the pure
-`train_step` and the sample grids. `train_and_evaluate(config, workdir)` hands them to
-the shared loop (`tripjax.training.loop`). One loop step is one generator update: it
-takes `gan.n_critic` real batches (the loop stacks them), makes one critic update on
-each, then updates the generator and the prior once.
+`train_step` and the sample grids (and classifier FD) after steps. The shared run
+function (`tripjax.training.experiment`) runs it as `TRAINER`. One loop step is one
+generator update: it takes `gan.n_critic` real batches (the loop stacks them), makes
+one critic update on each, then updates the generator and the prior once.
 
 * Critic: minimizes E[D(G(z))] - E[D(x)] plus WGAN-GP's gradient penalty
   (`gan.gradient_penalty` > 0), or with its parameters clipped to
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence, cast
 
 import flax
 import jax
@@ -34,20 +34,21 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
 from tripjax import data as data_lib
 from tripjax import losses
 from tripjax import priors
+from tripjax.metrics import classifier_fd
 from tripjax.metrics import sampling
 from tripjax.models import gan as gan_models
 from tripjax.training import config_checks
 from tripjax.training import distributed
+from tripjax.training import experiment
 from tripjax.training import image_grid
 from tripjax.training import loop
+from tripjax.training import optimizers as optimizers_lib
+from tripjax.training import rng as rng_lib
 from tripjax.training import samplers
-from tripjax.training import sharding
-from tripjax.training import workdirs
 
 GENERATOR, CRITIC, PRIOR = "generator", "critic", "prior"  # parts of the parameters
 CLASSIFIER_FD_DATASETS = ("digits", "mnist")  # 28x28x1, the digit classifier's input
@@ -76,14 +77,14 @@ class GanModel:
   Attributes:
     generator: z (B, latent_dim) -> images (B, H, W, C) in [-1, 1].
     critic: images (B, H, W, C) in [-1, 1] -> scores (B,).
-    prior: `tripjax.priors.Prior` over latent_dim variables.
+    prior: a `tripjax.priors.LatentPrior` over latent_dim variables.
     image_shape: (H, W, C).
     latent_dim: size of z.
   """
   generator: gan_models.Generator
   critic: gan_models.Critic
-  prior: priors.Prior
-  image_shape: tuple[int, int, int]
+  prior: Any
+  image_shape: tuple[int, ...]
   latent_dim: int
 
   @property
@@ -92,7 +93,7 @@ class GanModel:
 
   def generate(self, params: dict, z: jax.Array) -> jax.Array:
     """G(z): z (B, latent_dim) -> images (B, H, W, C) in [-1, 1]."""
-    return self.generator.apply({"params": params[GENERATOR]}, z)
+    return cast(jax.Array, self.generator.apply({"params": params[GENERATOR]}, z))
 
   def critic_scores(self, critic_params: dict, batch_stats: dict,
                     images: jax.Array) -> tuple[jax.Array, dict]:
@@ -104,7 +105,8 @@ class GanModel:
           {"params": critic_params, "batch_stats": batch_stats}, images, train=True,
           mutable=["batch_stats"])
       return scores, updates["batch_stats"]
-    return self.critic.apply({"params": critic_params}, images), batch_stats
+    return (cast(jax.Array, self.critic.apply({"params": critic_params}, images)),
+            batch_stats)
 
   def sample_latents(self, prior_params: Any, key: jax.Array,
                      num_samples: int) -> jax.Array:
@@ -164,13 +166,8 @@ def make_optimizers(config: ml_collections.ConfigDict) -> GanOptimizers:
   def adam(learning_rate):
     return optax.adam(learning_rate, b1=config.gan.adam_b1, b2=config.gan.adam_b2)
 
-  if config.prior.learnable:
-    prior_learning_rate = config.prior.learning_rate
-    if prior_learning_rate is None:
-      prior_learning_rate = config.train.learning_rate
-    prior = adam(prior_learning_rate)
-  else:
-    prior = optax.set_to_zero()
+  prior = optimizers_lib.prior_optimizer(config, learnable=config.prior.learnable,
+                                         adam=adam)
   generator = optax.multi_transform(
       {GENERATOR: adam(config.train.learning_rate), PRIOR: prior}, _parameter_groups)
   return GanOptimizers(critic=adam(config.train.learning_rate), generator=generator)
@@ -178,7 +175,7 @@ def make_optimizers(config: ml_collections.ConfigDict) -> GanOptimizers:
 
 def init_state(model: GanModel, optimizers: GanOptimizers, key: jax.Array) -> GanState:
   """Fresh parameters (generator, critic, prior) and optimizer states (one compiled
-  call)."""
+  call). `key`: the "init" stream's key (`RandomStreams.init_key`), or any PRNG key."""
 
   @jax.jit
   def initialize(key):
@@ -339,7 +336,7 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
     z = z.reshape(num_critic_updates + 1, batch_size, model.latent_dim)
     fake = jax.lax.stop_gradient(model.generate(params, z[:-1].reshape(
         num_critic_updates * batch_size, model.latent_dim))).reshape(real.shape)
-    interpolates = [None] * num_critic_updates
+    interpolates: Any = [None] * num_critic_updates
     if gradient_penalty > 0:
       interpolates = losses.random_interpolates(
           interpolation_key, real.reshape((-1,) + image_shape),
@@ -407,10 +404,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                              (None,) + gan_models.CRITIC_NORMS)
   config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
   config_checks.check_bool(config, "prior.learnable")
-  config_checks.check_int(config, "prior.num_components", minimum=1)
-  config_checks.check_int(config, "prior.rank", minimum=1)
-  config_checks.check_number(config, "prior.learning_rate", minimum=0.0,
-                             exclusive_minimum=True, optional=True)
+  config_checks.check_prior_size_fields(config)
   config_checks.check_bool(config, "prior.normalize_rewards")
   config_checks.check_number(config, "gan.gradient_penalty", minimum=0.0)
   config_checks.check_number(config, "gan.clip_value", minimum=0.0,
@@ -438,132 +432,139 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         f"python -m train.fid.")
 
 
-def _load_split(config, split: str,
-                num_examples: int | None = None) -> data_lib.ImageDataset:
-  dataset = data_lib.load_dataset(config.data.name, split,
-                                  data_dir=config.data.data_dir,
-                                  binarize=config.data.binarize)
-  return dataset if num_examples is None else dataset.take(num_examples)
+@dataclasses.dataclass(frozen=True)
+class GanSetup:
+  """The data, model and optimizers of a GAN config.
+
+  Attributes:
+    train_dataset: the training split (its first `data.num_train_examples`).
+    model: the `GanModel`.
+    optimizers: the critic's and the generator's (with the prior's) Adams.
+  """
+  train_dataset: data_lib.ImageDataset
+  model: GanModel
+  optimizers: GanOptimizers
 
 
-def _setup(config: ml_collections.ConfigDict):
-  """Training set, model, optimizers and initial state of a config."""
-  train_dataset = _load_split(config, "train", config.data.num_train_examples)
+def setup(config: ml_collections.ConfigDict) -> GanSetup:
+  """The `GanSetup` of a (valid) config."""
+  train_dataset = experiment.load_split(config, "train", config.data.num_train_examples)
   model = build_model(config, train_dataset.image_shape)
-  optimizers = make_optimizers(config)
-  init_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 1)
-  state = init_state(model, optimizers, init_key)
-  return train_dataset, model, optimizers, state
+  return GanSetup(train_dataset, model, make_optimizers(config))
 
 
-def _is_due(every: int, count: int) -> bool:
-  return every > 0 and count % every == 0
-
-
-def _reference_images(config) -> np.ndarray:
+def _reference_images(config: ml_collections.ConfigDict) -> np.ndarray:
   """The test split at grey levels, what generator samples are compared with."""
   return data_lib.load_dataset(config.data.name, "test", data_dir=config.data.data_dir,
                                binarize=False).images
 
 
-def make_after_step(config: ml_collections.ConfigDict,
-                    model: GanModel) -> loop.AfterStepFn:
-  """Sample grids (and the classifier FD) on their schedules.
+def _grid_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
+  return progress.is_due(every_steps=config.eval.every_steps,
+                         every_epochs=config.eval.every_epochs)
+
+
+def _classifier_fd_due(config: ml_collections.ConfigDict,
+                       progress: loop.Progress) -> bool:
+  every = config.eval.classifier_fd_every_epochs
+  return progress.is_due(every_epochs=every, at_end=every > 0)
+
+
+def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
+                    streams: rng_lib.RandomStreams
+                    ) -> tuple[loop.AfterStepFn, loop.DueFn]:
+  """Sample grids (and the classifier FD) on their schedules, and when either is due.
 
   * A grid of `eval.num_samples` generator samples every `eval.every_epochs` epochs,
     every `eval.every_steps` steps and after the last step, always from the same
-    prior key, so successive grids show how the same draws change.
+    "image_grid" key, so successive grids show how the same draws change.
   * With `eval.classifier_fd_every_epochs` = k > 0: the classifier FD of
-    `eval.classifier_fd_num_samples` samples every k epochs and after the last step
-    (the classifier of `eval.classifier_workdir`, trained there first if missing).
+    `eval.classifier_fd_num_samples` samples every k epochs and after the last step,
+    scored by the digit classifier in `eval.classifier_workdir`
+    (`tripjax.metrics.classifier_fd.load_classifier`; the train CLI trains it there
+    first if it is missing).
   """
-  seed_key = jax.random.PRNGKey(config.train.seed)
-  grid_key = jax.random.fold_in(seed_key, 4)
-  fd_seed = config.train.seed
   scale = image_grid.display_scale(model.image_shape)
-  scorer = {}  # Loaded at the first FD: (classifier params, reference images).
+  scorer: dict[str, Any] = {}  # Loaded at the first FD: classifier params, reference.
 
-  def classifier_fd(params) -> float:
+  def fd_of_samples(params) -> float:
     if not scorer:
-      from tripjax.configs import digits_classifier  # pylint: disable=g-import-not-at-top
-      from tripjax.training import classifier  # pylint: disable=g-import-not-at-top
-      scorer["params"], _ = classifier.get_or_train(digits_classifier.get_config(),
-                                                    config.eval.classifier_workdir)
+      scorer["params"], _ = classifier_fd.load_classifier(
+          config.eval.classifier_workdir)
       scorer["reference"] = _reference_images(config)
     return sampling.classifier_fd_from_sampler(
         lambda key, num: sample_images(model, params, key, num),
         scorer["reference"], scorer["params"],
         num_samples=config.eval.classifier_fd_num_samples,
-        batch_size=config.eval.batch_size, seed=fd_seed, progress=False)
+        batch_size=config.eval.batch_size, key=streams.key("sample_metric"),
+        progress=False)
+
+  def due(progress: loop.Progress) -> bool:
+    return _grid_due(config, progress) or _classifier_fd_due(config, progress)
 
   def after_step(state: GanState, progress: loop.Progress):
-    epochs_done = progress.epoch + 1
-    outputs = {}
-    if progress.final or _is_due(config.eval.every_steps, progress.step) or (
-        progress.end_of_epoch and _is_due(config.eval.every_epochs, epochs_done)):
-      params = distributed.to_host(state.params)
-      samples = np.asarray(sample_images(model, params, grid_key,
+    outputs: dict[str, Any] = {}
+    params = distributed.to_host(state.params)
+    if _grid_due(config, progress):
+      samples = np.asarray(sample_images(model, params, streams.key("image_grid"),
                                          config.eval.num_samples))
       outputs["samples"] = loop.Image(image_grid.make_grid(samples), scale)
-    fd_every = config.eval.classifier_fd_every_epochs
-    if fd_every > 0 and (progress.final or (progress.end_of_epoch
-                                            and _is_due(fd_every, epochs_done))):
-      outputs["classifier_fd"] = classifier_fd(distributed.to_host(state.params))
+    if _classifier_fd_due(config, progress):
+      outputs["classifier_fd"] = fd_of_samples(params)
     return state, outputs
 
-  return after_step
+  return after_step, due
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       mesh: jax.sharding.Mesh | None = None,
-                       allow_config_change: bool = False,
-                       step_hooks: Sequence[loop.StepHook] = ()) -> GanState:
-  """Trains a GAN as `config` says, resuming from `workdir` if it has checkpoints.
-
-  Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (PNG grids of
-  samples). Returns the final state.
-
-  Raises:
-    ConfigError: a bad config value (before anything is written).
-    ConfigMismatchError: `workdir` holds a run of another config.
-  """
-  validate_config(config)
-  workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  train_dataset, model, optimizers, state = _setup(config)
+def _header(config: ml_collections.ConfigDict, gan_setup: GanSetup) -> str:
   variant = (f"WGAN-GP (penalty {config.gan.gradient_penalty:g})"
              if config.gan.gradient_penalty > 0 else
              f"WGAN (weight clipping {config.gan.clip_value:g})")
-  tqdm.tqdm.write(
-      f"{variant} with a {config.prior.kind} prior (learnable="
-      f"{config.prior.learnable}), {critic_norm(config)}-norm critic, "
-      f"n_critic {config.gan.n_critic}, {len(train_dataset)} train images, "
-      f"{mesh.devices.size} device(s); writing to {workdir}.")
+  return (f"{variant} with a {config.prior.kind} prior (learnable="
+          f"{config.prior.learnable}), {critic_norm(config)}-norm critic, n_critic "
+          f"{config.gan.n_critic}, {len(gan_setup.train_dataset)} train images")
+
+
+def build(config: ml_collections.ConfigDict,
+          context: experiment.RunContext) -> experiment.Experiment:
+  """The `experiment.Experiment` of a GAN config (`Trainer.build`)."""
+  gan_setup = setup(config)
+  after_step, due = make_after_step(config, gan_setup.model, context.streams)
   task = loop.Task(
-      init_state=state,
-      train_step=make_train_step(model, optimizers, **step_settings(config)),
-      after_step=make_after_step(config, model),
+      init_state=init_state(gan_setup.model, gan_setup.optimizers,
+                            context.streams.init_key()),
+      train_step=make_train_step(gan_setup.model, gan_setup.optimizers,
+                                 **step_settings(config)),
+      after_step=after_step, after_step_due=due,
       shown_metrics=("wasserstein", "generator_loss"),
       batches_per_step=config.gan.n_critic)
-  return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
-                  task=task, train_dataset=train_dataset, mesh=mesh,
-                  step_hooks=step_hooks, config=config)
+  return experiment.Experiment(task, gan_setup.train_dataset,
+                               _header(config, gan_setup))
 
 
-def _restore(config: ml_collections.ConfigDict, workdir: str, step: int | None):
-  """(model, host params, position) of a checkpoint; reads no training data."""
-  image_shape = data_lib.image_shape(config.data.name)
-  model = build_model(config, image_shape)
+def classifiers(config: ml_collections.ConfigDict
+                ) -> tuple[experiment.ClassifierRun, ...]:
+  """The digit classifier of the classifier FD, when the run computes it."""
+  if config.eval.classifier_fd_every_epochs <= 0:
+    return ()
+  return (experiment.ClassifierRun(classifier_fd.STOCK_CONFIG,
+                                   config.eval.classifier_workdir),)
+
+
+def restore(config: ml_collections.ConfigDict, workdir: str,
+            step: int | None = None) -> experiment.RestoredModel:
+  """The model, host params and position of a checkpoint; reads no training data."""
+  model = build_model(config, data_lib.image_shape(config.data.name))
   optimizers = make_optimizers(config)
   state, position = loop.restore_for_inference(
       workdir, lambda key: init_state(model, optimizers, key), step=step)
-  return model, distributed.to_host(state.params), position
+  return experiment.RestoredModel(model, distributed.to_host(state.params), position)
 
 
 def latent_model(config: ml_collections.ConfigDict, workdir: str,
                  step: int | None = None) -> samplers.LatentModel:
   """The prior and the generator (images in [0, 1]) at a checkpoint of a run."""
-  model, params, position = _restore(config, workdir, step)
+  model, params, position = restore(config, workdir, step)
   return samplers.LatentModel(
       prior=model.prior, prior_params=params[PRIOR],
       decode_fn=functools.partial(jax.jit(model.decode), params),
@@ -576,9 +577,19 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
 
   The reference images are the run's test split at grey levels.
   """
-  model, params, position = _restore(config, workdir, step)
+  model, params, position = restore(config, workdir, step)
 
   def sample_fn(key, num_samples):
     return sample_images(model, params, key, num_samples)
 
   return samplers.CheckpointSampler(sample_fn, _reference_images(config), position)
+
+
+TRAINER = experiment.Trainer(
+    name="gan", validate_config=validate_config, build=build,
+    checkpoint_sampler=checkpoint_sampler, latent_model=latent_model,
+    classifiers=classifiers)
+
+
+# Trains this task in a workdir (`experiment.Trainer.train_and_evaluate`).
+train_and_evaluate = TRAINER.train_and_evaluate

@@ -1,13 +1,15 @@
-"""The one training loop: sharded batches, metrics, image grids, checkpoints and resume.
+"""The one training loop: sharded batches, asynchronous steps, metrics, checkpoints, resume.
 
 Every trainer (VAE, GAN, conditional VAE, classifiers) hands the loop a `Task`:
 
 * `init_state`: the state (a pytree of arrays) to start from;
-* `train_step(state, batch, rng) -> (state, metrics)`: pure, jitted by the loop with
-  the batch split over the devices and everything else replicated;
+* `train_step(state, batch, rng) -> (state, metrics)`: pure; compiled by the loop
+  (`compile_step`) with the batch split over the devices, everything else replicated
+  and the state donated (the state passed in is consumed);
 * `after_step(state, progress) -> (state, outputs)`: optional host-side work after a
-  step (evaluation, image grids, prior refits, optimizer resets), scheduled by the task
-  from `progress` (step counts, epoch ends, the run's last step);
+  step (evaluation, image grids, prior refits, optimizer resets), called after the
+  steps for which `after_step_due(progress)` says so (default: every step, which
+  makes the host wait for every step);
 * `shown_metrics`: the train metrics shown in the progress bar;
 * `batches_per_step`: k > 1 feeds k consecutive batches to one step (e.g. a critic's
   n_critic updates), stacked on a new leading axis;
@@ -19,21 +21,27 @@ Every trainer (VAE, GAN, conditional VAE, classifiers) hands the loop a `Task`:
 The loop does the rest, identically for every trainer:
 
 * data parallel over all `jax.devices()`: the batch is split over a 1-D mesh, the
-  state is replicated (`tripjax.training.sharding`);
+  state is replicated (`tripjax.training.sharding`); the next batch is read on a
+  worker thread while the step runs;
+* the host does not wait for the device after a step: metrics stay on the device
+  and are fetched (one transfer) every `log_every_steps` steps, before `after_step`
+  work and before every checkpoint; nothing else reads device values;
+* a non-finite metric is caught on the device: the step that produced it returns the
+  state it was given and flags its number, later steps leave the state alone, and the
+  next fetch raises `NonFiniteMetricError` naming the step and the metric, before any
+  `after_step` work or checkpoint could run on a bad state;
 * a tqdm progress bar, `workdir/metrics.jsonl` and TensorBoard events
-  (`tripjax.training.metric_writer`); image outputs of `after_step` become PNG files in
-  `workdir/images/` and TensorBoard images;
+  (`tripjax.training.metric_writer`); image outputs of `after_step` become PNG files
+  in `workdir/images/` and TensorBoard images;
 * a schedule in epochs (`num_epochs`) or in steps (`num_steps`), and `max_steps` to
   stop early (running again with a larger value continues);
-* orbax checkpoints every `checkpoint_every_steps` steps, at each epoch end and when the
-  run stops, holding the state, the rng and the position (step, epoch, batches done in
-  the epoch), saved after `after_step` so its changes are part of the checkpoint;
+* orbax checkpoints every `checkpoint_every_steps` steps, at each epoch end and when
+  the run stops, holding the state, the train-step key and the `Position`, saved
+  after `after_step` so its changes are part of the checkpoint;
 * resume: running the same command again restores the newest checkpoint and continues
   with the next batch of the same epoch, so the run ends exactly where an uninterrupted
-  run would (batches are a pure function of (seed, epoch), step keys of (rng, step),
-  and `after_step` must be a pure function of (state, progress));
-* a NaN/inf train metric raises `NonFiniteMetricError` and leaves the last good
-  checkpoint.
+  run would (batches are a pure function of (seed, epoch), step keys of (key, step),
+  and `after_step` must be a pure function of (state, progress)).
 """
 from __future__ import annotations
 
@@ -44,6 +52,7 @@ import os
 from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -54,6 +63,7 @@ from tripjax.training import distributed
 from tripjax.training import image_grid
 from tripjax.training import metric_writer
 from tripjax.training import preemption
+from tripjax.training import rng as rng_lib
 from tripjax.training import sharding
 from tripjax.training import workdirs
 
@@ -66,7 +76,21 @@ TrainStepFn = Callable[[State, Batch, jax.Array], tuple[State, Metrics]]
 # (indices (B,), images (B, H, W, C), labels (B, ...) or None) -> batch of numpy arrays.
 PrepareBatchFn = Callable[[np.ndarray, np.ndarray, Any], Batch]
 # Called after every step (and its checkpoint, if any) with (step, state); for tests.
+# The state may still be in flight on the device, and the next step consumes it.
 StepHook = Callable[[int, State], None]
+
+
+class Position(NamedTuple):
+  """Where a run is: what a checkpoint records besides the state.
+
+  Attributes:
+    step: steps done.
+    epoch: 0-based index of the epoch the next step belongs to.
+    batches_done: batches of that epoch already used.
+  """
+  step: int
+  epoch: int
+  batches_done: int
 
 
 class Progress(NamedTuple):
@@ -84,6 +108,18 @@ class Progress(NamedTuple):
   end_of_epoch: bool
   final: bool
 
+  def is_due(self, *, every_steps: int = 0, every_epochs: int = 0,
+             at_end: bool = True) -> bool:
+    """Whether work scheduled this way is due after this step.
+
+    Due every `every_steps` steps, at the end of every `every_epochs`-th epoch (0:
+    never, for either) and, with `at_end`, after the schedule's last step.
+    """
+    return ((at_end and self.final)
+            or (every_steps > 0 and self.step % every_steps == 0)
+            or (self.end_of_epoch and every_epochs > 0
+                and (self.epoch + 1) % every_epochs == 0))
+
 
 class Image(NamedTuple):
   """An image output of `after_step`: a grid (H, W, C) uint8 from `image_grid.make_grid`.
@@ -97,6 +133,7 @@ class Image(NamedTuple):
 # (state, progress) -> (state, outputs): outputs are scalar metrics (logged with split
 # "eval") and `Image`s (written to workdir/images/ and TensorBoard).
 AfterStepFn = Callable[[State, Progress], tuple[State, Mapping[str, Any]]]
+DueFn = Callable[[Progress], bool]
 
 
 def default_prepare_batch(indices: np.ndarray, images: np.ndarray,
@@ -115,9 +152,15 @@ class Task:
   init_state: State
   train_step: TrainStepFn
   after_step: AfterStepFn | None = None
+  after_step_due: DueFn | None = None  # None: after every step
   shown_metrics: Sequence[str] = ("loss",)
   batches_per_step: int = 1
   prepare_batch: PrepareBatchFn = default_prepare_batch
+
+  def has_work_after(self, progress: Progress) -> bool:
+    """Whether `after_step` runs after this step."""
+    return self.after_step is not None and (
+        self.after_step_due is None or self.after_step_due(progress))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,11 +172,12 @@ class LoopOptions:
     batch_size: global batch size (split over devices; must divide evenly).
     num_steps: train exactly this many steps, as many epochs as that takes (the
       last one possibly partial); None: `num_epochs` whole epochs.
-    seed: seeds the batch order (with the epoch) and the step keys.
+    seed: seeds the batch order (with the epoch) and, unless `run` is given a key,
+      the train steps' keys (`RandomStreams(seed).key("train_step")`).
     checkpoint_every_steps: save every this many steps (and at every epoch end).
-    log_every_steps: write the mean train metrics every this many steps (the mean
-      of the steps since the previous record; the first record after a resume
-      averages only the steps run since the checkpoint).
+    log_every_steps: fetch the train metrics from the device and write their mean
+      every this many steps (the mean of the steps since the previous record; the
+      first record after a resume averages only the steps run since the checkpoint).
     max_steps: stop (with a checkpoint) once this many steps are done; None: no limit.
       Running again with a larger value continues.
     max_checkpoints_to_keep: older checkpoints are deleted.
@@ -150,7 +194,7 @@ class LoopOptions:
   progress_bar: bool = True
 
   @classmethod
-  def from_config(cls, train_config) -> "LoopOptions":
+  def from_config(cls, train_config: ml_collections.ConfigDict) -> LoopOptions:
     """Reads the fields of this class from a `config.train` ConfigDict."""
     names = [field.name for field in dataclasses.fields(cls)]
     return cls(**{name: train_config[name] for name in names if name in train_config})
@@ -175,12 +219,192 @@ class NonFiniteMetricError(FloatingPointError):
                      f"stopping. {kept}")
 
 
-def _first_non_finite(metrics: Mapping[str, Any]) -> tuple[str, float] | None:
-  for name, value in metrics.items():
-    value = float(np.asarray(value))
-    if not math.isfinite(value):
-      return name, value
-  return None
+# ------------------------------------------------------------------ the compiled step
+
+
+class StepGuard(NamedTuple):
+  """What the compiled step carries besides the state, on the device.
+
+  Attributes:
+    steps_done: () int32, steps taken (the next step's key is `step_key(key, it)`).
+    first_bad_step: () int32, the number of the first step with a non-finite metric;
+      0 while there is none. Once set, steps leave the state alone.
+  """
+  steps_done: jax.Array
+  first_bad_step: jax.Array
+
+
+# (state, guard, batch, stream key) -> (state, guard, metrics); state and guard donated.
+LoopStepFn = Callable[[State, StepGuard, Batch, jax.Array],
+                      tuple[State, StepGuard, Metrics]]
+
+
+def _all_finite(metrics: Metrics) -> jax.Array:
+  leaves = [jnp.all(jnp.isfinite(value)) for value in jax.tree.leaves(metrics)]
+  return jnp.all(jnp.stack(leaves)) if leaves else jnp.bool_(True)
+
+
+def guard_step(train_step: TrainStepFn) -> LoopStepFn:
+  """`train_step` with the step key and the non-finite check done on the device.
+
+  The returned function takes the state, a `StepGuard`, the batch and the train-step
+  stream key; a step whose metrics are not all finite (or any step after one) returns
+  the state it was given.
+  """
+
+  def guarded_step(state, guard: StepGuard, batch, stream_key):
+    new_state, metrics = train_step(state, batch,
+                                    rng_lib.step_key(stream_key, guard.steps_done))
+    healthy = guard.first_bad_step == 0
+    finite = _all_finite(metrics)
+    keep = jnp.logical_and(healthy, finite)
+    state = jax.tree.map(lambda new, old: jnp.where(keep, new, old), new_state, state)
+    steps_done = guard.steps_done + 1
+    first_bad_step = jnp.where(jnp.logical_and(healthy, jnp.logical_not(finite)),
+                               steps_done, guard.first_bad_step)
+    return state, StepGuard(steps_done, first_bad_step), metrics
+
+  return guarded_step
+
+
+def compile_step(train_step: TrainStepFn, mesh: jax.sharding.Mesh,
+                 batches_per_step: int = 1) -> LoopStepFn:
+  """The loop's step as it runs it: `guard_step(train_step)` jitted with the batch
+  split over `mesh` (after `batches_per_step > 1`'s leading axis), everything else
+  replicated, and the state and guard donated."""
+  replicated = sharding.replicated(mesh)
+  batch_sharding = sharding.batch_sharded(mesh, leading_axes=int(batches_per_step > 1))
+  return jax.jit(guard_step(train_step),
+                 in_shardings=(replicated, replicated, batch_sharding, replicated),
+                 out_shardings=replicated, donate_argnums=(0, 1))
+
+
+def new_guard(steps_done: int, mesh: jax.sharding.Mesh) -> StepGuard:
+  """A `StepGuard` after `steps_done` healthy steps, replicated over `mesh`."""
+  return sharding.replicate(StepGuard(np.int32(steps_done), np.int32(0)), mesh)
+
+
+# ------------------------------------------------------------------ checkpoints
+
+
+def _checkpoint_tree(state: State, rng: Any, position: Position) -> dict:
+  return {"state": state, "rng": rng,
+          "position": {name: np.asarray(value, np.int64)
+                       for name, value in position._asdict().items()}}
+
+
+def _position(tree: dict) -> Position:
+  return Position(**{name: int(tree["position"][name]) for name in Position._fields})
+
+
+def restore_checkpoint(workdir: str, init_state: State, *,
+                       mesh: jax.sharding.Mesh | None = None,
+                       step: int | None = None) -> tuple[State, Position]:
+  """Reads a checkpoint that `run` wrote (default: the newest that reads back).
+
+  Nothing in the workdir changes (a damaged newest checkpoint is skipped, not moved).
+
+  Args:
+    workdir: the run's workdir.
+    init_state: a state of the same structure (gives shapes and dtypes).
+    mesh: restore replicated over this mesh (default: all devices).
+    step: which checkpoint.
+
+  Returns:
+    (state, its `Position`).
+
+  Raises:
+    FileNotFoundError: no (such) checkpoint.
+    CheckpointMismatchError: the checkpoint holds another structure than `init_state`.
+    CheckpointCorruptError: no checkpoint reads back.
+  """
+  mesh = sharding.make_data_mesh() if mesh is None else mesh
+  checkpointer = checkpoints.Checkpointer(workdir)
+  try:
+    target = _checkpoint_tree(sharding.replicate(init_state, mesh),
+                              sharding.replicate(np.zeros(2, np.uint32), mesh),
+                              Position(0, 0, 0))
+    if step is not None:
+      restored = checkpointer.restore(target, step)
+    else:
+      result = checkpointer.restore_newest_valid(target, read_only=True)
+      if result.step is None:
+        raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
+      restored = result.tree
+  finally:
+    checkpointer.close()
+  return restored["state"], _position(restored)
+
+
+def restore_for_inference(workdir: str, init_state_fn: Callable[[jax.Array], State], *,
+                          step: int | None = None,
+                          mesh: jax.sharding.Mesh | None = None
+                          ) -> tuple[State, Position]:
+  """`restore_checkpoint` into the structure of `init_state_fn(key)`, which is only
+  traced for its shapes and dtypes (nothing is initialized or compiled)."""
+  abstract_state = jax.eval_shape(init_state_fn, rng_lib.RandomStreams(0).init_key())
+  zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_state)
+  return restore_checkpoint(workdir, zeros, mesh=mesh, step=step)
+
+
+# ------------------------------------------------------------------ the schedule
+
+
+class Schedule(NamedTuple):
+  """How long a run trains.
+
+  Attributes:
+    steps_per_epoch: whole steps in an epoch (leftover batches are dropped).
+    total_steps: the schedule's steps (`num_steps`, or `num_epochs` epochs).
+    stop_step: where this run stops: `total_steps`, or `max_steps` if smaller.
+    description: "20 epochs" or "500 steps".
+    field: the config field that sets the schedule ("train.num_epochs"/"num_steps").
+  """
+  steps_per_epoch: int
+  total_steps: int
+  stop_step: int
+  description: str
+  field: str
+
+
+def make_schedule(options: LoopOptions, num_examples: int,
+                  batches_per_step: int) -> Schedule:
+  """The `Schedule` of a run over `num_examples` training examples.
+
+  Raises:
+    ValueError: fewer examples than one step needs.
+  """
+  batches_per_epoch = data_lib.num_batches(num_examples, options.batch_size)
+  steps_per_epoch = batches_per_epoch // batches_per_step
+  if steps_per_epoch == 0:
+    raise ValueError(
+        f"The training set has {num_examples} examples, fewer than one step's "
+        f"{batches_per_step} batch(es) of {options.batch_size}.")
+  if options.num_steps is not None:
+    total, description, field = (options.num_steps, f"{options.num_steps} steps",
+                                 "train.num_steps")
+  else:
+    total, description, field = (options.num_epochs * steps_per_epoch,
+                                 f"{options.num_epochs} epochs", "train.num_epochs")
+  stop = total if options.max_steps is None else min(total, options.max_steps)
+  return Schedule(steps_per_epoch, total, stop, description, field)
+
+
+def epoch_step_indices(num_examples: int, options: LoopOptions, schedule: Schedule,
+                       batches_per_step: int, position: Position,
+                       rows: slice) -> list[list[np.ndarray]]:
+  """The example indices of the steps left in `position.epoch`, up to the stop step.
+
+  Entry i holds the `batches_per_step` batches (this process's `rows` of each) of the
+  i-th step from `position`.
+  """
+  batches = data_lib.batch_indices(num_examples, options.batch_size,
+                                   seed=options.seed, epoch=position.epoch)
+  batches = [indices[rows] for indices in
+             batches[:schedule.steps_per_epoch * batches_per_step]]
+  steps = [batches[start:start + batches_per_step] for start in
+           range(position.batches_done, len(batches), batches_per_step)]
+  return steps[:schedule.stop_step - position.step]
 
 
 def _stack(batches: Sequence[Batch]) -> Batch:
@@ -212,60 +436,53 @@ def _prefetched_batches(dataset: data_lib.ImageDataset,
       yield batch
 
 
-def _checkpoint_tree(state: State, rng: jax.Array, step: int, epoch: int,
-                     batches_done: int) -> dict:
-  position = {name: np.asarray(value, np.int64) for name, value in
-              (("step", step), ("epoch", epoch), ("batches_done", batches_done))}
-  return {"state": state, "rng": rng, "position": position}
+# ------------------------------------------------------------------ metrics and outputs
 
 
-def restore_checkpoint(workdir: str, init_state: State, *,
-                       mesh: jax.sharding.Mesh | None = None,
-                       step: int | None = None) -> tuple[State, dict]:
-  """Reads a checkpoint that `run` wrote (default: the newest that reads back).
-
-  Nothing in the workdir changes (a damaged newest checkpoint is skipped, not moved).
-
-  Args:
-    workdir: the run's workdir.
-    init_state: a state of the same structure (gives shapes and dtypes).
-    mesh: restore replicated over this mesh (default: all devices).
-    step: which checkpoint.
-
-  Returns:
-    (state, position {"step", "epoch", "batches_done"} as ints).
-
-  Raises:
-    FileNotFoundError: no (such) checkpoint.
-    CheckpointMismatchError: the checkpoint holds another structure than `init_state`.
-    CheckpointCorruptError: no checkpoint reads back.
-  """
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  checkpointer = checkpoints.Checkpointer(workdir)
-  try:
-    target = _checkpoint_tree(sharding.replicate(init_state, mesh),
-                              sharding.replicate(jax.random.PRNGKey(0), mesh), 0, 0, 0)
-    if step is not None:
-      restored = checkpointer.restore(target, step)
-    else:
-      result = checkpointer.restore_newest_valid(target, read_only=True)
-      if result.step is None:
-        raise FileNotFoundError(f"No checkpoint in {checkpointer.directory}.")
-      restored = result.tree
-  finally:
-    checkpointer.close()
-  position = {name: int(value) for name, value in restored["position"].items()}
-  return restored["state"], position
+def _first_non_finite(metrics: Mapping[str, Any]) -> tuple[str, float]:
+  for name, value in metrics.items():
+    value = float(np.asarray(value))
+    if not math.isfinite(value):
+      return name, value
+  raise ValueError("no metric is non-finite")
 
 
-def restore_for_inference(workdir: str, init_state_fn: Callable[[jax.Array], State], *,
-                          step: int | None = None,
-                          mesh: jax.sharding.Mesh | None = None) -> tuple[State, dict]:
-  """`restore_checkpoint` into the structure of `init_state_fn(key)`, which is only
-  traced for its shapes and dtypes (nothing is initialized or compiled)."""
-  abstract_state = jax.eval_shape(init_state_fn, jax.random.PRNGKey(0))
-  zeros = jax.tree.map(lambda leaf: np.zeros(leaf.shape, leaf.dtype), abstract_state)
-  return restore_checkpoint(workdir, zeros, mesh=mesh, step=step)
+class _TrainMetrics:
+  """The train metrics since the last record: on the device until `fetch`, then summed
+  on the host (in float64) until `record`."""
+
+  def __init__(self):
+    self._pending: list[tuple[int, Metrics]] = []  # (step, metrics on the device)
+    self._sums: dict[str, float] = {}
+    self._count = 0
+
+  def add(self, step: int, metrics: Metrics) -> None:
+    self._pending.append((step, metrics))
+
+  def fetch(self, guard: StepGuard) -> tuple[int, Metrics] | None:
+    """Brings the pending metrics and the guard's flag to the host (one transfer).
+
+    Returns:
+      None, or (step, metrics) of the first step whose metrics are not finite.
+    """
+    steps = [step for step, _ in self._pending]
+    values, first_bad_step = distributed.to_host(
+        ([metrics for _, metrics in self._pending], guard.first_bad_step))
+    self._pending = []
+    first_bad_step = int(first_bad_step)
+    if first_bad_step:
+      return first_bad_step, values[steps.index(first_bad_step)]
+    for metrics in values:
+      for name, value in metrics.items():
+        self._sums[name] = self._sums.get(name, 0.0) + float(value)
+      self._count += 1
+    return None
+
+  def record(self) -> dict[str, float]:
+    """The means of the fetched metrics since the last record, and a new window."""
+    means = {name: total / self._count for name, total in self._sums.items()}
+    self._sums, self._count = {}, 0
+    return means
 
 
 def _format_outputs(outputs: Mapping[str, Any]) -> str:
@@ -273,11 +490,186 @@ def _format_outputs(outputs: Mapping[str, Any]) -> str:
                    f"{name}={value}" for name, value in outputs.items())
 
 
+class _Outputs:
+  """Where a run writes: metrics.jsonl and TensorBoard, PNG grids, the progress bar.
+
+  Only the main process writes; the others' methods do nothing.
+  """
+
+  def __init__(self, workdir: str, options: LoopOptions, schedule: Schedule,
+               start_step: int, shown_metrics: Sequence[str]):
+    self.workdir = workdir
+    self.main = distributed.is_main_process()
+    self.writer = metric_writer.MetricWriter(workdir) if self.main else None
+    self.shown_metrics = shown_metrics
+    self.progress_bar = tqdm.tqdm(
+        total=schedule.stop_step, initial=min(start_step, schedule.stop_step),
+        desc=os.path.basename(os.path.normpath(workdir)),
+        disable=not (options.progress_bar and self.main), dynamic_ncols=True)
+
+  def message(self, line: str) -> None:
+    if self.main:
+      self.progress_bar.write(line)
+
+  def train_record(self, step: int, epoch: int, means: Mapping[str, float]) -> None:
+    if self.writer is not None:
+      self.writer.write(step, epoch + 1, "train", means)
+    self.progress_bar.set_postfix({name: f"{value:.4g}" for name, value in means.items()
+                                   if name in self.shown_metrics}, refresh=False)
+
+  def non_finite_record(self, step: int, epoch: int, metrics: Metrics) -> None:
+    if self.writer is not None:
+      self.writer.write(step, epoch + 1, "train_non_finite", metrics)
+
+  def after_step_outputs(self, outputs: Mapping[str, Any], progress: Progress) -> None:
+    """Scalars as an "eval" record (and a line), images as PNG and TensorBoard."""
+    if self.writer is None or not outputs:
+      return
+    images = {name: value for name, value in outputs.items() if isinstance(value, Image)}
+    scalars = {name: value for name, value in outputs.items() if name not in images}
+    stem = (f"epoch_{progress.epoch + 1:03d}" if progress.end_of_epoch
+            else f"step_{progress.step:07d}")
+    for name, image in images.items():
+      image_grid.save_grid_png(image.grid, os.path.join(
+          self.workdir, IMAGES_DIRNAME, f"{stem}_{name}.png"), scale=image.scale)
+    if images:
+      self.writer.write_images(progress.step,
+                               {name: image.grid for name, image in images.items()})
+    if scalars:
+      record = self.writer.write(progress.step, progress.epoch + 1, "eval", scalars)
+      self.message(f"step {progress.step} (epoch {progress.epoch + 1}): "
+                   + _format_outputs({name: value for name, value in record.items()
+                                      if name not in ("step", "epoch", "split")}))
+
+  def close(self) -> None:
+    self.progress_bar.close()
+    if self.writer is not None:
+      self.writer.close()
+
+
+# ------------------------------------------------------------------ the run
+
+
+def _restore(checkpointer: checkpoints.Checkpointer, state: State, rng: jax.Array,
+             workdir: str, schedule: Schedule
+             ) -> tuple[State, jax.Array, Position]:
+  """The newest readable checkpoint's (state, rng, position), or the given start."""
+  restored = checkpointer.restore_newest_valid(
+      _checkpoint_tree(state, rng, Position(0, 0, 0)))
+  main = distributed.is_main_process()
+  if main:
+    for line in restored.report_lines():
+      tqdm.tqdm.write(line)
+  if restored.step is None:
+    return state, rng, Position(0, 0, 0)
+  position = _position(restored.tree)
+  if main and position.step >= schedule.total_steps:
+    tqdm.tqdm.write(f"{workdir}: all {schedule.description} are done (step "
+                    f"{position.step}); raise {schedule.field} to train on.")
+  elif main:
+    tqdm.tqdm.write(f"Resuming from {checkpointer.directory} at step {position.step} "
+                    f"(epoch {position.epoch + 1}, {position.batches_done} batches "
+                    "done).")
+  return restored.tree["state"], restored.tree["rng"], position
+
+
+class _StepLoop:
+  """The steps of one run, from its position to the stop step."""
+
+  def __init__(self, *, task: Task, options: LoopOptions, schedule: Schedule,
+               train_dataset: data_lib.ImageDataset, mesh: jax.sharding.Mesh,
+               checkpointer: checkpoints.Checkpointer, outputs: _Outputs,
+               step_hooks: Sequence[StepHook]):
+    self.task, self.options, self.schedule = task, options, schedule
+    self.train_dataset, self.mesh = train_dataset, mesh
+    self.checkpointer, self.outputs, self.step_hooks = checkpointer, outputs, step_hooks
+    self.step_fn = compile_step(task.train_step, mesh, task.batches_per_step)
+    self.batch_sharding = sharding.batch_sharded(
+        mesh, leading_axes=int(task.batches_per_step > 1))
+    self.rows = distributed.process_slice(options.batch_size, mesh)
+    self.metrics = _TrainMetrics()
+
+  def run(self, state: State, rng: jax.Array, position: Position) -> State:
+    """Trains from `position` to the stop step; returns the final state."""
+    guard = new_guard(position.step, self.mesh)
+    every = self.options.log_every_steps
+    with preemption.StopRequest(announce=self.outputs.main,
+                                sync_every_steps=every) as stop_request:
+      while position.step < self.schedule.stop_step:
+        step_indices = epoch_step_indices(
+            len(self.train_dataset), self.options, self.schedule,
+            self.task.batches_per_step, position, self.rows)
+        for batch in _prefetched_batches(self.train_dataset, step_indices,
+                                         self.task.prepare_batch,
+                                         stacked=self.task.batches_per_step > 1):
+          state, guard = self._step(state, guard, rng, batch, position)
+          position, progress = self._advance(position)
+          stopping = stop_request.should_stop(progress.step)
+          saving = (progress.end_of_epoch or stopping
+                    or progress.step == self.schedule.stop_step
+                    or progress.step % self.options.checkpoint_every_steps == 0)
+          after_step = (self.task.after_step if self.task.has_work_after(progress)
+                        else None)
+          if progress.step % every == 0 or saving or after_step is not None:
+            self._fetch(guard, progress)
+          if after_step is not None:
+            state, outputs = after_step(state, progress)
+            self.outputs.after_step_outputs(outputs, progress)
+          if saving:
+            self.checkpointer.save(progress.step, _checkpoint_tree(state, rng, position))
+          if stopping:
+            self.checkpointer.wait()
+            raise stop_request.stopped(progress.step, self.checkpointer.directory)
+          for hook in self.step_hooks:
+            hook(progress.step, state)
+      # A no-op when this step is saved already; else a resumed, finished run.
+      self.checkpointer.save(position.step, _checkpoint_tree(state, rng, position))
+    return state
+
+  def _step(self, state: State, guard: StepGuard, rng: jax.Array, batch: Batch,
+            position: Position) -> tuple[State, StepGuard]:
+    """Dispatches one step (nothing waits for it)."""
+    state, guard, metrics = self.step_fn(
+        state, guard, sharding.shard_batch(batch, self.mesh, self.batch_sharding), rng)
+    self.metrics.add(position.step + 1, metrics)
+    self.outputs.progress_bar.update(1)
+    return state, guard
+
+  def _advance(self, position: Position) -> tuple[Position, Progress]:
+    """The position after one more step, and the step's `Progress`."""
+    step = position.step + 1
+    batches_done = position.batches_done + self.task.batches_per_step
+    batches_per_epoch = self.schedule.steps_per_epoch * self.task.batches_per_step
+    end_of_epoch = batches_done == batches_per_epoch
+    progress = Progress(step=step, epoch=position.epoch, end_of_epoch=end_of_epoch,
+                        final=step == self.schedule.total_steps)
+    if end_of_epoch:
+      return Position(step, position.epoch + 1, 0), progress
+    return Position(step, position.epoch, batches_done), progress
+
+  def _fetch(self, guard: StepGuard, progress: Progress) -> None:
+    """Fetches the metrics (the host waits for the device here); writes the train
+    record when one is due; raises `NonFiniteMetricError` for a flagged step."""
+    bad = self.metrics.fetch(guard)
+    if bad is not None:
+      bad_step, bad_metrics = bad
+      epoch = (bad_step - 1) // self.schedule.steps_per_epoch
+      self.outputs.non_finite_record(bad_step, epoch, bad_metrics)
+      self.checkpointer.wait()
+      raise NonFiniteMetricError(bad_step, *_first_non_finite(bad_metrics),
+                                 self.checkpointer.latest_step(),
+                                 self.checkpointer.directory)
+    if progress.step % self.options.log_every_steps == 0:
+      self.outputs.train_record(progress.step, progress.epoch,
+                                self.metrics.record())
+
+
 def run(*, workdir: str, options: LoopOptions, task: Task,
         train_dataset: data_lib.ImageDataset,
         mesh: jax.sharding.Mesh | None = None,
         step_hooks: Sequence[StepHook] = (),
-        config: ml_collections.ConfigDict | None = None) -> State:
+        config: ml_collections.ConfigDict | None = None,
+        rng: jax.Array | None = None) -> State:
   """Trains `task.init_state` (or the newest checkpoint in `workdir`) to the schedule.
 
   Args:
@@ -291,6 +683,9 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
     step_hooks: callables `(step, state)` run after every step and its checkpoint.
     config: the run's config, written to workdir/config.json once the checkpoint (if
       any) is restored, so a run that cannot start leaves the workdir as it was.
+    rng: the train-step stream key, (2,) uint32 (default:
+      `RandomStreams(options.seed).key("train_step")`); step i gets
+      `rng_lib.step_key(rng, i)`. A restored checkpoint's key wins.
 
   Returns:
     The final state (replicated over the mesh).
@@ -300,152 +695,29 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
   """
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   sharding.check_batch_size(options.batch_size, mesh)
-  per_step = task.batches_per_step
-  batches_per_epoch = data_lib.num_batches(len(train_dataset), options.batch_size)
-  steps_per_epoch = batches_per_epoch // per_step
-  if steps_per_epoch == 0:
-    raise ValueError(
-        f"The training set has {len(train_dataset)} examples, fewer than one step's "
-        f"{per_step} batch(es) of {options.batch_size}.")
-  if options.num_steps is not None:
-    schedule_steps = options.num_steps
-    schedule = f"{options.num_steps} steps"
-  else:
-    schedule_steps = options.num_epochs * steps_per_epoch
-    schedule = f"{options.num_epochs} epochs"
-  stop_step = schedule_steps
-  if options.max_steps is not None:
-    stop_step = min(stop_step, options.max_steps)
-
-  main_process = distributed.is_main_process()
-  rows = distributed.process_slice(options.batch_size, mesh)  # This process's rows.
+  schedule = make_schedule(options, len(train_dataset), task.batches_per_step)
+  if rng is None:
+    rng = rng_lib.RandomStreams(options.seed).key("train_step")
   os.makedirs(workdir, exist_ok=True)
   checkpointer = checkpoints.Checkpointer(workdir, options.max_checkpoints_to_keep)
-  writer = metric_writer.MetricWriter(workdir) if main_process else None
-  state = sharding.replicate(task.init_state, mesh)
-  rng = sharding.replicate(jax.random.PRNGKey(options.seed), mesh)
-  step, epoch, batches_done = 0, 0, 0
   try:
-    restored = checkpointer.restore_newest_valid(_checkpoint_tree(state, rng, 0, 0, 0))
+    # A copy: the steps consume (donate) their input state.
+    state = sharding.replicate(jax.tree.map(jnp.copy, task.init_state), mesh)
+    state, rng, position = _restore(checkpointer, state, sharding.replicate(rng, mesh),
+                                    workdir, schedule)
+    outputs = _Outputs(workdir, options, schedule, position.step, task.shown_metrics)
   except BaseException:
     checkpointer.close()
     raise
-  if main_process:
-    for line in restored.report_lines():
-      tqdm.tqdm.write(line)
-  if restored.step is not None:
-    state, rng = restored.tree["state"], restored.tree["rng"]
-    step, epoch, batches_done = (int(restored.tree["position"][name])
-                                 for name in ("step", "epoch", "batches_done"))
-    if main_process and step >= schedule_steps:
-      tqdm.tqdm.write(f"{workdir}: all {schedule} are done (step {step}); raise "
-                      f"train.{'num_steps' if options.num_steps else 'num_epochs'} "
-                      "to train on.")
-    elif main_process:
-      tqdm.tqdm.write(f"Resuming from {checkpointer.directory} at step {step} "
-                      f"(epoch {epoch + 1}, {batches_done} batches done).")
-  if main_process:
-    writer.drop_after(step)  # Records of steps that a killed run did not checkpoint.
-    if config is not None:
-      workdirs.save_config(config, workdir)
-
-  replicated = sharding.replicated(mesh)
-  batch_sharding = sharding.batch_sharded(mesh, leading_axes=int(per_step > 1))
-  jitted_step = jax.jit(task.train_step,
-                        in_shardings=(replicated, batch_sharding, replicated),
-                        out_shardings=replicated)
-  progress_bar = tqdm.tqdm(total=stop_step, initial=min(step, stop_step),
-                           desc=os.path.basename(os.path.normpath(workdir)),
-                           disable=not (options.progress_bar and main_process),
-                           dynamic_ncols=True)
-
-  def save():
-    checkpointer.save(step, _checkpoint_tree(state, rng, step, epoch, batches_done))
-
-  def handle_outputs(outputs, progress):
-    if not main_process:
-      return
-    scalars = {name: value for name, value in outputs.items()
-               if not isinstance(value, Image)}
-    images = {name: value for name, value in outputs.items() if isinstance(value, Image)}
-    stem = (f"epoch_{progress.epoch + 1:03d}" if progress.end_of_epoch
-            else f"step_{progress.step:07d}")
-    for name, image in images.items():
-      image_grid.save_grid_png(image.grid, os.path.join(
-          workdir, IMAGES_DIRNAME, f"{stem}_{name}.png"), scale=image.scale)
-    if images:
-      writer.write_images(progress.step, {name: image.grid
-                                          for name, image in images.items()})
-    if scalars:
-      record = writer.write(progress.step, progress.epoch + 1, "eval", scalars)
-      progress_bar.write(f"step {progress.step} (epoch {progress.epoch + 1}): "
-                         + _format_outputs({name: value for name, value in record.items()
-                                            if name not in ("step", "epoch", "split")}))
-
-  metric_sums, metric_count = {}, 0
   try:
-    with preemption.StopRequest(announce=main_process) as stop_request:
-      while step < stop_step:
-        epoch_batches = data_lib.batch_indices(len(train_dataset), options.batch_size,
-                                               seed=options.seed, epoch=epoch)
-        epoch_batches = [indices[rows]
-                         for indices in epoch_batches[:steps_per_epoch * per_step]]
-        step_indices = [epoch_batches[start:start + per_step]
-                        for start in range(batches_done, len(epoch_batches), per_step)]
-        step_indices = step_indices[:stop_step - step]
-        for batch in _prefetched_batches(train_dataset, step_indices,
-                                         task.prepare_batch, stacked=per_step > 1):
-          new_state, metrics = jitted_step(
-              state, sharding.shard_batch(batch, mesh, batch_sharding),
-              jax.random.fold_in(rng, step))
-          metrics = distributed.to_host(metrics)
-          non_finite = _first_non_finite(metrics)
-          if non_finite is not None:
-            if main_process:
-              writer.write(step + 1, epoch + 1, "train_non_finite", metrics)
-            checkpointer.wait()
-            raise NonFiniteMetricError(step + 1, *non_finite,
-                                       checkpointer.latest_step(),
-                                       checkpointer.directory)
-          state = new_state
-          step += 1
-          batches_done += per_step
-          progress_bar.update(1)
-          for name, value in metrics.items():
-            metric_sums[name] = metric_sums.get(name, 0.0) + float(value)
-          metric_count += 1
-          if step % options.log_every_steps == 0:
-            means = {name: total / metric_count for name, total in metric_sums.items()}
-            if main_process:
-              writer.write(step, epoch + 1, "train", means)
-            progress_bar.set_postfix({name: f"{value:.4g}" for name, value in
-                                      means.items() if name in task.shown_metrics},
-                                     refresh=False)
-            metric_sums, metric_count = {}, 0
-          end_of_epoch = batches_done == len(epoch_batches)
-          progress = Progress(step=step, epoch=epoch, end_of_epoch=end_of_epoch,
-                              final=step == schedule_steps)
-          if task.after_step is not None:
-            state, outputs = task.after_step(state, progress)
-            if outputs:
-              handle_outputs(outputs, progress)
-          if end_of_epoch:
-            epoch, batches_done = epoch + 1, 0
-          stopping = stop_request.should_stop(step)
-          if (end_of_epoch or stopping or step == stop_step
-              or step % options.checkpoint_every_steps == 0):
-            save()
-          if stopping:
-            checkpointer.wait()
-            raise stop_request.stopped(step, checkpointer.directory)
-          for hook in step_hooks:
-            hook(step, state)
-      if step == stop_step:
-        save()  # No-op when this step is saved already; else a resumed, finished run.
+    if outputs.writer is not None:
+      outputs.writer.drop_after(position.step)  # Records a killed run did not save.
+      if config is not None:
+        workdirs.save_config(config, workdir)
+    return _StepLoop(task=task, options=options, schedule=schedule,
+                     train_dataset=train_dataset, mesh=mesh, checkpointer=checkpointer,
+                     outputs=outputs, step_hooks=step_hooks).run(state, rng, position)
   finally:
-    progress_bar.close()
-    if writer is not None:
-      writer.close()
+    outputs.close()
     checkpointer.wait()
     checkpointer.close()
-  return state

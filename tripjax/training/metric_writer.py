@@ -53,7 +53,7 @@ def _import_tensorboardx():
   """
   blocked = "tensorboardX" not in sys.modules and "torch" not in sys.modules
   if blocked:
-    sys.modules["torch"] = None  # Makes `import torch` raise ImportError.
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises
   try:
     # pylint: disable=import-outside-toplevel
     import tensorboardX
@@ -85,8 +85,8 @@ class MetricWriter:
     self.workdir = workdir
     self.path = os.path.join(workdir, METRICS_FILENAME)
     self._tensorboard = tensorboard
-    self._events_writer = None
-    self._purge_step = None
+    self._events_writer: Any = None  # tensorboardX EventsWriter, opened lazily
+    self._purge_step: int | None = None
 
   def write(self, step: int, epoch: int, split: str,
             metrics: Mapping[str, Any]) -> dict:

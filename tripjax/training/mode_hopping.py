@@ -10,7 +10,7 @@ first:
   python -m train.vae --workdir runs/digits_vae_trip --mode_hopping
 
 In Python (e.g. a notebook): `save_mode_hopping(workdir)`, or
-`trajectory_images(samplers.load_latent_model(workdir), key)` for the images.
+`trajectory_images(trainers.load_latent_model(workdir), key)` for the images.
 """
 from __future__ import annotations
 
@@ -24,7 +24,9 @@ from tripjax import priors
 from tripjax.training import cli
 from tripjax.training import image_grid
 from tripjax.training import loop
+from tripjax.training import rng as rng_lib
 from tripjax.training import samplers
+from tripjax.training import trainers
 
 DEFAULT_NUM_TRAJECTORIES = 8
 DEFAULT_NUM_HOPS = 10
@@ -41,7 +43,7 @@ def trajectory_images(latent_model: samplers.LatentModel, key: jax.Array, *,
   """Decoded mode-hopping trajectories.
 
   Args:
-    latent_model: the run's prior and decoder (`samplers.load_latent_model`).
+    latent_model: the run's prior and decoder (`trainers.load_latent_model`).
     key: PRNG key.
     num_trajectories: T, trajectories (rows).
     num_hops: H, hops after the initial prior sample.
@@ -83,18 +85,20 @@ def save_mode_hopping(workdir: str, *, step: int | None = None, config=None,
     step: the checkpoint (default: the newest).
     config: the run's config (default: its saved config.json).
     num_trajectories, num_hops, num_resampled: see `trajectory_images`.
-    seed: seeds the initial samples and the hops.
+    seed: seeds the initial samples and the hops (its "mode_hopping" random
+      stream, `tripjax.training.rng`).
     path: the PNG (default `default_path(workdir, step)`).
   """
-  latent_model = samplers.load_latent_model(workdir, step, config=config)
-  return _save(latent_model, path or default_path(workdir, latent_model.position["step"]),
+  latent_model = trainers.load_latent_model(workdir, step, config=config)
+  return _save(latent_model, path or default_path(workdir, latent_model.position.step),
                num_trajectories=num_trajectories, num_hops=num_hops,
                num_resampled=num_resampled, seed=seed)
 
 
 def _save(latent_model: samplers.LatentModel, path: str, *, num_trajectories: int,
           num_hops: int, num_resampled: int, seed: int) -> str:
-  images = trajectory_images(latent_model, jax.random.PRNGKey(seed),
+  images = trajectory_images(latent_model,
+                             rng_lib.RandomStreams(seed).key("mode_hopping"),
                              num_trajectories=num_trajectories, num_hops=num_hops,
                              num_resampled=num_resampled)
   return image_grid.save_grid_png(
@@ -138,12 +142,12 @@ def run_from_flags(args: argparse.Namespace, config=None) -> str:
   Raises:
     cli.UsageError: --num_resampled exceeds the run's latent size.
   """
-  latent_model = samplers.load_latent_model(args.workdir, args.step, config=config)
+  latent_model = trainers.load_latent_model(args.workdir, args.step, config=config)
   latent_dim = latent_model.prior.num_variables
   if args.num_resampled > latent_dim:
     raise cli.UsageError(f"--num_resampled {args.num_resampled}: the run has only "
                          f"{latent_dim} latent dimensions.")
   return _save(latent_model,
-               args.out or default_path(args.workdir, latent_model.position["step"]),
+               args.out or default_path(args.workdir, latent_model.position.step),
                num_trajectories=args.num_trajectories, num_hops=args.num_hops,
                num_resampled=args.num_resampled, seed=args.hop_seed)

@@ -17,7 +17,7 @@ then never fires).
 import signal
 import sys
 import threading
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import numpy as np
@@ -74,7 +74,7 @@ class StopRequest:
     self._signals = tuple(signals)
     self._sync_every_steps = sync_every_steps
     self._announce = announce
-    self._previous_handlers = {}
+    self._previous_handlers: dict[int, Any] = {}
     self._signal_number = 0  # The first stop signal this process received.
     self._agreed_signal_number = 0  # The stop signal all processes agreed on.
     self.installed = False

@@ -1,8 +1,8 @@
 """FID or classifier FD of a trained run's samples (what `python -m train.fid` does).
 
 `score_run(config, workdir)` restores the run's checkpoint with its trainer's sampler
-(`tripjax.training.samplers`), scores `config.num_samples` samples against the real
-test images (`tripjax.metrics.sampling`) and appends
+(`tripjax.training.trainers.load_checkpoint_sampler`), scores `config.num_samples`
+samples against the real test images (`tripjax.metrics.sampling`) and appends
 {"split": config.metric, config.metric: value, "num_samples", "seed"} to the run's
 metrics.jsonl. The config is `configs/fid.py`.
 """
@@ -15,7 +15,7 @@ from tripjax.metrics import inception
 from tripjax.metrics import sampling
 from tripjax.training import config_checks
 from tripjax.training import metric_writer
-from tripjax.training import samplers
+from tripjax.training import trainers
 
 METRICS = ("fid", "classifier_fd")
 
@@ -44,16 +44,13 @@ def score_run(config: ml_collections.ConfigDict, workdir: str, *,
     scorer_params = inception.load_inception_variables(config.weights)
   else:
     scorer_params, _ = classifier_fd.load_classifier(config.classifier_workdir)
-  sampler = samplers.load_checkpoint_sampler(workdir, config.step)
+  sampler = trainers.load_checkpoint_sampler(workdir, config.step)
   score_fn = (sampling.fid_from_sampler if config.metric == "fid"
               else sampling.classifier_fd_from_sampler)
   value = score_fn(sampler.sample_fn, sampler.reference_images, scorer_params,
                    num_samples=config.num_samples, batch_size=config.batch_size,
                    seed=config.seed, progress=progress)
-  writer = metric_writer.MetricWriter(workdir)
-  record = writer.write(sampler.position["step"], sampler.position["epoch"],
-                        config.metric, {config.metric: value,
-                                        "num_samples": config.num_samples,
-                                        "seed": config.seed})
-  writer.close()
-  return record
+  with metric_writer.MetricWriter(workdir) as writer:
+    return writer.write(sampler.position.step, sampler.position.epoch, config.metric,
+                        {config.metric: value, "num_samples": config.num_samples,
+                         "seed": config.seed})

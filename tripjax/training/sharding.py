@@ -4,8 +4,10 @@ import os
 from typing import Sequence
 
 import jax
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 DATA_AXIS = "data"
 
@@ -36,7 +38,7 @@ def use_all_cpu_cores(batch_sizes: Sequence[int] = (),
   """
   if (CPU_DEVICE_COUNT_FLAG in os.environ.get("XLA_FLAGS", "")
       or "JAX_NUM_CPU_DEVICES" in os.environ
-      or jax.config.jax_num_cpu_devices != -1):
+      or getattr(jax.config, "jax_num_cpu_devices") != -1):
     return None
   cores = usable_cores()
   if max_devices is not None:

@@ -1,19 +1,19 @@
-"""VAE training with a normal, GMM or TRIP prior (paper, section 3.1).
+"""VAE training with a normal, GMM or TRIP prior (paper, section 3.1): the VAE's task.
 
-The pieces specific to the VAE: the model bundle, the pure `train_step`, the
-evaluation (ELBO and IWAE-k in nats per example), the data-driven prior refits and the
-image grids. `train_and_evaluate(config, workdir)` hands them to the shared loop
-(`tripjax.training.loop`). Parameters are one dict
-{"encoder": ..., "decoder": ..., "prior": ...}, trained jointly by Adam; with
-`config.prior.learnable = False` the prior's parameters get no updates (the paper's "F").
+What is the VAE's own: the model bundle, the pure `train_step` (the MC ELBO of eq. 8),
+the evaluation (ELBO and IWAE-k in nats per example), the image grids and the
+after-step schedule (prior refits, optimizer restarts, evaluations). The shared run
+function (`tripjax.training.experiment`) runs it as `TRAINER`; the refits and networks
+it shares with the conditional VAE are in `tripjax.training.autoencoders`. Parameters
+are one dict {"encoder": ..., "decoder": ..., "prior": ...}, trained by two Adams
+(`tripjax.training.optimizers.two_adams`); with `config.prior.learnable = False` the
+prior's parameters get no updates (the paper's "F").
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
-import os
-from typing import Any, Sequence
+from typing import Any, Sequence, cast
 
 import flax
 import jax
@@ -21,23 +21,23 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
-import tqdm
 
 from tripjax import data as data_lib
 from tripjax import likelihoods
 from tripjax import losses
 from tripjax import priors
 from tripjax.models import vae as vae_models
+from tripjax.training import autoencoders
 from tripjax.training import config_checks
 from tripjax.training import distributed
+from tripjax.training import evaluation
+from tripjax.training import experiment
 from tripjax.training import image_grid
 from tripjax.training import loop
-from tripjax.training import metric_writer
+from tripjax.training import optimizers
+from tripjax.training import rng as rng_lib
 from tripjax.training import samplers
 from tripjax.training import sharding
-from tripjax.training import workdirs
-
-EVAL_FILENAME = "eval_metrics.json"
 
 
 @flax.struct.dataclass
@@ -54,12 +54,12 @@ class VaeState:
 
 @dataclasses.dataclass(frozen=True)
 class VaeModel:
-  """The fixed (non-array) parts of a VAE: modules, prior functions, likelihood.
+  """The fixed (non-array) parts of a VAE: modules, prior, likelihood.
 
   Attributes:
     encoder: images (B, H, W, C) -> (mean, log_scale), each (B, latent_dim).
     decoder: z (B, latent_dim) -> likelihood parameters (B, H, W, P * C).
-    prior: `tripjax.priors.Prior` over latent_dim variables.
+    prior: a `tripjax.priors.LatentPrior` over latent_dim variables.
     likelihood: a name in `tripjax.likelihoods.LIKELIHOODS`.
     image_shape: (H, W, C).
     latent_dim: size of z.
@@ -68,16 +68,17 @@ class VaeModel:
   decoder: vae_models.Decoder
   prior: Any
   likelihood: str
-  image_shape: tuple[int, int, int]
+  image_shape: tuple[int, ...]
   latent_dim: int
 
   def posterior(self, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
     """q(z|x): images (B, H, W, C) -> (mean, log_scale), each (B, latent_dim)."""
-    return self.encoder.apply({"params": params["encoder"]}, images)
+    return cast(tuple[jax.Array, jax.Array],
+                self.encoder.apply({"params": params["encoder"]}, images))
 
   def decode(self, params: dict, z: jax.Array) -> jax.Array:
     """z (B, latent_dim) -> raw decoder output (B, H, W, P * C)."""
-    return self.decoder.apply({"params": params["decoder"]}, z)
+    return cast(jax.Array, self.decoder.apply({"params": params["decoder"]}, z))
 
   def decode_mean(self, params: dict, z: jax.Array) -> jax.Array:
     """z (B, latent_dim) -> images (B, H, W, C) in [0, 1] to look at."""
@@ -93,25 +94,10 @@ class VaeModel:
     return lambda z: self.prior.log_prob(params["prior"], z)
 
 
-def build_networks(config: ml_collections.ConfigDict, image_shape: Sequence[int],
-                   likelihood: str) -> tuple[vae_models.Encoder, vae_models.Decoder]:
-  """The conv encoder and decoder of `config.model` (shared by the VAE and the CVAE)."""
-  if config.model.norm == "batch":
-    raise ValueError("The VAE trainers have no batch statistics; use "
-                     "model.norm='none' or 'group'.")
-  widths = config.model.widths
-  return vae_models.encoder_decoder(
-      tuple(image_shape), config.model.latent_dim,
-      widths=None if widths is None else tuple(widths),
-      params_per_channel=likelihoods.num_params_per_channel(likelihood),
-      norm=config.model.norm, use_bias=config.model.use_bias,
-      kernel_size=config.model.kernel_size)
-
-
 def build_model(config: ml_collections.ConfigDict,
                 image_shape: Sequence[int], likelihood: str) -> VaeModel:
   """The encoder/decoder of `config.model` and the prior of `config.prior`."""
-  encoder, decoder = build_networks(config, image_shape, likelihood)
+  encoder, decoder = autoencoders.build_networks(config, image_shape, likelihood)
   prior = priors.make_prior(config.prior.kind, config.model.latent_dim,
                             num_components=config.prior.num_components,
                             rank=config.prior.rank)
@@ -120,67 +106,18 @@ def build_model(config: ml_collections.ConfigDict,
                   latent_dim=config.model.latent_dim)
 
 
-NETWORK, PRIOR = "network", "prior"  # the two optimizers' parameter groups
-
-
-def _parameter_groups(params: dict) -> dict:
-  """Labels every leaf of {"encoder", "decoder", "prior"} as NETWORK or PRIOR."""
-  return {part: jax.tree.map(lambda _: PRIOR if part == "prior" else NETWORK, subtree)
-          for part, subtree in params.items()}
-
-
 def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """`two_adams` for a VAE config; with `prior.learnable = False` the prior gets no
-  updates (the paper's "F")."""
-  return two_adams(config, learnable_prior=config.prior.learnable)
-
-
-def two_adams(config: ml_collections.ConfigDict, *,
-              learnable_prior: bool = True) -> optax.GradientTransformation:
-  """Two Adams, as the authors' code: one for the encoder/decoder, one for the prior.
-
-  The network's learning rate is `train.learning_rate` (after clipping its gradient's
-  global norm to `train.grad_clip_norm`, if set); the prior's is
-  `prior.learning_rate` (None: the network's). Parameters are
-  {"encoder", "decoder", "prior"}; `learnable_prior=False` gives the prior no updates.
-  """
-  network = optax.adam(config.train.learning_rate)
-  if config.train.grad_clip_norm:
-    network = optax.chain(optax.clip_by_global_norm(config.train.grad_clip_norm),
-                          network)
-  if learnable_prior:
-    prior_learning_rate = config.prior.learning_rate
-    if prior_learning_rate is None:
-      prior_learning_rate = config.train.learning_rate
-    prior = optax.adam(prior_learning_rate)
-  else:
-    prior = optax.set_to_zero()
-  return optax.multi_transform({NETWORK: network, PRIOR: prior}, _parameter_groups)
-
-
-def reset_optimizer_state(optimizer: optax.GradientTransformation, opt_state,
-                          params: dict, groups=(NETWORK, PRIOR)):
-  """The optimizer state with the given groups' moments and counts started afresh.
-
-  After an EM refit moves the prior's means and scales, Adam's moments of the old
-  values would steer the new ones; the authors' code creates both optimizers anew at
-  every round. `groups` is a subset of (NETWORK, PRIOR). The fresh arrays are placed
-  like the ones they replace, so the jitted step sees the same input types (and is
-  not compiled again).
-  """
-  fresh = optimizer.init(params)
-  inner_states = dict(opt_state.inner_states)
-  for group in groups:
-    inner_states[group] = jax.tree.map(
-        lambda new, old: (jax.device_put(new, old.sharding)
-                          if isinstance(old, jax.Array) else new),
-        fresh.inner_states[group], opt_state.inner_states[group])
-  return opt_state._replace(inner_states=inner_states)
+  """`optimizers.two_adams`; with `prior.learnable = False` the prior gets no updates
+  (the paper's "F")."""
+  return optimizers.two_adams(config, learnable_prior=config.prior.learnable)
 
 
 def init_state(model: VaeModel, optimizer: optax.GradientTransformation,
                key: jax.Array) -> VaeState:
-  """Fresh parameters (encoder, decoder, prior) and optimizer state (one compiled call)."""
+  """Fresh parameters (encoder, decoder, prior) and optimizer state (one compiled call).
+
+  `key`: the "init" stream's key (`RandomStreams.init_key`), or any PRNG key.
+  """
 
   @jax.jit
   def initialize(key):
@@ -256,59 +193,13 @@ def make_eval_step(model: VaeModel, iwae_samples: int | None,
   return eval_step
 
 
-def jit_eval_step(eval_step, mesh: jax.sharding.Mesh, num_batch_arrays: int):
-  """`eval_step(params, *batch_arrays, rng)` jitted with the params and the key
-  replicated and each of the `num_batch_arrays` arrays (mask included) split over the
-  batch axis; its sums come back replicated."""
-  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  return jax.jit(eval_step,
-                 in_shardings=(replicated,) + (split,) * num_batch_arrays + (replicated,),
-                 out_shardings=replicated)
-
-
-def dataset_totals(eval_step, params: dict, dataset: data_lib.ImageDataset, *,
-                   batch_size: int, key: jax.Array, mesh: jax.sharding.Mesh,
-                   batch_arrays=lambda batch: (batch.images,)) -> dict:
-  """The sums of a jitted `eval_step` (`jit_eval_step`) added over every example.
-
-  Args:
-    eval_step: (params, *batch_arrays(batch), mask (B,), rng) -> dict of scalar sums
-      over the real (mask = 1) examples, with "count".
-    batch_arrays: a `data_lib.PaddedBatch` -> the arrays eval_step takes, each (B, ...).
-    key: batch i gets `fold_in(key, i)`.
-
-  Returns:
-    {name: total} as Python floats, "count" included.
-  """
-  sharding.check_batch_size(batch_size, mesh, "eval batch size")
-  rows = distributed.process_slice(batch_size, mesh)
-  totals = {}
-  for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
-    arrays = tuple(array[rows] for array in batch_arrays(batch)) + (batch.mask[rows],)
-    sums = eval_step(params, *sharding.shard_batch(arrays, mesh),
-                     jax.random.fold_in(key, batch_index))
-    totals = {name: totals.get(name, 0.0) + value for name, value in sums.items()}
-  return {name: float(total) for name, total in distributed.to_host(totals).items()}
-
-
 # Compiled once per (model, settings, mesh), not once per evaluation.
 @functools.lru_cache(maxsize=16)
 def _jitted_eval_step(model: VaeModel, iwae_samples: int | None,
                       iwae_samples_per_chunk: int | None, mesh: jax.sharding.Mesh):
-  return jit_eval_step(make_eval_step(model, iwae_samples, iwae_samples_per_chunk),
-                       mesh, num_batch_arrays=2)
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_posterior(model: VaeModel, mesh: jax.sharding.Mesh):
-  replicated, split = sharding.replicated(mesh), sharding.batch_sharded(mesh)
-  return jax.jit(model.posterior, in_shardings=(replicated, split),
-                 out_shardings=(split, split))
-
-
-@functools.lru_cache(maxsize=16)
-def _jitted_refit(model):
-  return jax.jit(model.prior.refit)
+  return evaluation.jit_eval_step(
+      make_eval_step(model, iwae_samples, iwae_samples_per_chunk), mesh,
+      num_batch_arrays=2)
 
 
 def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
@@ -323,69 +214,10 @@ def evaluate(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
   """
   mesh = sharding.make_data_mesh() if mesh is None else mesh
   eval_step = _jitted_eval_step(model, iwae_samples, iwae_samples_per_chunk, mesh)
-  totals = dataset_totals(eval_step, params, dataset, batch_size=batch_size, key=key,
-                          mesh=mesh)
-  count = totals.pop("count")
-  names = {"iwae": f"iwae_{iwae_samples}"}
-  return {f"{prefix}_{names.get(name, name)}": total / count
-          for name, total in totals.items()}
-
-
-REFIT_ON = ("samples", "means")  # what `prior.refit_on` may say
-
-
-def encoder_latents(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
-                    batch_size: int, on: str = "means", key: jax.Array | None = None,
-                    max_examples: int | None = None,
-                    mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
-  """Latents of the first `max_examples` (default all) examples: (N, d).
-
-  Args:
-    on: "means", the means of q(z|x); or "samples", one draw z ~ q(z|x) per example
-      (a sample of the aggregate posterior q(z) = mean over x of q(z|x), which is
-      what a prior should fit: it is wider than the cloud of means by the
-      posterior variances).
-    key: PRNG key of the draws (needed for "samples").
-  """
-  if on not in REFIT_ON:
-    raise ValueError(f"on must be one of {REFIT_ON}, got {on!r}.")
-  if on == "samples" and key is None:
-    raise ValueError("on='samples' needs a key.")
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  posterior = _jitted_posterior(model, mesh)
-  rows = distributed.process_slice(batch_size, mesh)
-  latents, count = [], 0
-  for batch_index, batch in enumerate(data_lib.padded_batches(dataset, batch_size)):
-    mean, log_scale = distributed.to_host(
-        posterior(params, sharding.shard_batch(batch.images[rows], mesh)))
-    if on == "samples":
-      noise = jax.random.normal(jax.random.fold_in(key, batch_index), mean.shape,
-                                mean.dtype)
-      mean = mean + np.exp(log_scale) * np.asarray(noise)
-    latents.append(np.asarray(mean)[batch.mask > 0])
-    count += len(latents[-1])
-    if max_examples and count >= max_examples:
-      break
-  latents = np.concatenate(latents)
-  return latents[:max_examples] if max_examples else latents
-
-
-def encoder_means(model: VaeModel, params: dict, dataset: data_lib.ImageDataset, *,
-                  batch_size: int, max_examples: int | None = None,
-                  mesh: jax.sharding.Mesh | None = None) -> np.ndarray:
-  """Means of q(z|x) for the first `max_examples` (default all) examples: (N, d).
-
-  `model` is any model with `posterior(params, images)` (the conditional VAE's too).
-  """
-  return encoder_latents(model, params, dataset, batch_size=batch_size, on="means",
-                         max_examples=max_examples, mesh=mesh)
-
-
-def refit_is_due(epochs_done: int, refit_every_epochs: int) -> bool:
-  """Data-driven init (paper, section 3.1): after epoch 1, then every k epochs (1, 1+k, ...)."""
-  if refit_every_epochs <= 0:
-    return False
-  return epochs_done == 1 or (epochs_done - 1) % refit_every_epochs == 0
+  totals = evaluation.dataset_totals(eval_step, params, dataset, batch_size=batch_size,
+                                     key=key, mesh=mesh)
+  return evaluation.per_example_means(totals, prefix,
+                                      renames={"iwae": f"iwae_{iwae_samples}"})
 
 
 def reconstruction_grid(model: VaeModel, params: dict, images: np.ndarray,
@@ -435,57 +267,11 @@ def image_outputs(model: VaeModel, params: dict, images: np.ndarray, key: jax.Ar
   }
 
 
-def refit_prior(model: VaeModel, state: VaeState, dataset: data_lib.ImageDataset,
-                key: jax.Array, *, batch_size: int, max_examples: int | None,
-                mesh: jax.sharding.Mesh, on: str = "samples") -> VaeState:
-  """Refits the prior's means and scales by EM (paper 3.1) to encoder latents.
-
-  `on` = "samples" fits one draw z ~ q(z|x) per example (the authors' code), "means"
-  the means of q(z|x); see `encoder_latents`.
-  """
-  sample_key, refit_key = jax.random.split(key)
-  z = encoder_latents(model, state.params, dataset, batch_size=batch_size, on=on,
-                      key=sample_key, max_examples=max_examples, mesh=mesh)
-  prior_params = _jitted_refit(model)(distributed.to_host(state.params["prior"]),
-                                      jnp.asarray(z), refit_key)
-  params = dict(state.params, prior=sharding.replicate(prior_params, mesh))
-  return state.replace(params=params)
-
-
-def check_shared_fields(config: ml_collections.ConfigDict) -> None:
-  """The fields of the VAE configs that the conditional VAE's configs share: the
-  data subsets, the loop's, the networks', the prior's size, learning rate and refits,
-  the ELBO and the evaluation schedule."""
-  config_checks.check_int(config, "data.num_train_examples", minimum=1, optional=True)
-  config_checks.check_int(config, "data.num_eval_examples", minimum=1, optional=True)
-  config_checks.check_common_train_fields(config)
-  config_checks.check_int(config, "model.latent_dim", minimum=1)
-  config_checks.check_int_sequence(config, "model.widths", minimum=1, optional=True)
-  config_checks.check_choice(config, "model.norm", ("none", "group"))
-  config_checks.check_int(config, "model.kernel_size", minimum=1)
-  config_checks.check_int(config, "prior.num_components", minimum=1)
-  config_checks.check_int(config, "prior.rank", minimum=1)
-  config_checks.check_number(config, "prior.learning_rate", minimum=0.0,
-                             exclusive_minimum=True, optional=True)
-  config_checks.check_int(config, "prior.refit_every_epochs", minimum=0)
-  config_checks.check_int_sequence(config, "prior.refit_at_steps", minimum=1)
-  config_checks.check_int(config, "prior.refit_num_examples", minimum=1, optional=True)
-  config_checks.check_choice(config, "prior.refit_on", REFIT_ON)
-  config_checks.check_bool(config, "prior.reset_optimizer_on_refit")
-  config_checks.check_number(config, "train.grad_clip_norm", minimum=0.0)
-  config_checks.check_int(config, "train.elbo_samples", minimum=1)
-  config_checks.check_choice(config, "eval.split", data_lib.SPLITS)
-  config_checks.check_int(config, "eval.batch_size", minimum=1)
-  config_checks.check_int(config, "eval.every_epochs", minimum=0)
-  config_checks.check_int(config, "eval.every_steps", minimum=0)
-  config_checks.check_int(config, "eval.num_prior_samples", minimum=1)
-
-
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises `config_checks.ConfigError` for the first bad field of a VAE config."""
   config_checks.check_choice(config, "task", ("vae",))
   config_checks.check_choice(config, "data.name", data_lib.DATASETS)
-  check_shared_fields(config)
+  autoencoders.check_autoencoder_fields(config)
   config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
   config_checks.check_bool(config, "prior.learnable")
   config_checks.check_int(config, "train.reset_optimizer_every_steps", minimum=0)
@@ -495,180 +281,142 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_int(config, "eval.num_reconstructions", minimum=0)
 
 
-def load_split(config, split: str, num_examples: int | None) -> data_lib.ImageDataset:
-  dataset = data_lib.load_dataset(config.data.name, split,
-                                  data_dir=config.data.data_dir)
-  return dataset if num_examples is None else dataset.take(num_examples)
+@dataclasses.dataclass(frozen=True)
+class VaeSetup:
+  """The data, model and optimizer of a VAE config.
 
-
-def _setup(config: ml_collections.ConfigDict):
-  """Datasets, model, optimizer and initial state of a config."""
-  train_dataset = load_split(config, "train", config.data.num_train_examples)
-  eval_dataset = load_split(config, config.eval.split, config.data.num_eval_examples)
-  model = build_model(config, train_dataset.image_shape, train_dataset.likelihood)
-  optimizer = make_optimizer(config)
-  init_key = jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 1)
-  state = init_state(model, optimizer, init_key)
-  return train_dataset, eval_dataset, model, optimizer, state
-
-
-def eval_key(config) -> jax.Array:
-  """The same key for every evaluation, so evaluations compare on the same noise."""
-  return jax.random.fold_in(jax.random.PRNGKey(config.train.seed), 2)
-
-
-def _is_due(every: int, count: int) -> bool:
-  return every > 0 and count % every == 0
-
-
-def refit_if_due(config: ml_collections.ConfigDict, model, optimizer,
-                 state, progress: loop.Progress, train_dataset: data_lib.ImageDataset,
-                 mesh: jax.sharding.Mesh) -> tuple[Any, bool]:
-  """The prior refit of the schedule (paper 3.1), if one is due after this step.
-
-  Due after epoch 1 and every `prior.refit_every_epochs` epochs, and after each step in
-  `prior.refit_at_steps`, for a prior with a `refit`; with
-  `prior.reset_optimizer_on_refit` the prior's Adam moments restart (they were of the
-  old means and scales). `model` has `posterior` and `prior.refit` (a `VaeModel` or
-  the conditional VAE's model), `state` has `params` and `opt_state`.
-
-  Returns:
-    (state, whether it was refit).
+  Attributes:
+    train_dataset: the training split (its first `data.num_train_examples`).
+    eval_dataset: the `eval.split` (its first `data.num_eval_examples`).
+    model: the `VaeModel`.
+    optimizer: the two Adams (`make_optimizer`).
   """
-  refit_now = progress.step in config.prior.refit_at_steps or (
-      progress.end_of_epoch
-      and refit_is_due(progress.epoch + 1, config.prior.refit_every_epochs))
-  if model.prior.refit is None or not refit_now:
-    return state, False
-  seed_key = jax.random.PRNGKey(config.train.seed)
-  key = (jax.random.fold_in(jax.random.fold_in(seed_key, 3), progress.epoch)
-         if progress.end_of_epoch else
-         jax.random.fold_in(jax.random.fold_in(seed_key, 5), progress.step))
-  state = refit_prior(model, state, train_dataset, key,
-                      batch_size=config.eval.batch_size,
-                      max_examples=config.prior.refit_num_examples, mesh=mesh,
-                      on=config.prior.refit_on)
-  if config.prior.reset_optimizer_on_refit:
-    state = state.replace(opt_state=reset_optimizer_state(
-        optimizer, state.opt_state, state.params, groups=(PRIOR,)))
-  return state, True
+  train_dataset: data_lib.ImageDataset
+  eval_dataset: data_lib.ImageDataset
+  model: VaeModel
+  optimizer: optax.GradientTransformation
 
 
-def evaluation_is_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
-  """After the last step, every `eval.every_steps` steps and every `eval.every_epochs`
-  epochs."""
-  return progress.final or _is_due(config.eval.every_steps, progress.step) or (
-      progress.end_of_epoch and _is_due(config.eval.every_epochs, progress.epoch + 1))
+def setup(config: ml_collections.ConfigDict) -> VaeSetup:
+  """The `VaeSetup` of a (valid) config."""
+  train_dataset = experiment.load_split(config, "train", config.data.num_train_examples)
+  eval_dataset = experiment.load_split(config, config.eval.split,
+                                       config.data.num_eval_examples)
+  model = build_model(config, train_dataset.image_shape, train_dataset.likelihood)
+  return VaeSetup(train_dataset, eval_dataset, model, make_optimizer(config))
 
 
-def make_after_step(config: ml_collections.ConfigDict, model: VaeModel,
-                    optimizer: optax.GradientTransformation,
-                    train_dataset: data_lib.ImageDataset,
-                    eval_dataset: data_lib.ImageDataset,
-                    mesh: jax.sharding.Mesh) -> loop.AfterStepFn:
-  """Prior refits, optimizer resets, evaluations and image grids on their schedules.
+def _evaluation_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
+  return progress.is_due(every_steps=config.eval.every_steps,
+                         every_epochs=config.eval.every_epochs)
 
-  * Refit (paper 3.1): `refit_if_due`.
+
+def _reset_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
+  return progress.is_due(every_steps=config.train.reset_optimizer_every_steps,
+                         at_end=False)
+
+
+def make_after_step(config: ml_collections.ConfigDict, vae_setup: VaeSetup,
+                    mesh: jax.sharding.Mesh, streams: rng_lib.RandomStreams
+                    ) -> tuple[loop.AfterStepFn, loop.DueFn]:
+  """Prior refits, optimizer restarts, evaluations and image grids on their schedules,
+  and when any of them is due.
+
+  * Refit (paper 3.1): `autoencoders.refit_if_due`.
   * Both optimizers restart every `train.reset_optimizer_every_steps` steps (the
     authors' rounds).
   * Evaluation (ELBO; IWAE-k after the last step and every `eval.iwae_every_epochs`
-    epochs) and image grids when `evaluation_is_due`.
+    epochs) and image grids after the last step, every `eval.every_steps` steps and
+    every `eval.every_epochs` epochs.
   """
-  num_images = min(config.eval.num_reconstructions, len(eval_dataset))
+  model, optimizer = vae_setup.model, vae_setup.optimizer
+  num_images = min(config.eval.num_reconstructions, len(vae_setup.eval_dataset))
   num_images -= num_images % 8
-  grid_images = eval_dataset[np.arange(max(num_images, 1))]
-  seed_key = jax.random.PRNGKey(config.train.seed)
+  grid_images = vae_setup.eval_dataset[np.arange(max(num_images, 1))]
+
+  def due(progress: loop.Progress) -> bool:
+    refit = (model.prior.refit is not None
+             and autoencoders.refit_due(config, progress))
+    return (refit or _reset_due(config, progress)
+            or _evaluation_due(config, progress))
 
   def after_step(state: VaeState, progress: loop.Progress):
-    outputs = {}
-    state, refitted = refit_if_due(config, model, optimizer, state, progress,
-                                   train_dataset, mesh)
+    outputs: dict[str, Any] = {}
+    state, refitted = autoencoders.refit_if_due(
+        config, model, optimizer, state, progress, vae_setup.train_dataset, mesh,
+        streams)
     if refitted:
       outputs["prior_refit"] = True
-    if _is_due(config.train.reset_optimizer_every_steps, progress.step):
-      state = state.replace(opt_state=reset_optimizer_state(
+    if _reset_due(config, progress):
+      state = dataclasses.replace(state, opt_state=optimizers.reset_optimizer_state(
           optimizer, state.opt_state, state.params))
       outputs["optimizer_reset"] = True
-    if evaluation_is_due(config, progress):
-      with_iwae = progress.final or (progress.end_of_epoch and _is_due(
-          config.eval.iwae_every_epochs, progress.epoch + 1))
+    if _evaluation_due(config, progress):
+      with_iwae = progress.final or (progress.end_of_epoch and progress.is_due(
+          every_epochs=config.eval.iwae_every_epochs, at_end=False))
       outputs.update(evaluate(
-          model, state.params, eval_dataset, batch_size=config.eval.batch_size,
-          key=eval_key(config),
+          model, state.params, vae_setup.eval_dataset,
+          batch_size=config.eval.batch_size, key=streams.key("evaluation"),
           iwae_samples=config.eval.iwae_samples if with_iwae else None,
           iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk, mesh=mesh,
           prefix=config.eval.split))
-      outputs.update(image_outputs(
-          model, state.params, grid_images,
-          jax.random.fold_in(jax.random.fold_in(seed_key, 4), progress.epoch),
-          config.eval.num_prior_samples))
+      outputs.update(image_outputs(model, state.params, grid_images,
+                                   streams.key("image_grid", progress.epoch),
+                                   config.eval.num_prior_samples))
     return state, outputs
 
-  return after_step
+  return after_step, due
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       step_hooks: Sequence[loop.StepHook] = (),
-                       mesh: jax.sharding.Mesh | None = None,
-                       allow_config_change: bool = False) -> VaeState:
-  """Trains a VAE as `config` says, resuming from `workdir` if it has checkpoints.
-
-  Writes workdir/config.json, metrics.jsonl, checkpoints/ and images/ (PNG grids at
-  every evaluation). Returns the final state.
-
-  Raises:
-    ConfigError: a bad config value (before anything is written).
-    ConfigMismatchError: `workdir` holds a run of another config.
-  """
-  validate_config(config)
-  workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  train_dataset, eval_dataset, model, optimizer, state = _setup(config)
-  tqdm.tqdm.write(
-      f"VAE with a {config.prior.kind} prior (learnable={config.prior.learnable}), "
-      f"{model.likelihood} likelihood, {len(train_dataset)} train / "
-      f"{len(eval_dataset)} {config.eval.split} examples, {mesh.devices.size} "
-      f"device(s); writing to {workdir}.")
+def build(config: ml_collections.ConfigDict,
+          context: experiment.RunContext) -> experiment.Experiment:
+  """The `experiment.Experiment` of a VAE config (`Trainer.build`)."""
+  vae_setup = setup(config)
+  after_step, due = make_after_step(config, vae_setup, context.mesh, context.streams)
   task = loop.Task(
-      init_state=state,
-      train_step=make_train_step(model, optimizer, config.train.elbo_samples),
-      after_step=make_after_step(config, model, optimizer, train_dataset,
-                                 eval_dataset, mesh),
-      shown_metrics=("loss", "elbo"))
-  return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
-                  task=task, train_dataset=train_dataset, mesh=mesh,
-                  step_hooks=step_hooks, config=config)
+      init_state=init_state(vae_setup.model, vae_setup.optimizer,
+                            context.streams.init_key()),
+      train_step=make_train_step(vae_setup.model, vae_setup.optimizer,
+                                 config.train.elbo_samples),
+      after_step=after_step, after_step_due=due, shown_metrics=("loss", "elbo"))
+  header = (f"VAE with a {config.prior.kind} prior (learnable={config.prior.learnable}), "
+            f"{vae_setup.model.likelihood} likelihood, {len(vae_setup.train_dataset)} "
+            f"train / {len(vae_setup.eval_dataset)} {config.eval.split} examples")
+  return experiment.Experiment(task, vae_setup.train_dataset, header)
 
 
-def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str, *,
-                        step: int | None = None,
-                        mesh: jax.sharding.Mesh | None = None) -> dict:
-  """Test ELBO and IWAE-k (config.eval.iwae_samples) of a checkpoint in `workdir`.
+def restore(config: ml_collections.ConfigDict, workdir: str,
+            step: int | None = None) -> experiment.RestoredModel:
+  """The model, host params and position of the newest (or the given) checkpoint of a
+  `train.vae` run; `config` is the run's (`workdirs.load_config(workdir)`)."""
+  trained_on = data_lib.load_dataset(config.data.name, "test",
+                                     data_dir=config.data.data_dir)
+  model = build_model(config, trained_on.image_shape, trained_on.likelihood)
+  optimizer = make_optimizer(config)
+  state, position = loop.restore_for_inference(
+      workdir, lambda key: init_state(model, optimizer, key), step=step)
+  return experiment.RestoredModel(model, distributed.to_host(state.params), position)
+
+
+def evaluate_checkpoint(config: ml_collections.ConfigDict, workdir: str,
+                        step: int | None = None) -> dict:
+  """Test ELBO and IWAE-k (config.eval.iwae_samples) of a checkpoint in `workdir`,
+  with the evaluation key of training (`RandomStreams(train.seed)`).
 
   Appends the result to workdir/metrics.jsonl (split "checkpoint_eval") and writes it
-  to workdir/eval_metrics.json. Returns the metrics, with "step".
+  to workdir/eval_metrics.json. Returns the record, with "step".
   """
   validate_config(config)
-  mesh = sharding.make_data_mesh() if mesh is None else mesh
-  _, eval_dataset, model, _, state = _setup(config)
-  state, position = loop.restore_checkpoint(workdir, state, mesh=mesh, step=step)
-  metrics = evaluate(model, state.params, eval_dataset,
-                     batch_size=config.eval.batch_size, key=eval_key(config),
+  restored = restore(config, workdir, step)
+  eval_dataset = experiment.load_split(config, config.eval.split,
+                                       config.data.num_eval_examples)
+  metrics = evaluate(restored.model, restored.params, eval_dataset,
+                     batch_size=config.eval.batch_size,
+                     key=rng_lib.RandomStreams(config.train.seed).key("evaluation"),
                      iwae_samples=config.eval.iwae_samples,
                      iwae_samples_per_chunk=config.eval.iwae_samples_per_chunk,
-                     mesh=mesh, prefix=config.eval.split)
-  return write_checkpoint_eval(workdir, position, metrics)
-
-
-def write_checkpoint_eval(workdir: str, position: dict, metrics: dict) -> dict:
-  """Appends a checkpoint's evaluation to workdir/metrics.jsonl (split
-  "checkpoint_eval") and writes it to workdir/eval_metrics.json; returns the record."""
-  writer = metric_writer.MetricWriter(workdir)
-  record = writer.write(position["step"], position["epoch"], "checkpoint_eval", metrics)
-  writer.close()
-  with open(os.path.join(workdir, EVAL_FILENAME), "w") as file:
-    json.dump(record, file, indent=2)
-  return record
+                     prefix=config.eval.split)
+  return evaluation.write_checkpoint_eval(workdir, restored.position, metrics)
 
 
 def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
@@ -690,18 +438,6 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
   return samplers.CheckpointSampler(sample_fn, reference.images, position)
 
 
-def restore(config: ml_collections.ConfigDict, workdir: str, step: int | None = None):
-  """(model, host params, position) of the newest (or the given) checkpoint of a
-  `train.vae` run; `config` is the run's (`workdirs.load_config(workdir)`)."""
-  trained_on = data_lib.load_dataset(config.data.name, "test",
-                                     data_dir=config.data.data_dir)
-  model = build_model(config, trained_on.image_shape, trained_on.likelihood)
-  optimizer = make_optimizer(config)
-  state, position = loop.restore_for_inference(
-      workdir, lambda key: init_state(model, optimizer, key), step=step)
-  return model, distributed.to_host(state.params), position
-
-
 def latent_model(config: ml_collections.ConfigDict, workdir: str,
                  step: int | None = None) -> samplers.LatentModel:
   """The prior and the decoder means (images in [0, 1]) at a checkpoint of a run."""
@@ -710,3 +446,13 @@ def latent_model(config: ml_collections.ConfigDict, workdir: str,
       prior=model.prior, prior_params=params["prior"],
       decode_fn=functools.partial(jax.jit(model.decode_mean), params),
       image_shape=model.image_shape, position=position)
+
+
+TRAINER = experiment.Trainer(
+    name="vae", validate_config=validate_config, build=build,
+    evaluate_checkpoint=evaluate_checkpoint, checkpoint_sampler=checkpoint_sampler,
+    latent_model=latent_model)
+
+
+# Trains this task in a workdir (`experiment.Trainer.train_and_evaluate`).
+train_and_evaluate = TRAINER.train_and_evaluate
