@@ -21,7 +21,7 @@ from tripjax.data import AttributeSpec
 
 Array = jax.Array
 # (z (num, d), attributes (num, a) with NaN = unspecified) -> images (num, H, W, C).
-DecodeFn = Callable[[Array, Array], Array]
+DecodeFn = Callable[[Array, "Array | np.ndarray"], Array]
 
 
 def _names(specs: Sequence[AttributeSpec]) -> str:

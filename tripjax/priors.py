@@ -25,8 +25,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import (TYPE_CHECKING, Any, Callable, NamedTuple, Optional, Protocol,
-                    Sequence, Union, runtime_checkable)
+from typing import (
+  TYPE_CHECKING,
+  Any,
+  Callable,
+  NamedTuple,
+  Optional,
+  Protocol,
+  Sequence,
+  Union,
+  runtime_checkable,
+)
 
 import jax
 import jax.numpy as jnp

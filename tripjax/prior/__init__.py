@@ -47,11 +47,19 @@ import distrax (and TensorFlow Probability's JAX substrate under it).
 """
 
 from tripjax.prior.checks import present_mask
-from tripjax.prior.densities import log_prob, posterior_weights
+from tripjax.prior.densities import log_prob
+from tripjax.prior.densities import posterior_weights
 from tripjax.prior.em import refit_components
-from tripjax.prior.params import (Continuous, Discrete, Natural, TRIPParams, Variable,
-                                  from_natural, init, natural)
-from tripjax.prior.sampling import sample, sample_components
+from tripjax.prior.params import Continuous
+from tripjax.prior.params import Discrete
+from tripjax.prior.params import Natural
+from tripjax.prior.params import TRIPParams
+from tripjax.prior.params import Variable
+from tripjax.prior.params import from_natural
+from tripjax.prior.params import init
+from tripjax.prior.params import natural
+from tripjax.prior.sampling import sample
+from tripjax.prior.sampling import sample_components
 
 __all__ = [
     "Continuous", "Discrete", "Distribution", "Natural", "TRIPParams", "Variable",

@@ -12,7 +12,8 @@ from typing import Any
 import distrax
 import jax
 
-from tripjax.prior.densities import log_prob, posterior_weights
+from tripjax.prior.densities import log_prob
+from tripjax.prior.densities import posterior_weights
 from tripjax.prior.params import TRIPParams
 from tripjax.prior.sampling import sample
 
