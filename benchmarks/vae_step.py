@@ -91,7 +91,9 @@ class StepTimer:
 
     self.prior_grad = jax.jit(jax.value_and_grad(negative_mean_log_prob,
                                                  argnums=(0, 1)))
-    self.prior_params = self.state.params["prior"]
+    # A copy, placed like the state: the train step consumes (donates) its state.
+    self.prior_params = sharding.replicate(jax.device_get(self.state.params["prior"]),
+                                           mesh)
     self.z = jax.random.normal(jax.random.PRNGKey(2), (batch, latent_dim))
 
   def step(self) -> float:

@@ -307,8 +307,8 @@ def test_metrics_are_fetched_once_per_log_interval(dataset, tmp_path, monkeypatc
 def test_a_nan_between_fetches_stops_at_its_step_with_the_last_good_state(
     dataset, tmp_path):
   """The loss turns NaN at step 7 of 20; metrics are fetched at steps 4 (checkpoint),
-  5 (record) and 8 (checkpoint): the error names step 7, the checkpoint of step 4 is
-  the last, and the steps after 7 left the state alone."""
+  5 (record) and 8 (checkpoint): the error names step 7 (not 8), the checkpoint of
+  step 4 is the last (step 8's is not written), and the record of step 7 is written."""
   def step(state, batch, rng):
     new_state, metrics = _counting_step(state, batch, rng)
     return new_state, dict(metrics, loss=jnp.where(new_state["w"] >= 7, jnp.nan,
@@ -328,17 +328,18 @@ def test_a_nan_between_fetches_stops_at_its_step_with_the_last_good_state(
   assert records[-1]["w"] == 7.0
 
 
-def test_the_guarded_step_keeps_the_state_of_a_bad_step_and_every_later_one():
+def test_the_guarded_step_records_the_first_bad_step():
   step = jax.jit(loop.guard_step(lambda state, batch, rng: (
-      state + 1.0, {"loss": jnp.where(state + 1.0 == 3.0, jnp.nan, 0.0)})))
+      state + 1.0, {"loss": jnp.where(state + 1.0 >= 3.0, jnp.nan, 0.0),
+                    "grad_norm": jnp.where(state + 1.0 == 4.0, jnp.inf, 1.0)})))
   state, guard = jnp.float32(0.0), loop.StepGuard(jnp.int32(0), jnp.int32(0))
   key = rng_lib.RandomStreams(0).key("train_step")
-  states = []
+  first_bad = []
   for _ in range(5):
     state, guard, _ = step(state, guard, {}, key)
-    states.append(float(state))
-  assert states == [1.0, 2.0, 2.0, 2.0, 2.0]
-  assert (int(guard.steps_done), int(guard.first_bad_step)) == (5, 3)
+    first_bad.append(int(guard.first_bad_step))
+  assert first_bad == [0, 0, 3, 3, 3]
+  assert int(guard.steps_done) == 5
 
 
 def test_the_run_leaves_the_tasks_initial_state_usable(dataset, tmp_path):

@@ -9,15 +9,21 @@ violation. `random_requests` draws the requests: one attribute, or random subset
 digit and its parity, are never asked for in impossible combinations).
 
 The metric has the classifier's own error in it: report the classifier's accuracy on
-real test images next to it (`attribute_classifier.attribute_accuracy`).
+real test images next to it (`real_attributes_and_accuracy`). `violation_metrics` runs
+the whole metric for any conditional sampler, judged by an `AttributePredictor`
+(`load_attribute_predictor`).
 """
 
-from typing import Callable, NamedTuple, Optional, Sequence
+from typing import Callable, Mapping, NamedTuple, Optional, Sequence
 
+import jax
 import numpy as np
 
 from tripjax import data
+from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
+
+DIGIT_DATASETS = ("digits", "mnist")  # judged by the FD digit classifier
 
 
 class ViolationRates(NamedTuple):
@@ -148,4 +154,83 @@ def accuracies(truth: np.ndarray, predicted: np.ndarray,
   results = {f"{prefix}_{spec.name}": float(np.mean(correct[:, j]))
              for j, spec in enumerate(specs)}
   results[prefix] = float(np.mean(correct))
+  return results
+
+
+class AttributePredictor(NamedTuple):
+  """The classifier behind the condition violation rate.
+
+  Attributes:
+    predict: images (N, H, W, C) in [0, 1] -> (N, a) float32 predicted value indices.
+    description: what it is, for logs.
+  """
+  predict: Callable[[np.ndarray], np.ndarray]
+  description: str
+
+
+def load_attribute_predictor(dataset_name: str, workdir: str,
+                             batch_size: int) -> AttributePredictor:
+  """The attribute classifier of a dataset, trained in `workdir`.
+
+  digits and mnist: the FD digit classifier (`classifier_fd.load_classifier`); its
+  predicted digit gives every digit attribute (`predict_digit_attributes`). celeb_a:
+  the attribute classifier (`attribute_classifier.load_from_workdir`).
+
+  Raises:
+    FileNotFoundError: the classifier is not trained yet (the message gives the
+      command that trains it).
+  """
+  if dataset_name in DIGIT_DATASETS:
+    params, metadata = classifier_fd.load_classifier(workdir)
+    return AttributePredictor(
+        lambda images: predict_digit_attributes(params, images, batch_size),
+        f"digit classifier in {workdir} (test accuracy "
+        f"{metadata['test_accuracy']:.4f})")
+  model, params, _ = attribute_classifier.load_from_workdir(workdir)
+  return AttributePredictor(
+      lambda images: attribute_classifier.predict_attributes(model, params, images,
+                                                             batch_size),
+      f"attribute classifier in {workdir}")
+
+
+def real_attributes_and_accuracy(predictor: AttributePredictor,
+                                 dataset: data.ImageDataset, batch_size: int
+                                 ) -> tuple[np.ndarray, dict[str, float]]:
+  """The attributes of the real images of `dataset` (N, a), and the predictor's
+  accuracy on them (the metric's own error): {"classifier_accuracy_<attribute>",
+  "classifier_accuracy" (the mean)}. Reads the images batch by batch."""
+  truth, predicted = predictions_on(dataset, predictor.predict, batch_size)
+  return truth, accuracies(truth, predicted, data.attribute_specs(dataset.name),
+                           "classifier_accuracy")
+
+
+# (key, requests (n, a) with NaN = unspecified) -> one image per request (n, H, W, C).
+ConditionalSampleFn = Callable[[jax.Array, np.ndarray], np.ndarray]
+
+
+def violation_metrics(sample_fn: ConditionalSampleFn, predictor: AttributePredictor,
+                      requests: Mapping[str, np.ndarray], key: jax.Array,
+                      specs: Sequence[data.AttributeSpec]) -> dict[str, float]:
+  """Condition violation rates of one image per request (`violation_rates`).
+
+  Args:
+    sample_fn: the conditional sampler.
+    predictor: the classifier that judges the images.
+    requests: {kind: (n, a) requests}, e.g. {"single": ..., "subset": ...}.
+    key: the sampler's key; kind i gets `fold_in(key, i)`.
+    specs: the attributes.
+
+  Returns:
+    For each kind of `requests`: f"violation_{kind}_mean" (mean over the attributes),
+    f"violation_{kind}_any" (share of images that violate at least one requested
+    attribute) and f"violation_{kind}_{attribute}".
+  """
+  results = {}
+  for index, (kind, kind_requests) in enumerate(requests.items()):
+    images = sample_fn(jax.random.fold_in(key, index), kind_requests)
+    rates = violation_rates(predictor.predict(images), kind_requests)
+    results[f"violation_{kind}_mean"] = rates.mean
+    results[f"violation_{kind}_any"] = rates.any_violation
+    for spec, rate in zip(specs, rates.per_attribute):
+      results[f"violation_{kind}_{spec.name}"] = float(rate)
   return results

@@ -42,8 +42,9 @@ gives its decoder the request, "unknown" where unspecified.
 
 The condition violation rate (`violation_metrics`, after the last step): images
 generated for random requests are classified by an attribute classifier
-(`load_attribute_predictor`); the share whose predicted attributes contradict the
-requested ones, per attribute and mean, for single attributes and random subsets.
+(`tripjax.metrics.condition_violation.load_attribute_predictor`); the share whose
+predicted attributes contradict the requested ones, per attribute and mean, for single
+attributes and random subsets.
 """
 from __future__ import annotations
 
@@ -65,7 +66,6 @@ from tripjax import data as data_lib
 from tripjax import likelihoods
 from tripjax import losses
 from tripjax import priors
-from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import condition_violation
 from tripjax.models import vae as vae_models
@@ -85,7 +85,6 @@ from tripjax.training import workdirs
 
 VIOLATION_KINDS = ("single", "subset")  # requests of one attribute, of random subsets
 _SINGLE_REQUEST_SEED, _SUBSET_REQUEST_SEED = 0, 1  # the same requests for every run
-DIGIT_DATASETS = ("digits", "mnist")  # scored by the FD digit classifier
 
 # z (B, d) -> (log p(z), log p(y_obs | z)), each (B,): the prior terms of eq. 14.
 JointLogProbFn = Callable[[jax.Array], tuple[jax.Array, jax.Array]]
@@ -556,56 +555,6 @@ def image_outputs(model: CvaeModel, params: dict, requests: np.ndarray,
 # ---------------------------------------------------------------- condition violation
 
 
-class AttributePredictor(NamedTuple):
-  """The classifier behind the condition violation rate.
-
-  Attributes:
-    predict: images (N, H, W, C) in [0, 1] -> (N, a) float32 predicted value indices.
-    description: what it is, for logs.
-  """
-  predict: Callable[[np.ndarray], np.ndarray]
-  description: str
-
-
-def load_attribute_predictor(config: ml_collections.ConfigDict) -> AttributePredictor:
-  """The attribute classifier of `config.data.name` from `eval.classifier_workdir`.
-
-  digits and mnist: the FD digit classifier (`tripjax.metrics.classifier_fd`); its
-  predicted digit gives every digit attribute. celeb_a: the attribute classifier of
-  `python -m train.train_classifier --config celeba_attribute_classifier`.
-
-  Raises:
-    FileNotFoundError: the classifier is not trained yet (the message gives the
-      command; `python -m train.cvae` trains the digit classifier itself).
-  """
-  workdir = config.eval.classifier_workdir
-  batch_size = config.eval.batch_size
-  if config.data.name in DIGIT_DATASETS:
-    params, metadata = classifier_fd.load_classifier(workdir)
-    return AttributePredictor(
-        lambda images: condition_violation.predict_digit_attributes(params, images,
-                                                                    batch_size),
-        f"digit classifier in {workdir} (test accuracy "
-        f"{metadata['test_accuracy']:.4f})")
-  model, params, _ = attribute_classifier.load_from_workdir(workdir)
-  return AttributePredictor(
-      lambda images: attribute_classifier.predict_attributes(model, params, images,
-                                                             batch_size),
-      f"attribute classifier in {workdir}")
-
-
-def real_attributes_and_accuracies(predictor: AttributePredictor,
-                                   dataset: data_lib.ImageDataset, batch_size: int
-                                   ) -> tuple[np.ndarray, dict[str, float]]:
-  """The attributes of the real images of `dataset` (N, a), and the predictor's
-  accuracy on them (the metric's own error): {"classifier_accuracy_<attribute>",
-  "classifier_accuracy" (the mean)}. Reads the images batch by batch."""
-  truth, predicted = condition_violation.predictions_on(dataset, predictor.predict,
-                                                        batch_size)
-  return truth, condition_violation.accuracies(
-      truth, predicted, data_lib.attribute_specs(dataset.name), "classifier_accuracy")
-
-
 def violation_requests(config: ml_collections.ConfigDict,
                        reference_attributes: np.ndarray) -> dict[str, np.ndarray]:
   """{"single": one attribute per request, "subset": random subsets of
@@ -622,33 +571,23 @@ def violation_requests(config: ml_collections.ConfigDict,
   }
 
 
-def violation_metrics(model: CvaeModel, params: dict, predictor: AttributePredictor,
+def violation_metrics(model: CvaeModel, params: dict,
+                      predictor: condition_violation.AttributePredictor,
                       requests: dict[str, np.ndarray], key: jax.Array,
                       chunk_size: int) -> dict[str, float]:
-  """Condition violation rates of one image per request (`violation_rates`).
-
-  Returns:
-    For each kind of `requests` ("single", "subset"): f"violation_{kind}_mean" (mean
-    over the attributes), f"violation_{kind}_any" (share of images that violate at
-    least one requested attribute) and f"violation_{kind}_{attribute}".
-  """
+  """`condition_violation.violation_metrics` of one image per request, drawn
+  `chunk_size` at a time (`sample_images_in_chunks`)."""
   params = distributed.to_host(params)
-  results = {}
-  for index, (kind, kind_requests) in enumerate(requests.items()):
-    images = sample_images_in_chunks(model, params, jax.random.fold_in(key, index),
-                                     kind_requests, chunk_size)
-    rates = condition_violation.violation_rates(predictor.predict(images), kind_requests)
-    results[f"violation_{kind}_mean"] = rates.mean
-    results[f"violation_{kind}_any"] = rates.any_violation
-    for spec, rate in zip(model.specs, rates.per_attribute):
-      results[f"violation_{kind}_{spec.name}"] = float(rate)
-  return results
+  return condition_violation.violation_metrics(
+      lambda key, requests: sample_images_in_chunks(model, params, key, requests,
+                                                    chunk_size),
+      predictor, requests, key, model.specs)
 
 
 class ViolationSetup(NamedTuple):
   """What the violation evaluation needs, loaded once per run: the classifier, the
   requests (`violation_requests`) and the classifier's accuracy on real images."""
-  predictor: AttributePredictor
+  predictor: condition_violation.AttributePredictor
   requests: dict
   classifier_accuracy: dict
 
@@ -658,13 +597,14 @@ def violation_setup(config: ml_collections.ConfigDict) -> ViolationSetup | None:
   levels: the samples are decoder means); None when `eval.violation_num_samples` is 0."""
   if not config.eval.violation_num_samples:
     return None
-  predictor = load_attribute_predictor(config)
+  predictor = condition_violation.load_attribute_predictor(
+      config.data.name, config.eval.classifier_workdir, config.eval.batch_size)
   real = data_lib.load_dataset(config.data.name, config.eval.split,
                                data_dir=config.data.data_dir, binarize=False)
   if config.data.num_eval_examples is not None:
     real = real.take(config.data.num_eval_examples)
-  reference, accuracies = real_attributes_and_accuracies(predictor, real,
-                                                         config.eval.batch_size)
+  reference, accuracies = condition_violation.real_attributes_and_accuracy(
+      predictor, real, config.eval.batch_size)
   return ViolationSetup(predictor, violation_requests(config, reference), accuracies)
 
 
@@ -868,8 +808,9 @@ def build(config: ml_collections.ConfigDict,
 def classifiers(config: ml_collections.ConfigDict
                 ) -> tuple[experiment.ClassifierRun, ...]:
   """The digit classifier of the violation rate on digits (the CelebA attribute
-  classifier is trained by hand: `load_attribute_predictor`)."""
-  if not config.eval.violation_num_samples or config.data.name not in DIGIT_DATASETS:
+  classifier is trained by hand: `condition_violation.load_attribute_predictor`)."""
+  if (not config.eval.violation_num_samples
+      or config.data.name not in condition_violation.DIGIT_DATASETS):
     return ()
   return (experiment.ClassifierRun(classifier_fd.STOCK_CONFIG,
                                    config.eval.classifier_workdir),)
