@@ -1,5 +1,7 @@
-"""The one training loop (sharding, checkpoint/resume, metrics, progress, image grids).
+"""Training: one way to run a task (`experiment`), its tasks, and the loop under them.
 
-`loop.run` drives any pure `train_step(state, batch, rng) -> (state, metrics)`;
-`vae` supplies the VAE step, evaluation and data-driven prior refits.
+`experiment.train_and_evaluate(trainer, config, workdir)` runs any task module's
+`TRAINER` (`vae`, `gan`, `cvae`, `classifier`; `trainers.TRAINERS` by `config.task`) on
+the one loop (`loop.run`), with keys from named random streams (`rng`). The tasks share
+`evaluation`, `optimizers` and, VAE and conditional VAE, `autoencoders`.
 """
