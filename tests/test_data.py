@@ -267,3 +267,98 @@ def test_hidden_attribute_mask_is_fixed_per_example_by_the_seed():
   masked = data.hide_attributes(attributes, hidden)
   np.testing.assert_array_equal(np.isnan(masked), hidden)
   np.testing.assert_array_equal(masked[~hidden], attributes[~hidden])
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+
+def _write_idx(path, array: np.ndarray, gzipped: bool) -> None:
+  """An IDX file written by hand from its spec (magic, big-endian sizes, data)."""
+  import gzip
+  codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int32): 0x0C}
+  header = bytes([0, 0, codes[array.dtype], array.ndim])
+  header += b"".join(int(size).to_bytes(4, "big") for size in array.shape)
+  content = header + array.astype(array.dtype.newbyteorder(">")).tobytes()
+  opener = gzip.open if gzipped else open
+  with opener(path, "wb") as file:
+    file.write(content)
+
+
+@pytest.fixture(scope="module")
+def fashion_idx_dir(tmp_path_factory):
+  """A tiny Fashion-MNIST in IDX files: 20 train (gzipped) and 10 test (plain) images."""
+  directory = tmp_path_factory.mktemp("fashion_idx")
+  rng = np.random.default_rng(0)
+  arrays = {}
+  for split, count, gzipped in (("train", 20, True), ("test", 10, False)):
+    images = rng.integers(0, 256, (count, 28, 28), dtype=np.uint8)
+    labels = rng.integers(0, 10, count).astype(np.uint8)
+    images_file, labels_file = data.FASHION_MNIST_FILES[split]
+    suffix = ".gz" if gzipped else ""
+    _write_idx(directory / (images_file + suffix), images, gzipped)
+    _write_idx(directory / (labels_file + suffix), labels, gzipped)
+    arrays[split] = images, labels
+  return directory, arrays
+
+
+def test_read_idx_round_trips_and_rejects_bad_files(tmp_path):
+  array = np.arange(-6, 18, dtype=np.int32).reshape(2, 3, 4)
+  for gzipped in (False, True):
+    path = tmp_path / ("a.idx.gz" if gzipped else "a.idx")
+    _write_idx(path, array, gzipped)
+    read = data.read_idx(path)
+    assert read.dtype == np.int32 and read.shape == (2, 3, 4)
+    np.testing.assert_array_equal(read, array)
+  (tmp_path / "bad").write_bytes(b"PK\x03\x04rest")
+  with pytest.raises(ValueError, match="not an IDX file"):
+    data.read_idx(tmp_path / "bad")
+  (tmp_path / "short").write_bytes((tmp_path / "a.idx").read_bytes()[:-4])
+  with pytest.raises(ValueError, match="header says shape"):
+    data.read_idx(tmp_path / "short")
+
+
+def test_fashion_mnist_from_idx_files_validation_is_last_tenth(fashion_idx_dir):
+  directory, arrays = fashion_idx_dir
+  train_images, train_labels = arrays["train"]
+  test_images, test_labels = arrays["test"]
+  splits = {split: data.load_dataset("fashion_mnist", split, data_dir=directory,
+                                     binarize=False) for split in data.SPLITS}
+  assert [len(splits[split]) for split in data.SPLITS] == [18, 2, 10]
+  expected = {"train": (train_images[:18], train_labels[:18]),
+              "validation": (train_images[18:], train_labels[18:]),
+              "test": (test_images, test_labels)}
+  for split, (images, labels) in expected.items():
+    dataset = splits[split]
+    assert dataset.image_shape == (28, 28, 1) and not dataset.binarized
+    np.testing.assert_array_equal(dataset.images[..., 0] * 255, images)
+    np.testing.assert_array_equal(dataset.labels, labels)
+    assert dataset.labels.dtype == np.int32
+  binary = data.load_dataset("fashion_mnist", "validation", data_dir=directory)
+  assert binary.binarized and binary.likelihood == "bernoulli"
+  np.testing.assert_array_equal(binary.images[..., 0], train_images[18:] > 127.5)
+
+
+def test_fashion_mnist_idx_files_win_over_tfds(mock_tfds, fashion_idx_dir):
+  directory, arrays = fashion_idx_dir
+  dataset = data.load_dataset("fashion_mnist", "test", data_dir=directory,
+                              binarize=False)
+  np.testing.assert_array_equal(dataset.images[..., 0] * 255, arrays["test"][0])
+
+
+def test_fashion_mnist_from_tfds(mock_tfds):
+  train = data.load_dataset("fashion_mnist", "train")
+  validation = data.load_dataset("fashion_mnist", "validation")
+  assert len(validation) == NUM_MOCK_EXAMPLES // 10
+  assert len(train) + len(validation) == NUM_MOCK_EXAMPLES
+  images, labels = next(data.batches(train, 4, seed=0, epoch=0, with_labels=True))
+  assert images.shape == (4, 28, 28, 1) and labels.shape == (4,)
+  assert set(np.unique(images)) <= {0.0, 1.0}
+
+
+def test_missing_fashion_mnist_is_a_one_line_error_saying_how(tmp_path):
+  with pytest.raises(data.DataNotFoundError) as error:
+    data.load_dataset("fashion_mnist", "train", data_dir=tmp_path)
+  message = str(error.value)
+  assert "\n" not in message
+  assert "apt-get install dataset-fashion-mnist" in message
+  assert "tfds build fashion_mnist" in message and str(tmp_path) in message

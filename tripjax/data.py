@@ -11,23 +11,33 @@ Datasets (`DATASETS`):
   needs no download. Fixed split from a seeded permutation (seed 0):
   4,000 train / 500 validation / 500 test. 28x28x1, binarized by default.
 * `"mnist"`: TFDS `mnist`, 28x28x1, binarized by default.
+* `"fashion_mnist"`: Fashion-MNIST (60,000 train / 10,000 test 28x28x1 grey images of
+  clothing, 10 classes), binarized by default. Read from TFDS (`fashion_mnist`) where it
+  is prepared in `data_dir` (or TFDS's default), else from the original IDX files
+  (`FASHION_MNIST_FILES`, gzipped or not) in `data_dir`, by default
+  `FASHION_MNIST_DIR`, where the Debian/Ubuntu package `dataset-fashion-mnist`
+  installs them (no download, no TensorFlow). IDX files are parsed with numpy and held
+  in memory (47 MB of uint8 pixels). TFDS stores the examples in its own order, so
+  the two sources' validation splits (the last 10% of train) hold different images:
+  pass `data_dir` to pin the source.
 * `"cifar10"`: TFDS `cifar10`, 32x32x3.
 * `"celeb_a"`: TFDS `celeb_a` (aligned 218x178 faces), center crop of
   `CELEB_A_CROP_SIZE` = 160 pixels (the crop of the TRIP authors' code:
   `CenterCrop(160)` then `Resize(64)`), resized to 64x64x3 with PIL bilinear
   filtering (antialiased when downscaling, as torchvision's `Resize` on PIL images).
 
-Splits are "train", "validation" and "test". `mnist` and `cifar10` have no TFDS
-validation split: their validation split is the last 10% of the TFDS train split
-(mnist: 54,000 / 6,000; cifar10: 45,000 / 5,000) and "train" is the rest.
+Splits are "train", "validation" and "test". `mnist`, `fashion_mnist` and `cifar10`
+have no validation split of their own: their validation split is the last 10% of the
+original train split (mnist and fashion_mnist: 54,000 / 6,000; cifar10: 45,000 / 5,000)
+and "train" is the rest.
 
-Binarization (digits and mnist): a fixed threshold, pixel > 0.5 -> 1 else 0. The data
-are then exactly {0, 1}, so a Bernoulli decoder is a proper discrete density and the
-ELBO is in nats. RGB sets keep their 256 intensity levels k/255 for a discretized
-likelihood over 256 bins.
+Binarization (digits, mnist and fashion_mnist): a fixed threshold, pixel > 0.5 -> 1
+else 0. The data are then exactly {0, 1}, so a Bernoulli decoder is a proper discrete
+density and the ELBO is in nats. RGB sets keep their 256 intensity levels k/255 for a
+discretized likelihood over 256 bins.
 
-Labels: `digits`, `mnist`, `cifar10` give int32 class labels, shape (); `celeb_a`
-gives its 40 binary attributes as a float32 array of shape (40,) (order:
+Labels: `digits`, `mnist`, `fashion_mnist`, `cifar10` give int32 class labels, shape ();
+`celeb_a` gives its 40 binary attributes as a float32 array of shape (40,) (order:
 `ImageDataset.attribute_names`, which is `CELEB_A_LABEL_NAMES`).
 
 Attributes (the conditions of the conditional VAE, paper section 4): `attribute_specs`
@@ -56,7 +66,7 @@ from typing import Callable, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 
-DATASETS = ("digits", "mnist", "cifar10", "celeb_a")
+DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeb_a")
 SPLITS = ("train", "validation", "test")
 
 CELEB_A_CROP_SIZE = 160
@@ -66,25 +76,35 @@ DIGITS_SPLIT_SIZES = {"train": 4000, "validation": 500, "test": 500}
 DIGITS_SPLIT_SEED = 0
 BINARIZE_THRESHOLD = 0.5
 
+# Where the Debian/Ubuntu package `dataset-fashion-mnist` installs the IDX files.
+FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist/"
+# split of the original files -> (images file, labels file); each may also be gzipped.
+FASHION_MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
 # TFDS sets without a validation split: validation = last 1/10 of TFDS "train".
 _VALIDATION_FRACTION_DENOMINATOR = 10
 
 _IMAGE_SHAPES = {
     "digits": (28, 28, 1),
     "mnist": (28, 28, 1),
+    "fashion_mnist": (28, 28, 1),
     "cifar10": (32, 32, 3),
     "celeb_a": (CELEB_A_IMAGE_SIZE, CELEB_A_IMAGE_SIZE, 3),
 }
-_BINARIZED_BY_DEFAULT = {"digits": True, "mnist": True, "cifar10": False,
-                         "celeb_a": False}
-_TFDS_HAS_VALIDATION = {"mnist": False, "cifar10": False, "celeb_a": True}
+_BINARIZED_BY_DEFAULT = {"digits": True, "mnist": True, "fashion_mnist": True,
+                         "cifar10": False, "celeb_a": False}
+_TFDS_HAS_VALIDATION = {"mnist": False, "fashion_mnist": False, "cifar10": False,
+                        "celeb_a": True}
 
 # (indices int array (n,)) -> (images float32 (n, H, W, C), labels (n, ...) or None)
 ReadFn = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray | None]]
 
 
 class DataNotFoundError(FileNotFoundError):
-  """The prepared TFDS files of a dataset are not in `data_dir`."""
+  """A dataset's files (prepared TFDS files, or Fashion-MNIST's IDX files) are absent."""
 
 
 class ImageDataset:
@@ -176,7 +196,9 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     name: one of `DATASETS`.
     split: one of `SPLITS`.
     data_dir: TFDS data directory for the TFDS sets (default: TFDS's own,
-      `$TFDS_DATA_DIR` or `~/tensorflow_datasets`). Ignored by "digits".
+      `$TFDS_DATA_DIR` or `~/tensorflow_datasets`). Ignored by "digits". For
+      "fashion_mnist" it may also be a directory holding the IDX files (default:
+      TFDS's own if `fashion_mnist` is prepared there, else `FASHION_MNIST_DIR`).
     binarize: threshold pixels at 0.5. None: the dataset's default (True for
       "digits" and "mnist", False for "cifar10" and "celeb_a").
 
@@ -186,7 +208,8 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
   Raises:
     TypeError: arguments of the wrong type.
     ValueError: unknown dataset name or split.
-    DataNotFoundError: TFDS data not prepared in `data_dir` (the message says how).
+    DataNotFoundError: TFDS data not prepared in `data_dir`, or no Fashion-MNIST
+      files (the message says how to get them).
   """
   if not isinstance(name, str):
     raise TypeError(f"dataset name must be a str, got {type(name).__name__}.")
@@ -204,6 +227,8 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     raise TypeError(f"data_dir must be a path or None, got {type(data_dir).__name__}.")
   if name == "digits":
     return _load_digits(split, binarize)
+  if name == "fashion_mnist":
+    return _load_fashion_mnist(split, data_dir, binarize)
   return _load_tfds(name, split, data_dir, binarize)
 
 
@@ -370,6 +395,109 @@ def _load_digits(split: str, binarize: bool) -> ImageDataset:
 
   return ImageDataset(name="digits", split=split, image_shape=_IMAGE_SHAPES["digits"],
                       num_examples=len(indices), read_fn=read, binarized=binarize)
+
+
+# ---------------------------------------------------------------- Fashion-MNIST
+
+
+def read_idx(path: str | os.PathLike) -> np.ndarray:
+  """An IDX file (gzipped if its name ends in .gz) as a numpy array of its shape.
+
+  The format (http://yann.lecun.com/exdb/mnist/): two zero bytes, a type byte, the
+  number of dimensions, one big-endian uint32 per dimension, then the data, row-major
+  and big-endian.
+
+  Raises:
+    ValueError: not an IDX file, or its size disagrees with its header.
+  """
+  import gzip  # Imported lazily: only the IDX files need it.
+
+  opener = gzip.open if os.fspath(path).endswith(".gz") else open
+  with opener(path, "rb") as file:
+    content = file.read()
+  dtypes = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+  if len(content) < 4 or content[:2] != b"\0\0" or content[2] not in dtypes:
+    raise ValueError(f"{os.fspath(path)!r} is not an IDX file (magic {content[:4]!r}).")
+  num_dims = content[3]
+  header_size = 4 + 4 * num_dims
+  shape = tuple(int(size) for size in
+                np.frombuffer(content, ">u4", count=num_dims, offset=4))
+  dtype = np.dtype(dtypes[content[2]])
+  if len(content) - header_size != dtype.itemsize * int(np.prod(shape)):
+    raise ValueError(f"{os.fspath(path)!r}: {len(content) - header_size} data bytes, "
+                     f"but its header says shape {shape} of {dtype}.")
+  return np.frombuffer(content, dtype, offset=header_size).reshape(shape).astype(
+      dtype.newbyteorder("="))
+
+
+def _idx_path(directory, filename: str) -> str | None:
+  """The path of `filename` or `filename`.gz in `directory`, or None."""
+  for candidate in (filename + ".gz", filename):
+    path = os.path.join(directory, candidate)
+    if os.path.isfile(path):
+      return path
+  return None
+
+
+def _has_fashion_mnist_idx(directory) -> bool:
+  return all(_idx_path(directory, filename) is not None
+             for files in FASHION_MNIST_FILES.values() for filename in files)
+
+
+@functools.lru_cache(maxsize=2)
+def _fashion_mnist_idx_arrays(directory: str, original_split: str
+                              ) -> tuple[np.ndarray, np.ndarray]:
+  """Images (n, 28, 28, 1) uint8 and labels (n,) int32 of "train" or "test"."""
+  images_file, labels_file = FASHION_MNIST_FILES[original_split]
+  images = read_idx(cast(str, _idx_path(directory, images_file)))
+  labels = read_idx(cast(str, _idx_path(directory, labels_file)))
+  if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+    raise ValueError(f"{images_file} in {directory!r}: expected uint8 images of shape "
+                     f"(n, 28, 28), got {images.dtype} {images.shape}.")
+  if labels.shape != images.shape[:1]:
+    raise ValueError(f"{labels_file} in {directory!r}: {labels.shape[0]} labels for "
+                     f"{images.shape[0]} images.")
+  return images[..., None], labels.astype(np.int32)
+
+
+def _fashion_mnist_not_found(data_dir) -> DataNotFoundError:
+  where = FASHION_MNIST_DIR if data_dir is None else os.fspath(data_dir)
+  tfds_where = "TFDS's data_dir" if data_dir is None else repr(where)
+  return DataNotFoundError(
+      f"Fashion-MNIST not found: no IDX files ({FASHION_MNIST_FILES['train'][0]}.gz "
+      f"etc.) in {where!r} and no prepared TFDS fashion_mnist in {tfds_where}; get it "
+      f"with `apt-get install dataset-fashion-mnist` (Debian/Ubuntu, installs them in "
+      f"{FASHION_MNIST_DIR}) or `tfds build fashion_mnist --file_format=array_record` "
+      f"where TFDS can download, or point data.data_dir at a directory holding the "
+      f"four IDX files.")
+
+
+def _load_fashion_mnist(split: str, data_dir, binarize: bool) -> ImageDataset:
+  """TFDS where prepared, else the IDX files (data_dir, else FASHION_MNIST_DIR)."""
+  idx_dir = FASHION_MNIST_DIR if data_dir is None else os.fspath(data_dir)
+  if data_dir is None or not _has_fashion_mnist_idx(idx_dir):
+    try:
+      return _load_tfds("fashion_mnist", split, data_dir, binarize)
+    except DataNotFoundError:
+      if not _has_fashion_mnist_idx(idx_dir):
+        raise _fashion_mnist_not_found(data_dir) from None
+  original_split = "test" if split == "test" else "train"
+  all_images, all_labels = _fashion_mnist_idx_arrays(os.path.abspath(idx_dir),
+                                                     original_split)
+  total = len(all_images)
+  start, stop = 0, total
+  if split != "test":
+    boundary = total - total // _VALIDATION_FRACTION_DENOMINATOR
+    start, stop = (boundary, total) if split == "validation" else (0, boundary)
+  images, labels = all_images[start:stop], all_labels[start:stop]
+
+  def read(indices: np.ndarray):
+    chosen = images[indices].astype(np.float32) / 255.0
+    return (binarize_images(chosen) if binarize else chosen), labels[indices]
+
+  return ImageDataset(name="fashion_mnist", split=split,
+                      image_shape=_IMAGE_SHAPES["fashion_mnist"],
+                      num_examples=stop - start, read_fn=read, binarized=binarize)
 
 
 # ---------------------------------------------------------------- TFDS sets
