@@ -2,7 +2,8 @@
 
 * "digits": the digit classifier of the offline metrics (classifier FD, the digits'
   condition violation rate). `tripjax.models.classifier.DigitClassifier` learns the 10
-  digit classes from grey-level digits, a random `train.binarize_fraction` of each
+  digit classes from grey-level digits (or Fashion-MNIST's 10 classes,
+  configs/fashion_mnist_classifier.py), a random `train.binarize_fraction` of each
   batch thresholded at 0.5. After the last step its accuracies on the validation and
   test splits (grey and binarized) are logged and the weights are written to the
   workdir in the format `tripjax.metrics.classifier_fd.load_classifier` reads.
@@ -39,6 +40,8 @@ from tripjax.training import experiment
 from tripjax.training import loop
 
 MODEL_KINDS = ("digits", "attributes")
+# The 10-class 28x28x1 sets the "digits" kind (`DigitClassifier`) learns.
+DIGIT_CLASSIFIER_DATASETS = ("digits", "fashion_mnist")
 
 
 @flax.struct.dataclass
@@ -56,7 +59,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_common_train_fields(config)
   config_checks.check_int(config, "eval.batch_size", minimum=1)
   if config.model.kind == "digits":
-    config_checks.check_choice(config, "data.name", ("digits",))
+    config_checks.check_choice(config, "data.name", DIGIT_CLASSIFIER_DATASETS)
     config_checks.check_bool(config, "data.binarize")
     config_checks.check_number(config, "train.binarize_fraction", minimum=0.0,
                                maximum=1.0)
@@ -90,7 +93,8 @@ def accuracies(config: ml_collections.ConfigDict, params) -> dict[str, float]:
   params = distributed.to_host(params)
   results = {}
   for split in ("validation", "test"):
-    dataset = data_lib.load_dataset(config.data.name, split, binarize=False)
+    dataset = data_lib.load_dataset(config.data.name, split,
+                                    data_dir=config.data.get("data_dir"), binarize=False)
     images, labels = dataset.images, dataset.labels
     results[f"{split}_accuracy"] = classifier_fd.classifier_accuracy(
         params, images, labels, config.eval.batch_size)
