@@ -29,6 +29,9 @@ Where the paper is implemented:
   eq. 5      p(s_k | z_obs) of the 1-D GMMs       densities.posterior_weights (one VJP)
   sampling   exact joint / conditional draws      sampling.sample, sampling.sample_components
   sec. 3.1   EM init of the means and scales      em.refit_components
+  eq. 10     ∇ E_p[f]: score function (eq. 10,    gradients.expectation_gradient
+             leave-one-out) or pathwise means and
+             scales with the cores' score
 
 Sampling is exact, like the paper's chain rule over the variables (sections 2.1, 2.2), but
 not a chain: with M_j = Σ_k w_jk Q_j[k], the ring's trace is a sum over bond
@@ -41,15 +44,24 @@ spans of a level at once, so the depth is ceil(log2 n) + 1 (`sampling._draw_bond
 
 Modules: `params` (specs, pytree, init), `checks` (the argument checks), `weights` (cores
 and w_jk), `ring` (the contraction and its VJP, the product tree), `densities`,
-`sampling`, `em`, `distribution` (distrax adapter). `Distribution` (the TRIP as a
-`distrax.Distribution`) is imported on first use, so `import tripjax.prior` does not
-import distrax (and TensorFlow Probability's JAX substrate under it).
+`sampling`, `em`, `gradients` (unbiased gradients of E_p[f]), `distribution` (distrax
+adapter). `Distribution` (the TRIP as a `distrax.Distribution`) is imported on first
+use, so `import tripjax.prior` does not import distrax (and TensorFlow Probability's JAX
+substrate under it).
 """
 
 from tripjax.prior.checks import present_mask
 from tripjax.prior.densities import log_prob
 from tripjax.prior.densities import posterior_weights
 from tripjax.prior.em import refit_components
+from tripjax.prior.gradients import ESTIMATORS
+from tripjax.prior.gradients import Draws
+from tripjax.prior.gradients import Estimate
+from tripjax.prior.gradients import draw
+from tripjax.prior.gradients import expectation_gradient
+from tripjax.prior.gradients import reparameterize
+from tripjax.prior.gradients import score_log_prob
+from tripjax.prior.gradients import score_surrogate
 from tripjax.prior.params import Continuous
 from tripjax.prior.params import Discrete
 from tripjax.prior.params import Natural
@@ -62,9 +74,10 @@ from tripjax.prior.sampling import sample
 from tripjax.prior.sampling import sample_components
 
 __all__ = [
-    "Continuous", "Discrete", "Distribution", "Natural", "TRIPParams", "Variable",
-    "from_natural", "init", "log_prob", "natural", "posterior_weights", "present_mask",
-    "refit_components", "sample", "sample_components",
+    "ESTIMATORS", "Continuous", "Discrete", "Distribution", "Draws", "Estimate", "Natural",
+    "TRIPParams", "Variable", "draw", "expectation_gradient", "from_natural", "init",
+    "log_prob", "natural", "posterior_weights", "present_mask", "refit_components",
+    "reparameterize", "sample", "sample_components", "score_log_prob", "score_surrogate",
 ]
 
 
