@@ -37,7 +37,9 @@ mean ± sample sd over seeds of, per (model, hidden fraction),
 * the classifier's accuracy on the real test digits, the metric's own error (the same
   for every run: one classifier);
 
-and results.json (every run's final numbers, per-attribute rates included).
+and results.json (every run's final numbers, per-attribute rates included); and the
+committed results files README's table is, `<results-dir>/cvae_digits.{json,md}`
+(`benchmarks.results_files`).
 
 Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
 benchmarking on this machine). With `--parallel` > 1 every run uses one CPU device.
@@ -50,6 +52,7 @@ import os
 import signal
 import sys
 
+from benchmarks import results_files
 from benchmarks import vae_results
 from benchmarks.vae_results import mean_and_sd
 from tripjax import data as data_lib
@@ -211,8 +214,10 @@ def collect(jobs: list[Job], *, root: str, epochs: int) -> list[dict]:
     record = final_eval(workdir)
     if record is None:
       continue
-    run = {"model": model, "hidden": hidden, "seed": seed, "workdir": workdir,
-           "step": record["step"], "epoch": record.get("epoch")}
+    run = {"model": model, "hidden": hidden,
+           "fields": {"model.kind": model, "data.hide_attribute_fraction": hidden},
+           "seed": seed, "workdir": workdir, "step": record["step"],
+           "epoch": record.get("epoch"), "commits": results_files.run_commits(workdir)}
     run.update({name: value for name, value in record.items()
                 if name.startswith(KEPT_PREFIXES)})
     evaluation = _run_config(workdir).get("eval", {})
@@ -320,6 +325,34 @@ def markdown_table(rows: list[dict], runs: list[dict], epochs: int,
   return "\n".join(lines) + "\n"
 
 
+STUDY = "cvae_digits"  # results/cvae_digits.json and .md
+
+
+def render(results: dict) -> str:
+  """The table of a results file (`results_files.write`) from its runs: its .md."""
+  runs = results["runs"]
+  rows = summarize(runs, results["models"], results["hidden_fractions"])
+  return markdown_table(rows, runs, results["epochs"], results["classifier_workdir"],
+                        tuple(results["extra"]))
+
+
+def write_results_files(runs: list[dict], *, epochs: int, models: list[str],
+                        hidden_fractions: list[float], classifier_dir: str,
+                        extra: tuple[str, ...], command: str,
+                        results_dir: str = results_files.RESULTS_DIR) -> str:
+  """Writes results/cvae_digits.json and .md; returns the markdown."""
+  chosen = [{key: value for key, value in run.items() if key != "workdir"}
+            for run in runs]
+  fields = {"epochs": epochs, "models": list(models),
+            "hidden_fractions": list(hidden_fractions),
+            "classifier_workdir": classifier_dir, "extra": list(extra)}
+  markdown = render({**fields, "runs": chosen})
+  results_files.write(STUDY, script="benchmarks.cvae_results", command=command,
+                      markdown=markdown, results_dir=results_dir, config=CONFIG_PATH,
+                      final_step=final_step(epochs), **fields, runs=chosen)
+  return markdown
+
+
 def _fraction(text: str) -> float:
   value = float(text)
   if not 0.0 <= value <= 1.0:
@@ -349,6 +382,8 @@ def main(argv=None) -> int:
                            "eval.violation_num_samples=200 (use a fresh --workdir)")
   parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
                       help="train missing runs (--no-train: report the finished ones)")
+  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
+                      help="where the committed results files go (<study>.json, .md)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.epochs < 1:
     parser.error("--parallel and --epochs must be positive")
@@ -365,7 +400,11 @@ def main(argv=None) -> int:
             classifier_dir=classifier_dir, extra=extra)
   runs = collect(jobs, root=args.workdir, epochs=args.epochs)
   rows = summarize(runs, args.models, args.hidden)
-  table = markdown_table(rows, runs, args.epochs, classifier_dir, extra)
+  table = write_results_files(
+      runs, epochs=args.epochs, models=args.models, hidden_fractions=args.hidden,
+      classifier_dir=classifier_dir, extra=extra,
+      command="python -m benchmarks.cvae_results " + " ".join(
+          sys.argv[1:] if argv is None else argv), results_dir=args.results_dir)
   print(table)
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, "results.md"), "w") as file:

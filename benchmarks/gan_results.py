@@ -23,8 +23,9 @@ classifier FD of 5,000 generator samples of the final checkpoint (`train.fid`'s 
 samples vs the grey-level test split in the feature space of the cached digit
 classifier of `--classifier-workdir`, trained first if missing; lower is better),
 printed and written to `<workdir>/results.md`, plus every run's numbers in
-`<workdir>/results.json`. Each run's FD is appended to its metrics.jsonl and reused by
-later calls.
+`<workdir>/results.json`; and the committed results files README's table is,
+`<results-dir>/gan_digits.{json,md}` (`benchmarks.results_files`). Each run's FD is
+appended to its metrics.jsonl and reused by later calls.
 
 Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
 benchmarking on this machine).
@@ -36,6 +37,7 @@ import json
 import os
 import sys
 
+from benchmarks import results_files
 from benchmarks import vae_results
 from benchmarks.vae_results import FD_METRIC
 from benchmarks.vae_results import FD_NUM_SAMPLES
@@ -47,6 +49,7 @@ from tripjax.configs import digits_wgangp_trip
 CONFIG_PATH = "configs/digits_wgangp_trip.py"
 DEFAULT_EPOCHS = digits_wgangp_trip.get_config().train.num_epochs
 CACHE_DIRNAME = "jax_cache"
+STUDY = "gan_digits"  # results/gan_digits.json and .md
 # name -> (prior.kind, prior.learnable, table label): the paper's rows.
 PRIOR_VARIANTS = {
     "normal": ("normal", True, "N(0, I)"),
@@ -135,9 +138,30 @@ def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int,
     step = final_step(epochs)
     value = classifier_fd_of_run(workdir, step, classifier_params)
     print(f"{prior} seed {seed}: classifier FD {value:.3f}", flush=True)
-    runs.append({"prior": prior, "seed": seed, "workdir": workdir, "step": step,
-                 FD_METRIC: value})
+    kind, learnable, _ = PRIOR_VARIANTS[prior]
+    runs.append({"prior": prior,
+                 "fields": {"prior.kind": kind, "prior.learnable": learnable},
+                 "seed": seed, "workdir": workdir, "step": step, FD_METRIC: value,
+                 "commits": results_files.run_commits(workdir)})
   return runs
+
+
+def render(results: dict) -> str:
+  """The table of a results file (`results_files.write`) from its runs: its .md."""
+  return markdown_table(summarize(results["runs"]), results["epochs"])
+
+
+def write_results_files(runs: list[dict], epochs: int, command: str,
+                        results_dir: str = results_files.RESULTS_DIR) -> str:
+  """Writes results/gan_digits.json and .md; returns the markdown."""
+  chosen = [{key: value for key, value in run.items() if key != "workdir"}
+            for run in runs]
+  markdown = render({"epochs": epochs, "runs": chosen})
+  results_files.write(STUDY, script="benchmarks.gan_results", command=command,
+                      markdown=markdown, results_dir=results_dir, config=CONFIG_PATH,
+                      epochs=epochs, final_step=final_step(epochs),
+                      classifier_fd_num_samples=FD_NUM_SAMPLES, runs=chosen)
+  return markdown
 
 
 def main(argv=None) -> int:
@@ -154,6 +178,8 @@ def main(argv=None) -> int:
                       help="runs at a time (1 on a 2-core machine)")
   parser.add_argument("--classifier-workdir", default="runs/classifier",
                       help="cached FD classifier (python -m train.train_classifier)")
+  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
+                      help="where the committed results files go (<study>.json, .md)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.epochs < 1:
     parser.error("--parallel and --epochs must be positive")
@@ -167,7 +193,9 @@ def main(argv=None) -> int:
   runs = collect(jobs, root=args.workdir, epochs=args.epochs,
                  classifier_params=classifier_params)
   rows = summarize(runs)
-  table = markdown_table(rows, args.epochs)
+  table = write_results_files(
+      runs, args.epochs, "python -m benchmarks.gan_results " + " ".join(
+          sys.argv[1:] if argv is None else argv), args.results_dir)
   print(table)
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, "results.md"), "w") as file:

@@ -20,7 +20,10 @@ finishes the study.
   learning rate (x0.1, x10), the rank (1 = GMM L, 5), the components (3) and the
   latent size (32, next to N(0, I) at 32). Rows equal to a default reuse its runs.
 
-Output, printed and written under `--workdir`: results.md (both tables: mean ± sample
+Output: per table a results file pair (`benchmarks.results_files`), the committed
+files README's tables are: `<results-dir>/vae_digits.{json,md}` (main) and
+`vae_digits_ablation.{json,md}`; and, printed and written under `--workdir`: results.md
+(both tables: mean ± sample
 sd over seeds of the final test ELBO, IWAE-100 (nats per digit, higher is better) and
 the classifier FD of 5,000 prior samples (`tripjax.metrics.sampling`, in the feature
 space of the digit classifier cached in `--classifier-workdir`; lower is better), and
@@ -51,6 +54,8 @@ import subprocess
 import sys
 import time
 from typing import Any
+
+from benchmarks import results_files
 
 CONFIG_PATH = "configs/digits_vae_trip.py"
 QUIET_FILE = "/tmp/tripjax_quiet"
@@ -117,6 +122,8 @@ ABLATION_ROWS = (
 )
 
 TABLES = ("main", "ablation")
+# table -> the study name of its results files (results/<study>.json and .md).
+STUDIES = {"main": "vae_digits", "ablation": "vae_digits_ablation"}
 
 
 def table_variants(table: str) -> list[str]:
@@ -292,22 +299,29 @@ def mean_curves(runs: list[dict], variants: list[str]) -> dict[str, dict]:
 
 
 def plot_curves(curves: dict[str, dict], path: str, title: str,
-                ylim: tuple[float, float] | None = None) -> None:
-  """Test ELBO versus steps, one line per variant with a ± sd band, as a PNG."""
+                ylim: tuple[float, float] | None = None,
+                labels: dict[str, str] | None = None,
+                xlabel: str = "training step (batch 64)",
+                ylabel: str = "test ELBO (nats per digit)") -> None:
+  """Test ELBO versus steps, one line per variant with a ± sd band, as a PNG
+  (`labels`: variant -> legend text; default this study's `VARIANTS` labels)."""
   import matplotlib
   matplotlib.use("Agg")
   from matplotlib import pyplot
+
+  def label_of(variant):
+    return labels[variant] if labels is not None else VARIANTS[variant].label
 
   figure, axes = pyplot.subplots(figsize=(7, 4.2), dpi=110)
   for variant, curve in curves.items():
     mean, sd = curve["mean"], curve["sd"]
     line, = axes.plot(curve["steps"], mean, linewidth=1.4,
-                      label=f"{VARIANTS[variant].label} ({curve['seeds']} seeds)")
+                      label=f"{label_of(variant)} ({curve['seeds']} seeds)")
     axes.fill_between(curve["steps"], [m - s for m, s in zip(mean, sd)],
                       [m + s for m, s in zip(mean, sd)], color=line.get_color(),
                       alpha=0.2, linewidth=0)
-  axes.set_xlabel("training step (batch 64)")
-  axes.set_ylabel("test ELBO (nats per digit)")
+  axes.set_xlabel(xlabel)
+  axes.set_ylabel(ylabel)
   axes.set_title(title, fontsize=10)
   if ylim is not None:
     axes.set_ylim(*ylim)
@@ -394,6 +408,7 @@ def run_jobs(jobs: list[tuple], *, workdir_of, command_of, finished, summary,
         job = pending.pop(0)
         workdir = workdir_of(job)
         os.makedirs(workdir, exist_ok=True)
+        results_files.record_start(workdir)
         with open(os.path.join(workdir, "train.log"), "a") as log:
           print(f"start {name(job)} -> {workdir}", flush=True)
           process = subprocess.Popen(command_of(job, workdir), stdout=log,
@@ -431,16 +446,42 @@ def collect(jobs: list[tuple[str, int]], *, root: str, steps: int,
     record = final_eval(workdir, steps)
     if record is None:
       continue
-    run = {"variant": variant, "seed": seed, "workdir": workdir, "step": record["step"],
+    run = {"variant": variant,
+           "fields": {field: list(value) if isinstance(value, tuple) else value
+                      for field, value in VARIANTS[variant].overrides},
+           "seed": seed, "workdir": workdir, "step": record["step"],
            ELBO_METRIC: record[ELBO_METRIC], IWAE_METRIC: record[IWAE_METRIC],
            "test_kl": record.get("test_kl"),
            "test_log_likelihood": record.get("test_log_likelihood"),
-           "curve": elbo_curve(workdir)}
+           "curve": elbo_curve(workdir),
+           "commits": results_files.run_commits(workdir)}
     run[EARLY_METRIC] = dict(run["curve"]).get(EARLY_STEP)
     if classifier_params is not None:
       run[FD_METRIC] = classifier_fd_of_run(workdir, record["step"], classifier_params)
     runs.append(run)
   return runs
+
+
+def render(results: dict) -> str:
+  """The table of a results file (`results_files.write`) from its runs: the text of
+  its .md."""
+  rows = summarize(results["runs"], table_variants(results["table"]))
+  if results["table"] == "main":
+    return markdown_table(rows, results["steps"])
+  return ablation_table(rows, results["steps"])
+
+
+def write_results_files(table: str, runs: list[dict], steps: int, command: str,
+                        results_dir: str = results_files.RESULTS_DIR) -> str:
+  """Writes the table's results files (`STUDIES`); returns its markdown."""
+  chosen = [{key: value for key, value in run.items() if key != "workdir"}
+            for run in runs if run["variant"] in table_variants(table)]
+  results = {"table": table, "steps": steps, "config": CONFIG_PATH, "runs": chosen}
+  markdown = render(results)
+  results_files.write(STUDIES[table], script="benchmarks.vae_results", command=command,
+                      markdown=markdown, results_dir=results_dir, table=table,
+                      steps=steps, config=CONFIG_PATH, runs=chosen)
+  return markdown
 
 
 def make_jobs(tables: list[str], seeds: list[int]) -> list[tuple[str, int]]:
@@ -473,6 +514,8 @@ def main(argv=None) -> int:
                       default=True, help="add the classifier FD of prior samples")
   parser.add_argument("--classifier-workdir", default="runs/classifier",
                       help="cached FD classifier (python -m train.train_classifier)")
+  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
+                      help="where the committed results files go (<study>.json, .md)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.steps < 1 or args.eval_every < 1:
     parser.error("--parallel, --steps and --eval-every must be positive")
@@ -506,8 +549,11 @@ def main(argv=None) -> int:
       plot_curves(curves, os.path.join(args.workdir, png),
                   f"Offline digits, test ELBO during training ({table} runs)",
                   ylim=(-130, -90))
-    text = (markdown_table(rows, args.steps) if table == "main"
-            else ablation_table(rows, args.steps))
+    text = write_results_files(
+        table, runs, args.steps,
+        "python -m benchmarks.vae_results " + " ".join(sys.argv[1:] if argv is None
+                                                       else argv),
+        args.results_dir)
     outputs.append(text + (f"\n![test ELBO versus steps]({png})\n" if curves else ""))
   report = "\n".join(outputs)
   print(report)

@@ -6,6 +6,7 @@ import sys
 import pytest
 
 from benchmarks import cvae_results
+from benchmarks import results_files
 from tripjax.configs import digits_classifier
 from tripjax.metrics import classifier_fd
 from tripjax.training import cli
@@ -214,8 +215,9 @@ def test_main_without_training_writes_the_table(tmp_path, capsys):
   root = str(tmp_path)
   workdir = cvae_results.run_workdir(root, "concat", 0.5, 3, 2)
   _write_metrics(workdir, [_final_record("concat", 3, 0.3, 0.4, -91.0)])
+  results_dir = os.path.join(root, "results")
   assert cvae_results.main(["--workdir", root, "--epochs", "2", "--seeds", "3",
-                            "--no-train"]) == 0
+                            "--no-train", "--results-dir", results_dir]) == 0
   with open(os.path.join(root, "results.md")) as file:
     table = file.read()
   assert "| concatenation CVAE | 50% | 1 | 30.0 ± 0.0 |" in table
@@ -224,3 +226,10 @@ def test_main_without_training_writes_the_table(tmp_path, capsys):
     results = json.load(file)
   assert results["classifier_workdir"] == os.path.join(root, "classifier")
   assert [run["seed"] for run in results["runs"]] == [3]
+  committed = results_files.read(os.path.join(results_dir, "cvae_digits.json"))
+  with open(os.path.join(results_dir, "cvae_digits.md")) as file:
+    assert file.read() == table == committed["markdown"]
+  assert cvae_results.render(committed) == table
+  (run,) = committed["runs"]
+  assert run["fields"] == {"model.kind": "concat", "data.hide_attribute_fraction": 0.5}
+  assert run["seed"] == 3 and run["commits"] == [] and "workdir" not in run

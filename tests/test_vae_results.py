@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from benchmarks import results_files
 from benchmarks import vae_results
 from tripjax.training import cli
 
@@ -230,3 +231,15 @@ def test_tables_add_the_early_elbo_read_off_the_curve(tmp_path):
   table = vae_results.markdown_table(rows, steps=2 * step)
   assert f"| test ELBO at step {step} |" in table
   assert "| TRIP L | 1 | -100.00 | -95.00 | -104.00 |" in table
+
+
+def test_run_all_records_the_commit_each_run_starts_at(tmp_path, monkeypatch):
+  monkeypatch.setattr(vae_results, "train_command", _fake_train_command)
+  root = str(tmp_path)
+  vae_results.run_all([("normal", 0)], root=root, steps=30, eval_every=10, parallel=1,
+                      quiet_file=str(tmp_path / "quiet"), poll_seconds=0.05)
+  (run,) = vae_results.collect([("normal", 0)], root=root, steps=30)
+  (record,) = run["commits"]
+  assert record["commit"] == results_files.git_state()["commit"]
+  assert record["after_step"] == 0
+  assert run["fields"] == {"prior.kind": "normal"}

@@ -1,0 +1,297 @@
+"""The prior comparison on Fashion-MNIST (issue 22): README's leading results table.
+
+  nice -n 10 python -m benchmarks.fashion_results --parallel 2    # every row, 3 seeds
+  python -m benchmarks.fashion_results --no-train                  # the table so far
+
+Every run is one `python -m train.vae --config configs/fashion_vae_trip.py` (54,000
+train / 10,000 test binarized Fashion-MNIST images, read from the IDX files in
+`--data-dir`, by default where Debian's `dataset-fashion-mnist` installs them; latent
+32, batch 128, N = 10, m = 20, EM refits after epoch 1 and every 5 epochs) for
+`--steps` steps, seeded by `--config.train.seed`, with the config overrides of its
+variant (`VARIANTS`): N(0, I); the factorized GMM (N = 10 per latent, the TRIP of rank
+1) and TRIP (m = 20), F = `prior.learnable=False` (only the EM refits move the prior)
+and L = learned; TRIP L with the prior's learning rate x10 (1e-2, the best setting of
+the digits ablation); and, once they exist, the paper's full-space GMM
+(`prior.kind=full_gmm`) and TRIP L under a flow (`prior.flows`). Variants whose config
+fields do not exist yet are listed as "not run".
+
+Evaluation: the test ELBO on the first `EVAL_EXAMPLES` test images every
+`--eval-every` steps (the curves), and after the last step the test ELBO and IWAE-100
+on them; then the classifier FD of 5,000 prior samples (decoder means) against the
+10,000 grey-level test images, in the feature space of the Fashion-MNIST classifier
+(configs/fashion_mnist_classifier.py, trained once into `--classifier-workdir`). Every
+run evaluates the same images, so the priors are compared on a paired basis.
+
+The length and the latent size were chosen on the validation split (the last 6,000
+training images), see `SELECTION`; the test split was used only for the table.
+
+Runs live in `<workdir>/steps_<S>/<variant>_seed<k>`; a finished run (its final
+evaluation with IWAE-100 in metrics.jsonl) is skipped, an interrupted one resumes from
+its last checkpoint, so the same command finishes the sweep. Outputs: the committed
+results files `<results-dir>/fashion_mnist.{json,md}` (`benchmarks.results_files`;
+the table says how many seeds each row has so far) and `<workdir>/curves.png` (test
+ELBO versus steps, mean ± sd over seeds).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from benchmarks import results_files
+from benchmarks import vae_results
+from benchmarks.vae_results import ELBO_METRIC
+from benchmarks.vae_results import FD_METRIC
+from benchmarks.vae_results import FD_NUM_SAMPLES
+from benchmarks.vae_results import IWAE_METRIC
+from benchmarks.vae_results import Variant
+
+CONFIG_PATH = "configs/fashion_vae_trip.py"
+CLASSIFIER_CONFIG = "fashion_mnist_classifier"
+DATA_DIR = "/usr/share/datasets/fashion-mnist/"  # tripjax.data.FASHION_MNIST_DIR
+STUDY = "fashion_mnist"  # results/fashion_mnist.json and .md
+DEFAULT_STEPS = 3000
+DEFAULT_EVAL_EVERY = 250
+EVAL_EXAMPLES = 2000  # the first test images: ELBO, IWAE-100 (the FD uses all 10,000)
+BATCH_SIZE = 128
+TRAIN_EXAMPLES = 54000
+PLANNED_SEEDS = 3
+SELECTION = ("chosen on the validation split: see the README section")
+
+VARIANTS = {
+    "normal": Variant("N(0, I)", (("prior.kind", "normal"),)),
+    "gmm_F": Variant("GMM F (factorized)",
+                     (("prior.kind", "gmm"), ("prior.learnable", False))),
+    "gmm_L": Variant("GMM L (factorized)", (("prior.kind", "gmm"),)),
+    "full_gmm_L": Variant("GMM L (full space, the paper's)",
+                          (("prior.kind", "full_gmm"),)),
+    "trip_F": Variant("TRIP F", (("prior.learnable", False),)),
+    "trip_L": Variant("TRIP L", ()),  # the config as it is
+    "trip_L_prior_lr_10": Variant("TRIP L, prior lr ×10 (1e-2)",
+                                  (("prior.learning_rate", 1e-2),)),
+    "trip_L_flows": Variant("TRIP L + flow (2 coupling layers)",
+                            (("prior.flows", 2),)),
+}
+ROWS = tuple(VARIANTS)
+
+
+def variant_available(variant: str) -> bool:
+  """Whether this checkout's VAE trainer accepts the variant's config (its fields
+  exist and `tripjax.training.vae.validate_config` passes)."""
+  from tripjax.configs import fashion_vae_trip  # JAX only when asked.
+  from tripjax.training import config_checks
+  from tripjax.training import vae
+
+  config = fashion_vae_trip.get_config()
+  for field, value in VARIANTS[variant].overrides:
+    section, name = field.split(".")
+    if name not in config[section]:
+      return False
+    config[section][name] = value
+  try:
+    vae.validate_config(config)
+  except config_checks.ConfigError:
+    return False
+  return True
+
+
+def run_workdir(root: str, variant: str, seed: int, steps: int) -> str:
+  """The workdir of one run: <root>/steps_<S>/<variant>_seed<k>."""
+  return os.path.join(root, f"steps_{steps}", f"{variant}_seed{seed}")
+
+
+def train_command(variant: str, seed: int, steps: int, workdir: str,
+                  eval_every: int = DEFAULT_EVAL_EVERY,
+                  data_dir: str = DATA_DIR) -> list[str]:
+  """The `python -m train.vae` command of one run (the same command resumes it)."""
+  overrides = [f"--config.{field}={vae_results._flag_value(value)}"
+               for field, value in VARIANTS[variant].overrides]
+  return [sys.executable, "-m", "train.vae", f"--config={CONFIG_PATH}",
+          f"--workdir={workdir}", *overrides, f"--config.data.data_dir={data_dir}",
+          f"--config.data.num_eval_examples={EVAL_EXAMPLES}",
+          f"--config.train.seed={seed}", f"--config.train.num_steps={steps}",
+          f"--config.eval.every_steps={eval_every}", "--config.eval.every_epochs=0",
+          "--config.train.progress_bar=False"]
+
+
+def make_jobs(variants: list[str], seeds: list[int]) -> list[tuple[str, int]]:
+  """(variant, seed), seed-major: every row's seed 0 first, so a partial sweep
+  already compares the rows."""
+  return [(variant, seed) for seed in seeds for variant in variants]
+
+
+def collect(jobs: list[tuple[str, int]], *, root: str, steps: int,
+            classifier_params=None) -> list[dict]:
+  """The final evaluation, curve and commits of every finished run in `jobs` (with its
+  classifier FD if `classifier_params` is given); unfinished runs are left out."""
+  runs = []
+  for variant, seed in jobs:
+    workdir = run_workdir(root, variant, seed, steps)
+    record = vae_results.final_eval(workdir, steps)
+    if record is None:
+      continue
+    run = {"variant": variant,
+           "fields": {field: value for field, value in VARIANTS[variant].overrides},
+           "seed": seed, "workdir": workdir, "step": record["step"],
+           ELBO_METRIC: record[ELBO_METRIC], IWAE_METRIC: record[IWAE_METRIC],
+           "test_kl": record.get("test_kl"),
+           "test_log_likelihood": record.get("test_log_likelihood"),
+           "curve": vae_results.elbo_curve(workdir),
+           "commits": results_files.run_commits(workdir)}
+    if classifier_params is not None:
+      run[FD_METRIC] = vae_results.classifier_fd_of_run(workdir, record["step"],
+                                                        classifier_params)
+    runs.append(run)
+  return runs
+
+
+def summarize(runs: list[dict]) -> list[dict]:
+  """Per variant with runs (in `ROWS` order): seeds, mean and sample sd of the test
+  ELBO, IWAE-100 and classifier FD (each where every run of the variant has it)."""
+  rows = []
+  for variant in ROWS:
+    chosen = [run for run in runs if run["variant"] == variant]
+    if not chosen:
+      continue
+    row = {"variant": variant, "seeds": sorted(run["seed"] for run in chosen)}
+    for metric in (ELBO_METRIC, IWAE_METRIC, FD_METRIC):
+      values = [run.get(metric) for run in chosen]
+      if all(value is not None for value in values):
+        row[f"{metric}_mean"], row[f"{metric}_sd"] = vae_results.mean_and_sd(values)
+    rows.append(row)
+  return rows
+
+
+COLUMNS = ((ELBO_METRIC, "test ELBO"), (IWAE_METRIC, "test IWAE-100"),
+           (FD_METRIC, f"classifier FD ({FD_NUM_SAMPLES:,} samples)"))
+
+
+def caption(steps: int) -> str:
+  epochs = steps * BATCH_SIZE / TRAIN_EXAMPLES
+  return (f"Fashion-MNIST (54,000 train / 10,000 test binarized images), {CONFIG_PATH} "
+          f"(latent 32, N = 10, m = 20), {steps:,} steps of batch {BATCH_SIZE} "
+          f"({epochs:.1f} epochs); mean ± sd over the seeds run so far (of "
+          f"{PLANNED_SEEDS} planned; one seed: its value). ELBO and IWAE-100 in nats "
+          f"per image on the first {EVAL_EXAMPLES:,} test images (higher is better); "
+          f"classifier FD of {FD_NUM_SAMPLES:,} prior samples against the 10,000 test "
+          f"images in the features of the Fashion-MNIST classifier (lower is better). "
+          f"F = the prior gets no gradient (only the EM refits move it), L = learned.")
+
+
+def markdown_table(rows: list[dict], steps: int) -> str:
+  """Every row of `ROWS`: its seeds so far and its cells, or "not run"."""
+  by_variant = {row["variant"]: row for row in rows}
+  lines = [caption(steps), "",
+           "| prior | seeds | " + " | ".join(title for _, title in COLUMNS) + " |",
+           "|---" * (len(COLUMNS) + 2) + "|"]
+  for variant in ROWS:
+    row = by_variant.get(variant)
+    label = VARIANTS[variant].label
+    if row is None:
+      lines.append(f"| {label} | 0 | " + " | ".join(["not run"] * len(COLUMNS)) + " |")
+      continue
+    cells = []
+    for metric, _ in COLUMNS:
+      if f"{metric}_mean" not in row:
+        cells.append("n/a")
+      elif len(row["seeds"]) == 1:
+        cells.append(f"{row[f'{metric}_mean']:.2f}")
+      else:
+        cells.append(f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}")
+    lines.append(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def render(results: dict) -> str:
+  """The table of a results file (`results_files.write`) from its runs: its .md."""
+  return markdown_table(summarize(results["runs"]), results["steps"])
+
+
+def write_results_files(runs: list[dict], steps: int, command: str,
+                        results_dir: str = results_files.RESULTS_DIR) -> str:
+  """Writes results/fashion_mnist.json and .md; returns the markdown."""
+  chosen = [{key: value for key, value in run.items() if key != "workdir"}
+            for run in runs]
+  markdown = render({"steps": steps, "runs": chosen})
+  results_files.write(STUDY, script="benchmarks.fashion_results", command=command,
+                      markdown=markdown, results_dir=results_dir, config=CONFIG_PATH,
+                      steps=steps, eval_examples=EVAL_EXAMPLES,
+                      classifier_config=CLASSIFIER_CONFIG,
+                      classifier_fd_num_samples=FD_NUM_SAMPLES, runs=chosen)
+  return markdown
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+  parser.add_argument("--seeds", type=int, nargs="+",
+                      default=list(range(PLANNED_SEEDS)))
+  parser.add_argument("--variants", nargs="+", choices=list(VARIANTS),
+                      help="train only these (default: every variant this checkout "
+                           "has); the table shows every finished run")
+  parser.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+  parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
+                      help="test ELBO every this many steps (the curves)")
+  parser.add_argument("--workdir", default="runs/fashion_results",
+                      help="root of the run workdirs and of curves.png")
+  parser.add_argument("--data-dir", default=DATA_DIR,
+                      help="the Fashion-MNIST IDX files (pinned: TFDS orders the "
+                           "examples differently)")
+  parser.add_argument("--parallel", type=int, default=1,
+                      help="runs at a time, each on one CPU device when > 1")
+  parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                      help="train missing runs (--no-train: report the finished ones)")
+  parser.add_argument("--classifier-fd", action=argparse.BooleanOptionalAction,
+                      default=True, help="add the classifier FD of prior samples")
+  parser.add_argument("--classifier-workdir", default="runs/fashion_classifier",
+                      help="cached FD classifier (configs/fashion_mnist_classifier.py)")
+  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
+                      help="where the committed results files go (<study>.json, .md)")
+  args = parser.parse_args(argv)
+  if args.parallel < 1 or args.steps < 1 or args.eval_every < 1:
+    parser.error("--parallel, --steps and --eval-every must be positive")
+  signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+  all_jobs = make_jobs(list(ROWS), args.seeds)
+  if args.train:
+    variants = args.variants or [name for name in ROWS if variant_available(name)]
+    to_train = [job for job in all_jobs if job[0] in variants]
+
+    def summary(record):
+      return (f"test ELBO {record[ELBO_METRIC]:.2f}, "
+              f"IWAE-100 {record[IWAE_METRIC]:.2f}")
+
+    vae_results.run_jobs(
+        to_train, workdir_of=lambda job: run_workdir(args.workdir, *job, args.steps),
+        command_of=lambda job, workdir: train_command(*job, args.steps, workdir,
+                                                      args.eval_every, args.data_dir),
+        finished=lambda workdir: vae_results.final_eval(workdir, args.steps),
+        summary=summary, cache_dir=os.path.join(args.workdir, "jax_cache"),
+        parallel=args.parallel)
+  classifier_params = None
+  if args.classifier_fd:
+    from tripjax.configs import fashion_mnist_classifier
+    from tripjax.training import classifier
+    config = fashion_mnist_classifier.get_config()
+    config.data.data_dir = args.data_dir
+    classifier_params, _ = classifier.get_or_train(config, args.classifier_workdir)
+  runs = collect(all_jobs, root=args.workdir, steps=args.steps,
+                 classifier_params=classifier_params)
+  table = write_results_files(
+      runs, args.steps, "python -m benchmarks.fashion_results " + " ".join(
+          sys.argv[1:] if argv is None else argv), args.results_dir)
+  print(table)
+  curves = vae_results.mean_curves(runs, list(ROWS))
+  if curves:
+    os.makedirs(args.workdir, exist_ok=True)
+    vae_results.plot_curves(
+        curves, os.path.join(args.workdir, "curves.png"),
+        f"Fashion-MNIST, test ELBO during training (first {EVAL_EXAMPLES:,} test "
+        f"images)", labels={name: variant.label for name, variant in VARIANTS.items()},
+        xlabel=f"training step (batch {BATCH_SIZE})",
+        ylabel="test ELBO (nats per image)")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

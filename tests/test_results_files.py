@@ -1,0 +1,108 @@
+"""The committed results files (benchmarks/results_files.py) and README's tables.
+
+`test_readme_shows_every_committed_results_table` is the check of issue 22: every
+`results/<study>.md` is what its `.json` renders to (with the script named in it), and
+README contains it verbatim.
+"""
+import glob
+import importlib
+import json
+import os
+import subprocess
+
+import pytest
+
+from benchmarks import results_files
+from benchmarks import vae_results
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _committed_results() -> list[str]:
+  return sorted(glob.glob(os.path.join(REPO_ROOT, results_files.RESULTS_DIR, "*.json")))
+
+
+@pytest.mark.parametrize("json_path", _committed_results(),
+                         ids=lambda path: os.path.basename(path))
+def test_readme_shows_every_committed_results_table(json_path):
+  results = results_files.read(json_path)
+  with open(json_path[:-len(".json")] + ".md") as file:
+    markdown = file.read()
+  module = importlib.import_module(results["script"])
+  assert module.render(results) == markdown == results["markdown"]
+  assert results["runs"], "a results file with no runs"
+  for run in results["runs"]:
+    assert {"fields", "seed", "commits"} <= set(run)
+  with open(os.path.join(REPO_ROOT, "README.md")) as file:
+    readme = file.read()
+  assert markdown in readme, (
+      f"README does not show {os.path.basename(json_path)[:-5]}.md verbatim")
+
+
+def _git(repo, *args):
+  subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True)
+
+
+def test_record_start_names_the_commit_the_dirty_code_and_the_step(tmp_path):
+  repo = tmp_path / "repo"
+  (repo / "tripjax").mkdir(parents=True)
+  (repo / "tripjax" / "a.py").write_text("x = 1\n")
+  (repo / "README.md").write_text("r\n")
+  _git(repo, "init", "-q")
+  _git(repo, "add", ".")
+  _git(repo, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c")
+  head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], check=True,
+                        capture_output=True, text=True).stdout.strip()
+  workdir = str(tmp_path / "run")
+  first = results_files.record_start(workdir, repo=str(repo))
+  assert (first["commit"], first["dirty"], first["after_step"]) == (head, False, 0)
+  (repo / "README.md").write_text("changed docs only\n")
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as file:
+    file.write(json.dumps({"step": 40, "split": "train"}) + "\n")
+    file.write(json.dumps({"step": 50, "split": "eval"}) + "\n")
+  assert results_files.record_start(workdir, repo=str(repo))["dirty"] is False
+  (repo / "tripjax" / "a.py").write_text("x = 2\n")
+  third = results_files.record_start(workdir, repo=str(repo))
+  assert (third["dirty"], third["after_step"]) == (True, 50)
+  assert [record["after_step"] for record in results_files.run_commits(workdir)] == [
+      0, 50, 50]
+  assert results_files.git_state(str(tmp_path))["commit"] is None  # not a checkout
+
+
+def test_vae_results_files_render_back_and_keep_no_workdir(tmp_path):
+  runs = [{"variant": variant, "fields": {}, "seed": seed, "workdir": "/x",
+           "step": 30, "test_elbo": elbo, "test_iwae_100": elbo + 5,
+           "curve": [(10, elbo - 9), (30, elbo)], "commits": []}
+          for variant, seed, elbo in (("trip_L", 0, -100.0), ("trip_L", 1, -101.5),
+                                      ("normal", 0, -103.25))]
+  results_dir = str(tmp_path / "results")
+  for table in vae_results.TABLES:
+    markdown = vae_results.write_results_files(table, runs, 30, "cmd", results_dir)
+    study = vae_results.STUDIES[table]
+    results = results_files.read(os.path.join(results_dir, f"{study}.json"))
+    with open(os.path.join(results_dir, f"{study}.md")) as file:
+      assert file.read() == markdown == results["markdown"]
+    assert vae_results.render(results) == markdown
+    assert all("workdir" not in run for run in results["runs"])
+    assert results["script"] == "benchmarks.vae_results" and results["command"] == "cmd"
+  assert "| TRIP L | 2 | -100.75 ± 1.06 |" in vae_results.render(
+      results_files.read(os.path.join(results_dir, "vae_digits.json")))
+
+
+def test_write_refuses_a_table_without_its_last_newline(tmp_path):
+  with pytest.raises(ValueError, match="newline"):
+    results_files.write("s", script="m", command="c", markdown="| a |",
+                        runs=[], results_dir=str(tmp_path))
+
+
+def test_gan_results_files_render_back(tmp_path):
+  from benchmarks import gan_results
+  runs = [{"prior": prior, "fields": {}, "seed": seed, "workdir": "/x", "step": 1000,
+           "classifier_fd": fd, "commits": []}
+          for prior, seed, fd in (("trip_L", 0, 50.0), ("trip_L", 1, 54.0),
+                                  ("normal", 0, 60.0))]
+  markdown = gan_results.write_results_files(runs, 40, "cmd", str(tmp_path))
+  results = results_files.read(str(tmp_path / "gan_digits.json"))
+  assert gan_results.render(results) == markdown == results["markdown"]
+  assert "| TRIP L | 2 | 52.00 ± 2.83 |" in markdown
+  assert (tmp_path / "gan_digits.md").read_text() == markdown
