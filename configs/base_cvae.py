@@ -3,9 +3,12 @@
 The conditional VAE-TRIP of the paper's section 4 (`model.kind = "trip"`): one tensor
 ring over the latents z and the dataset's discrete attributes y, trained by the bound
 of eq. 14 on data where `data.hide_attribute_fraction` of the attribute labels are
-hidden. The baseline (`model.kind = "concat"`) is the usual CVAE: an N(0, I) prior and
-a decoder that takes [z, one-hot y] with a learned "unknown" value for a missing
-attribute. Override any field from the command line, e.g. `--config.model.kind=concat`.
+hidden. The baselines: `model.kind = "cvae"`, the textbook CVAE (encoder q(z|x, y),
+decoder p(x|z, y), N(0, I) prior, a learned "unknown" value for a missing attribute);
+"cvae_imputed", the same with the hidden labels imputed by a predictor of y from x
+trained on the visible ones (`imputer.*`); "concat", decoder-only conditioning
+(q(z|x), a decoder of [z, one-hot y]). Override any field from the command line, e.g.
+`--config.model.kind=cvae`.
 """
 import ml_collections
 from ml_collections import config_dict
@@ -23,7 +26,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.hide_attribute_fraction = 0.0
 
   config.model = ml_collections.ConfigDict()
-  config.model.kind = "trip"  # trip (joint TRIP prior) | concat (N(0, I), decoder gets y)
+  # trip (joint TRIP prior) | cvae (textbook: q(z|x,y), p(x|z,y), N(0, I)) |
+  # cvae_imputed (cvae, hidden labels imputed) | concat (q(z|x), decoder gets y)
+  config.model.kind = "trip"
   config.model.latent_dim = 100
   # Encoder conv widths (decoder mirrors them); None: the default for the image size.
   config.model.widths = config_dict.placeholder(tuple)
@@ -48,6 +53,16 @@ def get_config() -> ml_collections.ConfigDict:
   config.prior.refit_on = "samples"  # or "means"; as in configs/base_vae.py
   config.prior.reset_optimizer_on_refit = True
 
+  # model.kind = "cvae_imputed": the predictor of y from x that imputes the hidden
+  # training labels (an AttributeClassifier trained on the visible ones, cached in
+  # workdir/imputer).
+  config.imputer = ml_collections.ConfigDict()
+  config.imputer.widths = (32, 64, 128, 128)  # stride-2 convs
+  config.imputer.hidden = 256
+  config.imputer.num_epochs = 5
+  config.imputer.batch_size = 64
+  config.imputer.learning_rate = 1e-3
+
   config.train.grad_clip_norm = 0.0  # of the network's gradient; 0: no clipping
   config.train.elbo_samples = 1  # z samples per example in the bound
 
@@ -61,6 +76,10 @@ def get_config() -> ml_collections.ConfigDict:
   # attributes (values copied from real examples of eval.split); 0: skip.
   config.eval.violation_num_samples = 1000
   config.eval.violation_subset_sizes = (2, 3)
+  # With them, the diversity of the unrequested attributes (total variation against the
+  # real eval.split images that satisfy a request), over the requests that this many
+  # real images satisfy.
+  config.eval.diversity_min_reference = 30
   # Where the attribute classifier of the metric is cached: digits/mnist use the FD
   # digit classifier (trained there on first use, configs/digits_classifier.py);
   # celeb_a needs `python -m train.train_classifier --config

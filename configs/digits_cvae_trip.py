@@ -6,7 +6,8 @@ python -m train.cvae --config configs/digits_cvae_trip.py --workdir runs/cvae
 python -m train.cvae_sample --workdir runs/cvae --attr even=1 --attr at_least_5=1
 
 Half of the training labels hidden: --config.data.hide_attribute_fraction=0.5; the
-concatenation CVAE baseline: --config.model.kind=concat.
+baselines: --config.model.kind=cvae (textbook CVAE), cvae_imputed (hidden labels
+imputed by a predictor of y from x), concat (decoder-only conditioning).
 """
 from tripjax.configs import base_cvae
 
@@ -21,6 +22,8 @@ def get_config():
   config.prior.rank = 20
   config.prior.learning_rate = 1e-2
   config.prior.refit_every_epochs = 5
+  config.imputer.widths = (32, 64)  # model.kind = cvae_imputed
+  config.imputer.hidden = 128
   config.train.num_epochs = 20
   config.train.batch_size = 64
   config.train.learning_rate = 1e-3

@@ -72,6 +72,104 @@ def test_single_random_requests_cover_every_attribute_and_value():
     metrics.random_requests(DIGITS, 5, (4,), seed=0)
 
 
+def test_total_variation_on_hand_made_rows():
+  # {0: 1/4, 1: 3/4} against {1: 1/2, 2: 1/2}: (1/4 + 1/4 + 1/2) / 2.
+  assert metrics.total_variation([[0], [1], [1], [1]], [[1], [2]]) == pytest.approx(0.5)
+  # Rows are compared whole: (0, 1) and (1, 0) are not (0, 0) or (1, 1).
+  assert metrics.total_variation([[0, 1], [1, 0]], [[0, 0], [1, 1]]) == 1.0
+  assert metrics.total_variation([[2, 1], [0, 0]], [[0, 0], [2, 1]]) == 0.0
+  with pytest.raises(ValueError, match="non-empty"):
+    metrics.total_variation(np.zeros((0, 1)), [[1]])
+
+
+def test_unrequested_diversity_on_a_hand_made_case():
+  nan = np.nan
+  reference = np.array([[0, 0, 0], [1, 1, 0], [0, 1, 1], [1, 0, 1], [0, 0, 1],
+                        [1, 1, 1], [1, 0, 0]])
+  rows = [  # (request, what the classifier reads on the image made for it)
+      # A = (?, ?, 0): real (a0, a1) = (0,0), (1,1), (1,0) (rows 0, 1, 6); generated
+      # (0,1), (1,0), the third image violates. Joint TV = (1/3 + 1/3 + 1/6 + 1/2) / 2
+      # = 2/3; marginal: a0 {1/2, 1/2} vs {1/3, 2/3} and a1 {1/2, 1/2} vs {2/3, 1/3},
+      # 1/6 each.
+      ([nan, nan, 0], [0, 1, 0]), ([nan, nan, 0], [1, 0, 0]), ([nan, nan, 0], [1, 1, 1]),
+      # B = (0, ?, ?): real (a1, a2) = (0,0), (1,1), (0,1) (rows 0, 2, 4); generated
+      # (0,0) twice. Joint TV = (2/3 + 1/3 + 1/3) / 2 = 2/3; marginal: a1 {1, 0} vs
+      # {2/3, 1/3}: 1/3; a2 {1, 0} vs {1/3, 2/3}: 2/3; mean 1/2.
+      ([0, nan, nan], [0, 0, 0]), ([0, nan, nan], [0, 0, 0]),
+      # C = (1, 1, ?): 2 real images (rows 1, 5) < 3: not scored.
+      ([1, 1, nan], [1, 1, 0]),
+      # D = (?, 0, ?): 4 real images, but its only image violates: unsatisfied.
+      ([nan, 0, nan], [1, 1, 0]),
+      # E = (0, 0, 0): nothing left open.
+      ([0, 0, 0], [0, 0, 0]),
+  ]
+  requests = np.array([request for request, _ in rows], np.float32)
+  generated = np.array([image for _, image in rows])
+  diversity = metrics.unrequested_diversity(requests, generated, reference,
+                                            min_reference=3)
+  assert diversity.num_requests == 2 and diversity.num_unsatisfied == 1
+  assert diversity.tv == pytest.approx((2 / 3 + 2 / 3) / 2)
+  assert diversity.marginal_tv == pytest.approx((1 / 6 + 1 / 2) / 2)
+  # The order of the images does not matter, their pairing with requests does.
+  order = np.random.default_rng(0).permutation(len(rows))
+  assert metrics.unrequested_diversity(requests[order], generated[order], reference,
+                                       min_reference=3) == diversity
+  # With C scored too: real a2 {0: 1/2, 1: 1/2} against generated {0: 1}: 1/2.
+  loose = metrics.unrequested_diversity(requests, generated, reference, min_reference=2)
+  assert loose.num_requests == 3
+  assert loose.tv == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
+  none = metrics.unrequested_diversity(requests, generated, reference, min_reference=8)
+  assert none.num_requests == 0 and np.isnan(none.tv) and np.isnan(none.marginal_tv)
+  with pytest.raises(ValueError, match=r"\(n, a\)"):
+    metrics.unrequested_diversity(requests, generated[:, :2], reference)
+
+
+def _brute_force_diversity(requests, generated, reference, min_reference):
+  """The definition, one request at a time, with dictionaries of counts."""
+  def key(row, columns):
+    return tuple(int(row[j]) for j in columns)
+
+  def tv(first, second):
+    support = set(first) | set(second)
+    return 0.5 * sum(abs(first.get(s, 0) / sum(first.values())
+                         - second.get(s, 0) / sum(second.values())) for s in support)
+
+  def satisfies(row, request):
+    return all(np.isnan(value) or row[j] == value for j, value in enumerate(request))
+
+  distinct = {tuple(-1 if np.isnan(v) else int(v) for v in request) for request in requests}
+  tvs = []
+  for code in distinct:
+    request = np.array([np.nan if v < 0 else v for v in code])
+    open_columns = [j for j, v in enumerate(code) if v < 0]
+    real = [row for row in reference if satisfies(row, request)]
+    mine = [image for asked, image in zip(requests, generated)
+            if np.array_equal(asked, request, equal_nan=True) and satisfies(image, request)]
+    if not open_columns or len(real) < min_reference or not mine:
+      continue
+    counts = [{}, {}]
+    for count, rows in zip(counts, (mine, real)):
+      for row in rows:
+        count[key(row, open_columns)] = count.get(key(row, open_columns), 0) + 1
+    tvs.append(tv(*counts))
+  return np.mean(tvs), len(tvs)
+
+
+def test_unrequested_diversity_matches_the_definition_on_random_data():
+  rng = np.random.default_rng(3)
+  reference = rng.integers(3, size=(400, 3))
+  requests = metrics.random_requests(
+      [data.AttributeSpec(f"a{j}", tuple("012")) for j in range(3)], 600, (1, 2),
+      seed=4)
+  generated = np.where(rng.random((600, 3)) < 0.8, np.nan_to_num(requests, nan=0),
+                       rng.integers(3, size=(600, 3)))
+  generated = np.where(np.isnan(requests), rng.integers(3, size=(600, 3)), generated)
+  diversity = metrics.unrequested_diversity(requests, generated, reference, 30)
+  expected_tv, expected_count = _brute_force_diversity(requests, generated, reference, 30)
+  assert diversity.num_requests == expected_count > 10
+  assert diversity.tv == pytest.approx(expected_tv, rel=1e-12)
+
+
 def test_digit_attributes_follow_the_predicted_digit():
   params = jax.jit(classifier_fd.init_params, static_argnums=1)(
       jax.random.key(0, impl="rbg"), 16)

@@ -15,14 +15,16 @@ import textwrap
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
-from PIL import Image
 
-from tests.training_helpers import SimulatedKill
-from tests.training_helpers import leaves
-from tests.training_helpers import kill_after
 from tests.test_training import compilation_cache_dir  # noqa: F401  (autouse XLA cache)
+from tests.training_helpers import SimulatedKill
+from tests.training_helpers import kill_after
+from tests.training_helpers import leaves
+from train import cvae as train_cvae
+from train import cvae_sample
 from tripjax import data as data_lib
 from tripjax import priors
 from tripjax.configs import celeba_attribute_classifier
@@ -31,13 +33,13 @@ from tripjax.configs import digits_classifier
 from tripjax.configs import digits_cvae_trip
 from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
+from tripjax.models import vae as vae_models
 from tripjax.training import classifier
 from tripjax.training import cvae
 from tripjax.training import loop
 from tripjax.training import metric_writer
+from tripjax.training import rng as rng_lib
 from tripjax.training import trainers
-from train import cvae as train_cvae
-from train import cvae_sample
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGITS = data_lib.attribute_specs("digits")
@@ -287,8 +289,64 @@ def test_concat_baseline_trains_and_its_decoder_reads_the_request(classifier_wor
   assert np.max(np.abs(np.asarray(three) - np.asarray(five))) > 0
 
 
+@pytest.mark.parametrize("kind", ["cvae", "cvae_imputed"])
+def test_textbook_baselines_train_and_both_networks_read_the_request(
+    kind, classifier_workdir, tmp_path):
+  workdir = str(tmp_path)
+  config = tiny_config(kind, classifier_workdir=classifier_workdir, num_steps=3)
+  config.imputer.widths, config.imputer.hidden, config.imputer.num_epochs = (4,), 8, 1
+  state = cvae.train_and_evaluate(config, workdir)
+  assert state.permutation is None and state.params["prior"] == {}
+  for record in _records(workdir, "train"):  # the ELBO of log p(x | y_obs)
+    assert "attribute_log_likelihood" not in record
+    np.testing.assert_allclose(record["bound"], record["log_likelihood"] - record["kl"],
+                               rtol=1e-4)
+  final = _records(workdir, "eval")[-1]
+  assert final["step"] == 3 and np.isfinite(final["test_bound_x_given_y"])
+  for name in ("violation_single_mean", "violation_subset_mean", "diversity_single_tv",
+               "diversity_single_marginal_tv"):
+    assert 0.0 <= final[name] <= 1.0, name
+  # 40 test digits: a single attribute (even, at_least_5) has >= 30 of them, a subset not.
+  assert final["diversity_single_requests"] >= 1
+  assert final["diversity_subset_requests"] == 0 and final["diversity_subset_tv"] == "nan"
+  assert os.path.exists(os.path.join(workdir, cvae.IMPUTER_DIRNAME,
+                                     "attribute_classifier.msgpack")) == (
+                                         kind == "cvae_imputed")
+  sampler = cvae.load_sampler(workdir)
+  assert isinstance(sampler.model.encoder, vae_models.ConditionalEncoder)
+  images = np.asarray(data_lib.load_dataset("digits", "test")[np.arange(2)])
+  z = np.zeros((2, LATENT_DIM), np.float32)
+  posteriors, decoded = [], []
+  for digit in (3, 5):
+    request = np.tile(sampler.request([f"digit={digit}"]), (2, 1))
+    posteriors.append(np.asarray(sampler.model.posterior(sampler.params, images,
+                                                         request)[0]))
+    decoded.append(np.asarray(sampler.model.decode_mean(sampler.params, z, request)))
+  assert np.max(np.abs(posteriors[0] - posteriors[1])) > 0  # q(z | x, y)
+  assert np.max(np.abs(decoded[0] - decoded[1])) > 0  # p(x | z, y)
+  unknown = np.asarray(sampler.model.posterior(sampler.params, images)[0])
+  assert np.max(np.abs(unknown - posteriors[0])) > 0  # "unknown" is its own value
+
+
+def test_cvae_imputed_trains_on_imputed_labels_that_keep_the_visible_ones():
+  config = tiny_config("cvae_imputed")
+  config.imputer.widths, config.imputer.hidden, config.imputer.num_epochs = (4,), 8, 1
+  train = data_lib.load_dataset("digits", "train").take(64)
+  imputed = cvae.impute_hidden_labels(config, train, rng_lib.RandomStreams(0)).attributes
+  indices = np.arange(64)
+  _, labels = train.read(indices)
+  batch = cvae.make_prepare_batch(config, train, imputed)(indices, None, labels)
+  truth = data_lib.attributes_from_labels("digits", labels)
+  hidden = cvae.hidden_labels(config, train)
+  assert hidden.mean() > 0.3 and not np.any(np.isnan(batch["attributes"]))
+  np.testing.assert_array_equal(batch["attributes"][~hidden], truth[~hidden])
+  for j, spec in enumerate(DIGITS):
+    assert set(batch["attributes"][:, j]) <= set(range(spec.num_values))
+
+
 @pytest.mark.parametrize("override, message", [
-    ("model.kind=gan", "model.kind = 'gan': must be one of 'trip', 'concat'."),
+    ("model.kind=gan", "model.kind = 'gan': must be one of 'trip', 'cvae', "
+     "'cvae_imputed', 'concat'."),
     ("data.name=cifar10", "data.name = 'cifar10': must be one of 'digits', 'mnist', "
      "'celeb_a'."),
     ("data.hide_attribute_fraction=1.5", "must be a number >= 0.0 and <= 1.0."),

@@ -5,16 +5,20 @@
   `convert_inception` converts the reference .pth).
 * `classifier_fd`: offline Fréchet distance in a small digit classifier's features.
 * `condition_violation`: share of conditional samples whose classified attributes
-  contradict the requested ones; `attribute_classifier` is the classifier's loss,
-  predictions and weight file (trained by `tripjax.training.classifier`).
+  contradict the requested ones, and the diversity of the attributes a request
+  leaves open (total variation against real images); `attribute_classifier` is the
+  classifier's loss, predictions and weight file (trained by `tripjax.training.classifier`).
 """
 
 from tripjax.metrics.classifier_fd import classifier_features
 from tripjax.metrics.classifier_fd import classifier_frechet_distance
 from tripjax.metrics.classifier_fd import load_classifier
+from tripjax.metrics.condition_violation import UnrequestedDiversity
 from tripjax.metrics.condition_violation import ViolationRates
 from tripjax.metrics.condition_violation import predict_digit_attributes
 from tripjax.metrics.condition_violation import random_requests
+from tripjax.metrics.condition_violation import total_variation
+from tripjax.metrics.condition_violation import unrequested_diversity
 from tripjax.metrics.condition_violation import violation_rates
 from tripjax.metrics.frechet import frechet_distance
 from tripjax.metrics.frechet import frechet_distance_from_features
@@ -24,6 +28,7 @@ from tripjax.metrics.inception import inception_features
 from tripjax.metrics.inception import load_inception_variables
 
 __all__ = [
+    "UnrequestedDiversity",
     "ViolationRates",
     "classifier_features",
     "classifier_frechet_distance",
@@ -35,6 +40,8 @@ __all__ = [
     "load_inception_variables",
     "predict_digit_attributes",
     "random_requests",
+    "total_variation",
     "trace_sqrt_product",
+    "unrequested_diversity",
     "violation_rates",
 ]

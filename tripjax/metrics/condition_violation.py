@@ -9,9 +9,16 @@ violation. `random_requests` draws the requests: one attribute, or random subset
 digit and its parity, are never asked for in impossible combinations).
 
 The metric has the classifier's own error in it: report the classifier's accuracy on
-real test images next to it (`real_attributes_and_accuracy`). `violation_metrics` runs
+real test images next to it (`real_attributes`). `violation_metrics` runs
 the whole metric for any conditional sampler, judged by an `AttributePredictor`
 (`load_attribute_predictor`).
+
+A low violation rate says nothing of what was not requested: a sampler that draws one
+fixed "young man" for "Male=1, Young=1" has none. `unrequested_diversity` measures that
+(the point of the paper's Table 3): for each distinct request, the images generated for
+it that satisfy it and the real images that satisfy it, both read by the same
+classifier, and the total variation distance between the two distributions of the
+attributes the request leaves unspecified.
 """
 
 from typing import Callable, Mapping, NamedTuple, Optional, Sequence
@@ -69,6 +76,106 @@ def violation_rates(predicted, requested) -> ViolationRates:
   any_violation = (float(violated.any(axis=1)[any_asked].mean()) if any_asked.any()
                    else float("nan"))
   return ViolationRates(per_attribute, num_requested, mean, any_violation)
+
+
+class UnrequestedDiversity(NamedTuple):
+  """How the attributes a request leaves open are spread, generated against real.
+
+  Attributes:
+    tv: mean over the qualifying requests of the total variation distance between the
+      joint distributions of the unrequested attributes (0: the same spread as the
+      real images; 1: disjoint); NaN when no request qualifies.
+    marginal_tv: the same with, per request, the mean over the unrequested attributes
+      of the TV between their marginal distributions (less biased upward by few
+      images when many attributes are left open, as on CelebA).
+    num_requests: the qualifying requests: distinct requests that leave at least one
+      attribute open, satisfied by at least `min_reference` real images and by at
+      least one generated image.
+    num_unsatisfied: distinct requests with enough real images but no generated
+      image that satisfies them (left out of the means; counted by the violation
+      rate).
+  """
+  tv: float
+  marginal_tv: float
+  num_requests: int
+  num_unsatisfied: int
+
+
+def total_variation(first, second) -> float:
+  """TV distance between the empirical distributions of two sets of discrete rows.
+
+  Args:
+    first: (n, k) values (n >= 1).
+    second: (m, k) values (m >= 1).
+
+  Returns:
+    1/2 sum over the distinct rows r of |share of r in first - share of r in second|.
+  """
+  first, second = np.asarray(first), np.asarray(second)
+  if first.ndim != 2 or second.ndim != 2 or first.shape[1] != second.shape[1] \
+      or not len(first) or not len(second):
+    raise ValueError(f"first {first.shape} and second {second.shape} must be non-empty "
+                     "(n, k) and (m, k).")
+  _, codes = np.unique(np.concatenate([first, second]), axis=0, return_inverse=True)
+  codes = codes.reshape(-1)
+  num_codes = int(codes.max()) + 1
+  first_share = np.bincount(codes[:len(first)], minlength=num_codes) / len(first)
+  second_share = np.bincount(codes[len(first):], minlength=num_codes) / len(second)
+  return float(0.5 * np.sum(np.abs(first_share - second_share)))
+
+
+def unrequested_diversity(requests, generated, reference,
+                          min_reference: int = 30) -> UnrequestedDiversity:
+  """The diversity of what is not requested, generated against real.
+
+  For each distinct request r that leaves attributes U open: G = the generated images
+  made for r whose (predicted) attributes satisfy r; R = the real images whose
+  (predicted) attributes satisfy r. TV(r) is the total variation distance between the
+  distributions of the attributes U over G and over R (jointly; and per attribute,
+  averaged, for `marginal_tv`). Averaged over the requests with |R| >= `min_reference`
+  and |G| >= 1, each request counting once.
+
+  Args:
+    requests: (n, a) the request of each generated image, NaN = unspecified.
+    generated: (n, a) the attributes the classifier reads on each generated image.
+    reference: (N, a) the attributes the same classifier reads on real images.
+    min_reference: the fewest real images a request needs to be scored.
+
+  Returns:
+    UnrequestedDiversity.
+  """
+  requests = np.asarray(requests, np.float64)
+  generated = np.asarray(generated, np.float64)
+  reference = np.asarray(reference, np.float64)
+  if requests.shape != generated.shape or requests.ndim != 2 \
+      or reference.ndim != 2 or reference.shape[1] != requests.shape[1]:
+    raise ValueError(f"requests {requests.shape} and generated {generated.shape} must "
+                     f"have shape (n, a) and reference {reference.shape} (N, a).")
+  asked = ~np.isnan(requests)
+  # Distinct requests, with -1 (never a value) standing for "unspecified".
+  distinct, which = np.unique(np.where(asked, requests, -1.0), axis=0,
+                              return_inverse=True)
+  which = which.reshape(-1)
+  tvs, marginal_tvs, num_unsatisfied = [], [], 0
+  for index, request in enumerate(distinct):
+    given = request >= 0
+    if given.all():
+      continue  # nothing left open
+    real = reference[np.all(reference[:, given] == request[given], axis=1)]
+    if len(real) < min_reference:
+      continue
+    mine = generated[which == index]
+    mine = mine[np.all(mine[:, given] == request[given], axis=1)]
+    if not len(mine):
+      num_unsatisfied += 1
+      continue
+    tvs.append(total_variation(mine[:, ~given], real[:, ~given]))
+    marginal_tvs.append(np.mean([total_variation(mine[:, [j]], real[:, [j]])
+                                 for j in np.flatnonzero(~given)]))
+  return UnrequestedDiversity(
+      float(np.mean(tvs)) if tvs else float("nan"),
+      float(np.mean(marginal_tvs)) if marginal_tvs else float("nan"),
+      len(tvs), num_unsatisfied)
 
 
 def random_requests(specs: Sequence[data.AttributeSpec], num_requests: int,
@@ -193,15 +300,26 @@ def load_attribute_predictor(dataset_name: str, workdir: str,
       f"attribute classifier in {workdir}")
 
 
-def real_attributes_and_accuracy(predictor: AttributePredictor,
-                                 dataset: data.ImageDataset, batch_size: int
-                                 ) -> tuple[np.ndarray, dict[str, float]]:
-  """The attributes of the real images of `dataset` (N, a), and the predictor's
-  accuracy on them (the metric's own error): {"classifier_accuracy_<attribute>",
-  "classifier_accuracy" (the mean)}. Reads the images batch by batch."""
+class RealAttributes(NamedTuple):
+  """What the classifier makes of the real images of a split.
+
+  Attributes:
+    truth: (N, a) their labelled attributes.
+    predicted: (N, a) the attributes the classifier reads on them.
+    accuracy: {"classifier_accuracy_<attribute>", "classifier_accuracy" (the mean)}.
+  """
+  truth: np.ndarray
+  predicted: np.ndarray
+  accuracy: dict[str, float]
+
+
+def real_attributes(predictor: AttributePredictor, dataset: data.ImageDataset,
+                    batch_size: int) -> RealAttributes:
+  """The attributes of the real images of `dataset`, true and read by the predictor,
+  and its accuracy on them (the metric's own error). Reads the images batch by batch."""
   truth, predicted = predictions_on(dataset, predictor.predict, batch_size)
-  return truth, accuracies(truth, predicted, data.attribute_specs(dataset.name),
-                           "classifier_accuracy")
+  return RealAttributes(truth, predicted, accuracies(
+      truth, predicted, data.attribute_specs(dataset.name), "classifier_accuracy"))
 
 
 # (key, requests (n, a) with NaN = unspecified) -> one image per request (n, H, W, C).
@@ -210,8 +328,11 @@ ConditionalSampleFn = Callable[[jax.Array, np.ndarray], np.ndarray]
 
 def violation_metrics(sample_fn: ConditionalSampleFn, predictor: AttributePredictor,
                       requests: Mapping[str, np.ndarray], key: jax.Array,
-                      specs: Sequence[data.AttributeSpec]) -> dict[str, float]:
-  """Condition violation rates of one image per request (`violation_rates`).
+                      specs: Sequence[data.AttributeSpec],
+                      reference_predicted: Optional[np.ndarray] = None,
+                      min_reference: int = 30) -> dict[str, float]:
+  """Condition violation rates of one image per request (`violation_rates`), and the
+  diversity of the unrequested attributes (`unrequested_diversity`).
 
   Args:
     sample_fn: the conditional sampler.
@@ -219,18 +340,35 @@ def violation_metrics(sample_fn: ConditionalSampleFn, predictor: AttributePredic
     requests: {kind: (n, a) requests}, e.g. {"single": ..., "subset": ...}.
     key: the sampler's key; kind i gets `fold_in(key, i)`.
     specs: the attributes.
+    reference_predicted: (N, a) the attributes `predictor` reads on real images (the
+      diversity's reference); None: no diversity.
+    min_reference: the fewest real images a request needs for its diversity.
 
   Returns:
     For each kind of `requests`: f"violation_{kind}_mean" (mean over the attributes),
     f"violation_{kind}_any" (share of images that violate at least one requested
-    attribute) and f"violation_{kind}_{attribute}".
+    attribute) and f"violation_{kind}_{attribute}"; with `reference_predicted` also
+    f"diversity_{kind}_tv", f"diversity_{kind}_marginal_tv",
+    f"diversity_{kind}_requests" (how many requests qualify) and
+    f"diversity_{kind}_unsatisfied" (`UnrequestedDiversity`).
   """
-  results = {}
+  results: dict[str, float] = {}
   for index, (kind, kind_requests) in enumerate(requests.items()):
     images = sample_fn(jax.random.fold_in(key, index), kind_requests)
-    rates = violation_rates(predictor.predict(images), kind_requests)
+    if len(images) != len(kind_requests):
+      raise ValueError(f"the sampler gave {len(images)} images for "
+                       f"{len(kind_requests)} {kind} requests.")
+    predicted = predictor.predict(images)
+    rates = violation_rates(predicted, kind_requests)
     results[f"violation_{kind}_mean"] = rates.mean
     results[f"violation_{kind}_any"] = rates.any_violation
     for spec, rate in zip(specs, rates.per_attribute):
       results[f"violation_{kind}_{spec.name}"] = float(rate)
+    if reference_predicted is not None:
+      diversity = unrequested_diversity(kind_requests, predicted, reference_predicted,
+                                        min_reference)
+      results[f"diversity_{kind}_tv"] = diversity.tv
+      results[f"diversity_{kind}_marginal_tv"] = diversity.marginal_tv
+      results[f"diversity_{kind}_requests"] = diversity.num_requests
+      results[f"diversity_{kind}_unsatisfied"] = diversity.num_unsatisfied
   return results

@@ -95,8 +95,10 @@ class Encoder(nn.Module):
   use_bias: bool = True
 
   @nn.compact
-  def __call__(self, images: jax.Array, *, train: bool = False
-               ) -> tuple[jax.Array, jax.Array]:
+  def __call__(self, images: jax.Array, condition: jax.Array | None = None, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """images (B, H, W, C); condition: optional (B, k) features that the last layer
+    also reads (the textbook CVAE's q(z|x, y), `ConditionalEncoder`)."""
     _check_norm(self.norm)
     if images.ndim != 4:
       raise ValueError(f"Encoder expects (B, H, W, C) images, got {images.shape}.")
@@ -108,6 +110,8 @@ class Encoder(nn.Module):
         x = _Norm(self.norm, name=f"norm{layer}")(x, train=train)
       x = _leaky_relu(x)
     x = x.reshape(x.shape[0], -1)
+    if condition is not None:
+      x = jnp.concatenate([x, condition.astype(x.dtype)], axis=-1)
     x = nn.Dense(2 * self.latent_dim, name="to_posterior")(x)
     mean, log_scale = jnp.split(x, 2, axis=-1)
     return mean, log_scale
@@ -244,6 +248,30 @@ class ConditionalDecoder(nn.Module):
     """z (B, latent_dim), attributes (B, a) float, NaN = unknown -> (B, H, W, P*C)."""
     code = attribute_one_hot(attributes, tuple(self.num_values)).astype(z.dtype)
     return self.decoder(jnp.concatenate([z, code], axis=-1), train=train)
+
+
+class ConditionalEncoder(nn.Module):
+  """The textbook CVAE's encoder: q(z | x, y) = encoder(x) with one_hot(y) read by its
+  last (dense) layer.
+
+  Each attribute enters as a one-hot with an extra "unknown" slot for a missing value
+  (`attribute_one_hot`), so a missing attribute is a learned vector of that layer, as
+  in `ConditionalDecoder`. Parameters: {"encoder": the wrapped Encoder's}.
+
+  Attributes:
+    encoder: the `Encoder` of the images.
+    num_values: (a,) values of each attribute.
+  """
+  encoder: Encoder
+  num_values: Sequence[int]
+
+  @nn.compact
+  def __call__(self, images: jax.Array, attributes: jax.Array, *,
+               train: bool = False) -> tuple[jax.Array, jax.Array]:
+    """images (B, H, W, C), attributes (B, a) float, NaN = unknown -> (mean,
+    log_scale), each (B, latent_dim)."""
+    code = attribute_one_hot(attributes, tuple(self.num_values))
+    return self.encoder(images, code, train=train)
 
 
 def count_params(params) -> int:

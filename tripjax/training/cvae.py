@@ -1,6 +1,6 @@
 """Conditional VAE-TRIP with partially observed attributes (paper, section 4, eqs. 11-14).
 
-Two variants on the shared loop, chosen by `config.model.kind` (`VARIANTS`), each a
+Four variants on the shared loop, chosen by `config.model.kind` (`VARIANTS`), each a
 small class behind one interface (`CvaeVariant`):
 
 * "trip" (`JointTrip`): one TRIP over the d latents z and the a discrete attributes
@@ -9,10 +9,23 @@ small class behind one interface (`CvaeVariant`):
   of eq. 14 on log p(x, y_obs) (`tripjax.losses.conditional_elbo`): the
   unconditional encoder q(z|x), Monte-Carlo KL, and the hidden attributes summed out
   exactly by the prior (no imputation).
-* "concat" (`Concatenation`): the usual CVAE baseline: z ~ N(0, I) and a decoder that
-  takes [z, one-hot y] with a learned "unknown" value for a hidden attribute
-  (`tripjax.models.vae.ConditionalDecoder`); same encoder, decoder widths and
-  budget. Trained by the ELBO of log p(x | y_obs).
+* "cvae" (`TextbookCvae`): the textbook conditional VAE, encoder q(z | x, y), decoder
+  p(x | z, y), prior N(0, I); each attribute enters both networks as a one-hot with a
+  learned "unknown" value for a hidden one (the special-value way of handling missing
+  conditions; `tripjax.models.vae.ConditionalEncoder`, `ConditionalDecoder`). Trained
+  by the ELBO of log p(x | y_obs).
+* "cvae_imputed" (`ImputedCvae`): the same networks, trained on labels where every
+  hidden one is imputed by a predictor of y from x trained on the visible training
+  labels only (the predictive-model way; `tripjax.training.imputation`, cached in
+  workdir/imputer): it never sees a hidden label, and it is not the classifier that
+  scores the violations.
+* "concat" (`Concatenation`): decoder-only conditioning: the unconditional encoder
+  q(z | x) of the other variants, z ~ N(0, I) and a decoder of [z, one-hot y]
+  ("unknown" for a hidden attribute). Not the textbook CVAE (its encoder does not see
+  y); kept as the baseline of earlier results. Trained by the ELBO of log p(x | y_obs)
+  with q(z | x) in place of q(z | x, y).
+
+All four share the encoder and decoder widths of `config.model`.
 
 Training labels are hidden at random: each attribute of each training example with
 probability `data.hide_attribute_fraction`, drawn once per example index from
@@ -26,10 +39,10 @@ rebuilds its prior with the checkpoint's order, which wins over the config's see
 
 What "test bound" means (every test attribute is observed; nats per example):
 
-* `{split}_bound_x_given_y`, both variants: a lower bound on log p(x | y). For
-  "concat" it is its ELBO; for "trip" it is eq. 14's bound minus the exact log p(y)
-  of the ring (z summed out), since log p(x | y) = log p(x, y) - log p(y). The two
-  are comparable.
+* `{split}_bound_x_given_y`, every variant: a lower bound on log p(x | y). For
+  "cvae", "cvae_imputed" and "concat" it is their ELBO; for "trip" it is eq. 14's
+  bound minus the exact log p(y) of the ring (z summed out), since log p(x | y) =
+  log p(x, y) - log p(y). They are comparable.
 * "trip" also: `{split}_bound_x_y` (eq. 14, on log p(x, y)), `{split}_log_prob_y`
   (exact log p(y)), `{split}_elbo` (the ELBO of log p(x) with every attribute summed
   out of the prior), and the parts `log_likelihood` E_q[log p(x|z)],
@@ -37,14 +50,19 @@ What "test bound" means (every test attribute is observed; nats per example):
 
 Conditional generation (`sample_images`, `load_sampler`, `python -m
 train.cvae_sample`): the unspecified attributes of a request are summed out and
-z ~ p(z | y_given) is drawn exactly (trip); the concat model draws z ~ N(0, I) and
-gives its decoder the request, "unknown" where unspecified.
+z ~ p(z | y_given) is drawn exactly (trip); the other variants draw z ~ N(0, I) and
+give their decoder the request, "unknown" where unspecified.
 
 The condition violation rate (`violation_metrics`, after the last step): images
 generated for random requests are classified by an attribute classifier
 (`tripjax.metrics.condition_violation.load_attribute_predictor`); the share whose
 predicted attributes contradict the requested ones, per attribute and mean, for single
-attributes and random subsets.
+attributes and random subsets. Next to it, the diversity of what was not requested
+(`condition_violation.unrequested_diversity`): per request, the total variation
+distance between the unrequested attributes of the generated images that satisfy it
+and of the real `eval.split` images that satisfy it (both as the classifier reads
+them), averaged over the requests with at least `eval.diversity_min_reference` real
+images.
 """
 from __future__ import annotations
 
@@ -76,6 +94,7 @@ from tripjax.training import distributed
 from tripjax.training import evaluation
 from tripjax.training import experiment
 from tripjax.training import image_grid
+from tripjax.training import imputation
 from tripjax.training import loop
 from tripjax.training import optimizers
 from tripjax.training import rng as rng_lib
@@ -117,16 +136,29 @@ class CvaeVariant(Protocol):
     kind: its `config.model.kind`.
     prior: the prior the refits and samplers use (`tripjax.priors.LatentPrior`).
     permutation: the ring order to checkpoint, or None.
+    imputes_hidden_labels: whether it trains on labels with the hidden ones imputed
+      (`tripjax.training.imputation`) instead of NaN.
   """
 
   @property
   def kind(self) -> str: ...
 
   @property
+  def imputes_hidden_labels(self) -> bool: ...
+
+  @property
   def prior(self) -> Any: ...
 
   @property
   def permutation(self) -> tuple[int, ...] | None: ...
+
+  def encoder(self, encoder: vae_models.Encoder) -> Any:
+    """The encoder module, given the unconditional conv encoder."""
+    ...
+
+  def encoder_inputs(self, images: jax.Array, attributes: jax.Array) -> tuple:
+    """What the encoder module takes."""
+    ...
 
   def decoder(self, decoder: vae_models.Decoder) -> Any:
     """The decoder module, given the unconditional conv decoder."""
@@ -162,10 +194,18 @@ class JointTrip:
   """"trip": one TRIP over [z, y] (paper, eq. 11); the decoder sees z alone."""
   prior: priors.JointPrior
   kind = "trip"
+  imputes_hidden_labels = False
 
   @property
   def permutation(self) -> tuple[int, ...]:
     return self.prior.permutation
+
+  def encoder(self, encoder: vae_models.Encoder) -> vae_models.Encoder:
+    return encoder
+
+  def encoder_inputs(self, images: jax.Array, attributes: jax.Array) -> tuple:
+    del attributes
+    return (images,)
 
   def decoder(self, decoder: vae_models.Decoder) -> vae_models.Decoder:
     return decoder
@@ -203,11 +243,20 @@ class JointTrip:
 
 @dataclasses.dataclass(frozen=True)
 class Concatenation:
-  """"concat": z ~ N(0, I) and a decoder of [z, one-hot y] ("unknown" for hidden)."""
+  """"concat": q(z | x), z ~ N(0, I) and a decoder of [z, one-hot y] ("unknown" for
+  hidden): decoder-only conditioning."""
   prior: priors.Prior
   num_values: tuple[int, ...]
   kind = "concat"
   permutation = None
+  imputes_hidden_labels = False
+
+  def encoder(self, encoder: vae_models.Encoder) -> Any:
+    return encoder
+
+  def encoder_inputs(self, images: jax.Array, attributes: jax.Array) -> tuple:
+    del attributes
+    return (images,)
 
   def decoder(self, decoder: vae_models.Decoder) -> vae_models.ConditionalDecoder:
     return vae_models.ConditionalDecoder(decoder=decoder, num_values=self.num_values)
@@ -243,6 +292,27 @@ class Concatenation:
     return sample_fn
 
 
+@dataclasses.dataclass(frozen=True)
+class TextbookCvae(Concatenation):
+  """"cvae": q(z | x, y), p(x | z, y), z ~ N(0, I); a hidden attribute is a learned
+  "unknown" value in both networks."""
+  kind = "cvae"
+
+  def encoder(self, encoder: vae_models.Encoder) -> vae_models.ConditionalEncoder:
+    return vae_models.ConditionalEncoder(encoder=encoder, num_values=self.num_values)
+
+  def encoder_inputs(self, images: jax.Array, attributes: jax.Array) -> tuple:
+    return (images, attributes)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImputedCvae(TextbookCvae):
+  """"cvae_imputed": "cvae" trained on labels whose hidden entries are imputed by a
+  predictor of y from x (`tripjax.training.imputation`)."""
+  kind = "cvae_imputed"
+  imputes_hidden_labels = True
+
+
 def _joint_trip(config: ml_collections.ConfigDict, num_values: tuple[int, ...],
                 permutation: Sequence[int] | None) -> JointTrip:
   return JointTrip(priors.make_joint_prior(
@@ -258,9 +328,22 @@ def _concatenation(config: ml_collections.ConfigDict, num_values: tuple[int, ...
                        num_values)
 
 
+def _textbook(config: ml_collections.ConfigDict, num_values: tuple[int, ...],
+              permutation: Sequence[int] | None) -> TextbookCvae:
+  del permutation
+  return TextbookCvae(priors.make_prior("normal", config.model.latent_dim), num_values)
+
+
+def _imputed(config: ml_collections.ConfigDict, num_values: tuple[int, ...],
+             permutation: Sequence[int] | None) -> ImputedCvae:
+  del permutation
+  return ImputedCvae(priors.make_prior("normal", config.model.latent_dim), num_values)
+
+
 # config.model.kind -> (config, attribute sizes, ring order or None) -> the variant.
 VARIANTS: dict[str, Callable[..., CvaeVariant]] = {
-    "trip": _joint_trip, "concat": _concatenation}
+    "trip": _joint_trip, "cvae": _textbook, "cvae_imputed": _imputed,
+    "concat": _concatenation}
 MODEL_KINDS = tuple(VARIANTS)
 
 
@@ -273,7 +356,8 @@ class CvaeModel:
 
   Attributes:
     variant: what differs between the conditional VAEs (`CvaeVariant`).
-    encoder: images (B, H, W, C) -> (mean, log_scale), each (B, latent_dim).
+    encoder: the variant's encoder module: images (B, H, W, C) (and, for "cvae" and
+      "cvae_imputed", attributes (B, a)) -> (mean, log_scale), each (B, latent_dim).
     decoder: the variant's decoder module.
     specs: the attributes (`tripjax.data.attribute_specs`).
     likelihood: a name in `tripjax.likelihoods.LIKELIHOODS`.
@@ -302,10 +386,14 @@ class CvaeModel:
     """The joint prior's ring order; None where there is none."""
     return self.variant.permutation
 
-  def posterior(self, params: dict, images: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """q(z|x): images (B, H, W, C) -> (mean, log_scale), each (B, latent_dim)."""
-    return cast(tuple[jax.Array, jax.Array],
-                self.encoder.apply({"params": params["encoder"]}, images))
+  def posterior(self, params: dict, images: jax.Array,
+                attributes: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """q(z|x) (or q(z|x, y)): images (B, H, W, C), attributes (B, a) with NaN =
+    unknown (None: all unknown) -> (mean, log_scale), each (B, latent_dim)."""
+    if attributes is None:
+      attributes = jnp.full((images.shape[0], len(self.specs)), jnp.nan, jnp.float32)
+    return cast(tuple[jax.Array, jax.Array], self.encoder.apply(
+        {"params": params["encoder"]}, *self.variant.encoder_inputs(images, attributes)))
 
   def decode(self, params: dict, z: jax.Array, attributes: jax.Array) -> jax.Array:
     """z (B, d), attributes (B, a), NaN = unknown -> raw decoder output (B, H, W, P * C)."""
@@ -325,7 +413,7 @@ class CvaeModel:
                   key: jax.Array, num_samples: int = 1) -> losses.ConditionalElboTerms:
     """Per-example terms (B,) of the trained bound: eq. 14 on log p(x, y_obs)
     ("trip") or the ELBO of log p(x | y_obs) ("concat")."""
-    mean, log_scale = self.posterior(params, images)
+    mean, log_scale = self.posterior(params, images, attributes)
     return losses.conditional_elbo(
         key, mean, log_scale, self.log_likelihood_fn(params, images, attributes),
         self.variant.joint_log_prob_fn(params["prior"], attributes), num_samples)
@@ -341,7 +429,8 @@ def build_model(config: ml_collections.ConfigDict, image_shape: Sequence[int],
   num_values = tuple(spec.num_values for spec in specs)
   variant = VARIANTS[config.model.kind](config, num_values, permutation)
   encoder, decoder = autoencoders.build_networks(config, image_shape, likelihood)
-  return CvaeModel(variant=variant, encoder=encoder, decoder=variant.decoder(decoder),
+  return CvaeModel(variant=variant, encoder=variant.encoder(encoder),
+                   decoder=variant.decoder(decoder),
                    specs=specs, likelihood=likelihood, image_shape=tuple(image_shape),
                    latent_dim=config.model.latent_dim)
 
@@ -365,7 +454,8 @@ def init_state(model: CvaeModel, optimizer: optax.GradientTransformation,
     z = jnp.zeros((1, model.latent_dim), jnp.float32)
     attributes = jnp.full((1, len(model.specs)), jnp.nan, jnp.float32)
     params = {
-        "encoder": model.encoder.init(encoder_key, images)["params"],
+        "encoder": model.encoder.init(
+            encoder_key, *model.variant.encoder_inputs(images, attributes))["params"],
         "decoder": model.decoder.init(
             decoder_key, *model.variant.decoder_inputs(z, attributes))["params"],
         "prior": model.prior.init(prior_key),
@@ -378,24 +468,55 @@ def init_state(model: CvaeModel, optimizer: optax.GradientTransformation,
   return CvaeState(params=params, opt_state=opt_state, permutation=permutation)
 
 
-def make_prepare_batch(config: ml_collections.ConfigDict,
-                       train_dataset: data_lib.ImageDataset) -> loop.PrepareBatchFn:
-  """The loop's `prepare_batch`: {"image", "attributes"} with the hidden labels NaN.
-
-  Which labels are hidden is `hidden_attribute_mask` over the whole training split
-  (seed `train.seed`), looked up by example index: a pure function of the example.
-  """
-  name = config.data.name
-  hidden = data_lib.hidden_attribute_mask(
-      len(train_dataset), len(data_lib.attribute_specs(name)),
+def hidden_labels(config: ml_collections.ConfigDict,
+                  train_dataset: data_lib.ImageDataset) -> np.ndarray:
+  """Which training labels are hidden: `hidden_attribute_mask` over the whole training
+  split (seed `train.seed`), bool (N, a); row i is a function of example i alone."""
+  return data_lib.hidden_attribute_mask(
+      len(train_dataset), len(data_lib.attribute_specs(config.data.name)),
       float(config.data.hide_attribute_fraction), config.train.seed)
 
+
+def make_prepare_batch(config: ml_collections.ConfigDict,
+                       train_dataset: data_lib.ImageDataset,
+                       imputed: np.ndarray | None = None) -> loop.PrepareBatchFn:
+  """The loop's `prepare_batch`: {"image", "attributes"} with the hidden labels NaN
+  (`hidden_labels`, looked up by example index: a pure function of the example), or,
+  given `imputed` (N, a) (`impute_hidden_labels`), its rows."""
+  name = config.data.name
+  hidden = hidden_labels(config, train_dataset)
+
   def prepare_batch(indices: np.ndarray, images: np.ndarray, labels) -> dict:
+    if imputed is not None:
+      return {"image": images, "attributes": imputed[indices]}
     attributes = data_lib.attributes_from_labels(name, labels)
     return {"image": images,
             "attributes": data_lib.hide_attributes(attributes, hidden[indices])}
 
   return prepare_batch
+
+
+IMPUTER_DIRNAME = "imputer"  # where "cvae_imputed" caches its predictor in the workdir
+
+
+def impute_hidden_labels(config: ml_collections.ConfigDict,
+                         train_dataset: data_lib.ImageDataset,
+                         streams: rng_lib.RandomStreams,
+                         workdir: str | None = None) -> imputation.Imputation:
+  """The training attributes of "cvae_imputed": the visible labels (`hidden_labels`
+  NaN), every hidden one imputed by a predictor trained on the visible ones
+  (`imputation.impute_hidden_labels`, key `streams.key("imputer")`, cached in
+  workdir/imputer)."""
+  labels = train_dataset.labels
+  if labels is None:
+    raise ValueError(f"{train_dataset.name} train has no labels.")
+  visible = data_lib.hide_attributes(
+      data_lib.attributes_from_labels(config.data.name, labels),
+      hidden_labels(config, train_dataset))
+  return imputation.impute_hidden_labels(
+      config, train_dataset, visible, streams.key("imputer"), config.train.seed,
+      None if workdir is None else os.path.join(workdir, IMPUTER_DIRNAME),
+      save=distributed.is_main_process())
 
 
 def make_train_step(model: CvaeModel, optimizer: optax.GradientTransformation,
@@ -574,22 +695,27 @@ def violation_requests(config: ml_collections.ConfigDict,
 def violation_metrics(model: CvaeModel, params: dict,
                       predictor: condition_violation.AttributePredictor,
                       requests: dict[str, np.ndarray], key: jax.Array,
-                      chunk_size: int) -> dict[str, float]:
+                      chunk_size: int, reference_predicted: np.ndarray | None = None,
+                      min_reference: int = 30) -> dict[str, float]:
   """`condition_violation.violation_metrics` of one image per request, drawn
-  `chunk_size` at a time (`sample_images_in_chunks`)."""
+  `chunk_size` at a time (`sample_images_in_chunks`): violation rates and, given the
+  attributes the predictor reads on real images (N, a), the diversity of the
+  unrequested attributes (`condition_violation.unrequested_diversity`)."""
   params = distributed.to_host(params)
   return condition_violation.violation_metrics(
       lambda key, requests: sample_images_in_chunks(model, params, key, requests,
                                                     chunk_size),
-      predictor, requests, key, model.specs)
+      predictor, requests, key, model.specs, reference_predicted, min_reference)
 
 
 class ViolationSetup(NamedTuple):
   """What the violation evaluation needs, loaded once per run: the classifier, the
-  requests (`violation_requests`) and the classifier's accuracy on real images."""
+  requests (`violation_requests`), the classifier's accuracy on real images and the
+  attributes it reads on them (N, a) (the diversity's reference)."""
   predictor: condition_violation.AttributePredictor
   requests: dict
   classifier_accuracy: dict
+  reference_predicted: np.ndarray
 
 
 def violation_setup(config: ml_collections.ConfigDict) -> ViolationSetup | None:
@@ -603,9 +729,10 @@ def violation_setup(config: ml_collections.ConfigDict) -> ViolationSetup | None:
                                data_dir=config.data.data_dir, binarize=False)
   if config.data.num_eval_examples is not None:
     real = real.take(config.data.num_eval_examples)
-  reference, accuracies = condition_violation.real_attributes_and_accuracy(
-      predictor, real, config.eval.batch_size)
-  return ViolationSetup(predictor, violation_requests(config, reference), accuracies)
+  attributes = condition_violation.real_attributes(predictor, real,
+                                                   config.eval.batch_size)
+  return ViolationSetup(predictor, violation_requests(config, attributes.truth),
+                        attributes.accuracy, attributes.predicted)
 
 
 def _violation_outputs(config: ml_collections.ConfigDict, model: CvaeModel,
@@ -615,7 +742,9 @@ def _violation_outputs(config: ml_collections.ConfigDict, model: CvaeModel,
     return {}
   outputs = violation_metrics(model, params, evaluation_setup.predictor,
                               evaluation_setup.requests, streams.key("request"),
-                              config.eval.batch_size)
+                              config.eval.batch_size,
+                              evaluation_setup.reference_predicted,
+                              config.eval.diversity_min_reference)
   outputs.update(evaluation_setup.classifier_accuracy)
   return outputs
 
@@ -632,6 +761,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_choice(config, "model.kind", MODEL_KINDS)
   autoencoders.check_autoencoder_fields(config)
   config_checks.check_int(config, "prior.permutation_seed", minimum=0)
+  if config.model.kind == "cvae_imputed":
+    imputation.check_fields(config)
   specs = data_lib.attribute_specs(config.data.name)
   requests = config_checks.get_field(config, "eval.grid_requests")
   if not isinstance(requests, (tuple, list)) or not all(
@@ -647,6 +778,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_int(config, "eval.grid_columns", minimum=1)
   config_checks.check_int(config, "eval.violation_num_samples", minimum=0)
   config_checks.check_int_sequence(config, "eval.violation_subset_sizes", minimum=1)
+  config_checks.check_int(config, "eval.diversity_min_reference", minimum=1)
   sizes = config.eval.violation_subset_sizes
   if not sizes or max(sizes) > len(specs):
     raise config_checks.ConfigError(
@@ -792,6 +924,10 @@ def build(config: ml_collections.ConfigDict,
   """
   cvae_setup = setup(config, context.workdir)
   evaluation_setup = violation_setup(config)
+  imputed = None
+  if cvae_setup.model.variant.imputes_hidden_labels:
+    imputed = impute_hidden_labels(config, cvae_setup.train_dataset, context.streams,
+                                   context.workdir).attributes
   after_step, due = make_after_step(config, cvae_setup, evaluation_setup, context.mesh,
                                     context.streams)
   task = loop.Task(
@@ -800,7 +936,7 @@ def build(config: ml_collections.ConfigDict,
       train_step=make_train_step(cvae_setup.model, cvae_setup.optimizer,
                                  config.train.elbo_samples),
       after_step=after_step, after_step_due=due, shown_metrics=("loss", "bound"),
-      prepare_batch=make_prepare_batch(config, cvae_setup.train_dataset))
+      prepare_batch=make_prepare_batch(config, cvae_setup.train_dataset, imputed))
   return experiment.Experiment(task, cvae_setup.train_dataset,
                                _header(config, cvae_setup, evaluation_setup))
 

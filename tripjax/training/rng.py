@@ -29,6 +29,7 @@ STREAMS = (
     "request",        # conditional samples for the condition violation rate
     "sample_metric",  # samples scored by a metric during training (classifier FD)
     "mode_hopping",   # mode-hopping pictures of a trained run
+    "imputer",        # the predictor that imputes hidden labels ("cvae_imputed")
 )
 
 
