@@ -21,11 +21,10 @@ import sys
 import types
 from unittest import mock
 
+from flax import traverse_util
 import jax
 import numpy as np
 import pytest
-
-from flax import traverse_util
 
 from tripjax.metrics import convert_inception
 from tripjax.metrics import images as images_lib
@@ -268,8 +267,10 @@ def test_features_match_pytorch_fid(reference_pair, shape):
   l2_relative = np.linalg.norm(actual - expected) / np.linalg.norm(expected)
   print(f"{shape}: max|Δ|/max|ref| = {max_relative:.2e}, "
         f"‖Δ‖/‖ref‖ = {l2_relative:.2e}, max|ref| = {scale:.3g}")
-  assert max_relative <= 1e-4
-  assert l2_relative <= 1e-4
+  # README: "same 2048-d features to ~3e-7 relative"; measured 2.5e-7 to 2.6e-7 on
+  # the 2-core CPU machine (float32 on both sides), asserted with a 40x margin.
+  assert max_relative <= 1e-5
+  assert l2_relative <= 1e-5
 
 
 def test_trunk_parameter_count_matches_torch(reference_pair):
