@@ -18,6 +18,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Use only the first examples of a split (quick trials, tests); None: all.
   config.data.num_train_examples = config_dict.placeholder(int)
   config.data.num_eval_examples = config_dict.placeholder(int)
+  # Training input of the TFDS sets (tripjax.input_pipeline): grain worker processes
+  # that read and decode ahead (0: one thread in this process; README "Input pipeline"
+  # says how many a GPU host wants), and a folder for the decoded, resized uint8 cache
+  # (None: decode every epoch).
+  config.data.num_workers = 0
+  config.data.cache_dir = config_dict.placeholder(str)
 
   # What the shared loop reads (tripjax.training.loop.LoopOptions).
   config.train = ml_collections.ConfigDict()

@@ -118,17 +118,21 @@ class ImageDataset:
     likelihood: the decoder likelihood that is a proper density for these pixels:
       "bernoulli" if binarized, else "discretized_logistic" (256 bins).
     attribute_names: names of the 40 celeb_a attributes (order of `labels`), else None.
+    storage: where the examples live: "memory" (arrays), "tfds" (TFDS files, decoded
+      on reading) or "cache" (`tripjax.input_pipeline.cached`); the training input
+      reads "tfds" sets through grain workers.
   """
 
   def __init__(self, *, name: str, split: str, image_shape: tuple[int, int, int],
                num_examples: int, read_fn: ReadFn, binarized: bool,
-               attribute_names: tuple[str, ...] | None = None):
+               attribute_names: tuple[str, ...] | None = None, storage: str = "memory"):
     self.name = name
     self.split = split
     self.image_shape = cast(tuple[int, int, int], tuple(image_shape))
     self.binarized = binarized
     self.likelihood = "bernoulli" if binarized else "discretized_logistic"
     self.attribute_names = attribute_names
+    self.storage = storage
     self._num_examples = int(num_examples)
     self._read_fn = read_fn
 
@@ -159,7 +163,8 @@ class ImageDataset:
     return ImageDataset(name=self.name, split=self.split, image_shape=self.image_shape,
                         num_examples=len(indices),
                         read_fn=lambda positions: self._read_fn(indices[positions]),
-                        binarized=self.binarized, attribute_names=self.attribute_names)
+                        binarized=self.binarized, attribute_names=self.attribute_names,
+                        storage=self.storage)
 
   def take(self, num_examples: int) -> ImageDataset:
     """The first `num_examples` examples (all of them if there are fewer)."""
@@ -593,7 +598,7 @@ def _load_tfds(name: str, split: str, data_dir, binarize: bool) -> ImageDataset:
     attribute_names = tuple(sorted(_records(source, np.array([start]))[0]["attributes"]))
   return ImageDataset(name=name, split=split, image_shape=image_shape,
                       num_examples=stop - start, read_fn=read, binarized=binarize,
-                      attribute_names=attribute_names)
+                      attribute_names=attribute_names, storage="tfds")
 
 
 # ---------------------------------------------------------------- attributes

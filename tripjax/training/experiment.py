@@ -8,8 +8,9 @@ runs any of them the same way:
 
   validate the config -> lock the workdir (`workdir_lock`: one run per workdir) ->
   refuse a workdir of another config (`workdirs.check_rerun`) -> the device mesh ->
-  the random streams of `train.seed` -> `trainer.build` -> a one-line header ->
-  `loop.run`.
+  the random streams of `train.seed` -> `trainer.build` -> the training input
+  (`data.cache_dir`'s preprocessed cache, `data.num_workers` grain workers: see
+  `tripjax.input_pipeline`) -> a one-line header -> `loop.run`.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import ml_collections
 import tqdm
 
 from tripjax import data as data_lib
+from tripjax import input_pipeline
 from tripjax.training import distributed
 from tripjax.training import loop
 from tripjax.training import rng as rng_lib
@@ -167,15 +169,21 @@ def train_and_evaluate(trainer: Trainer, config: ml_collections.ConfigDict, work
     ConfigMismatchError: `workdir` holds a run of another config.
   """
   trainer.validate_config(config)
+  num_workers = input_pipeline.check_num_workers(
+      config.data.get("num_workers", input_pipeline.DEFAULT_NUM_WORKERS))
   with _lock(workdir):
     workdirs.check_rerun(config, workdir, allow_config_change=allow_config_change)
     mesh = sharding.make_data_mesh() if mesh is None else mesh
     streams = rng_lib.RandomStreams(config.train.seed)
     experiment = trainer.build(config, RunContext(workdir, mesh, streams))
+    train_dataset = input_pipeline.cached(experiment.train_dataset,
+                                          config.data.get("cache_dir"),
+                                          num_workers=num_workers)
     if distributed.is_main_process():
-      tqdm.tqdm.write(f"{experiment.header}; {mesh.devices.size} device(s); writing to "
-                      f"{workdir}.")
+      tqdm.tqdm.write(f"{experiment.header}; "
+                      f"{input_pipeline.describe(train_dataset, num_workers)}; "
+                      f"{mesh.devices.size} device(s); writing to {workdir}.")
     return loop.run(workdir=workdir, options=loop.LoopOptions.from_config(config.train),
-                    task=experiment.task, train_dataset=experiment.train_dataset,
+                    task=experiment.task, train_dataset=train_dataset,
                     mesh=mesh, step_hooks=step_hooks, config=config,
-                    rng=streams.key("train_step"))
+                    rng=streams.key("train_step"), num_workers=num_workers)

@@ -16,13 +16,14 @@ Every trainer (VAE, GAN, conditional VAE, classifiers) hands the loop a `Task`:
 * `prepare_batch`: optional `(indices, images, labels) -> batch` on the host (numpy),
   e.g. to hide attributes per example; the default batch is
   {"image": (B, H, W, C) float32 in [0, 1], "label": (B, ...)} ("label" only when the
-  dataset has labels).
+  dataset has labels). It runs on a thread of this process (it need not pickle).
 
 The loop does the rest, identically for every trainer:
 
 * data parallel over all `jax.devices()`: the batch is split over a 1-D mesh, the
-  state is replicated (`tripjax.training.sharding`); the next batch is read on a
-  worker thread while the step runs;
+  state is replicated (`tripjax.training.sharding`); the next batches are read ahead
+  while the step runs (`tripjax.input_pipeline`: grain worker processes for TFDS
+  sets, `num_workers`), each process reading only its rows;
 * the host does not wait for the device after a step: metrics stay on the device
   and are fetched (one transfer) every `log_every_steps` steps, before `after_step`
   work and before every checkpoint; nothing else reads device values;
@@ -49,10 +50,11 @@ The loop does the rest, identically for every trainer:
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import math
 import os
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Sequence
+from typing import Any, Callable, Generator, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -61,6 +63,7 @@ import numpy as np
 import tqdm
 
 from tripjax import data as data_lib
+from tripjax import input_pipeline
 from tripjax.training import checkpoints
 from tripjax.training import distributed
 from tripjax.training import image_grid
@@ -391,21 +394,48 @@ def make_schedule(options: LoopOptions, num_examples: int,
   return Schedule(steps_per_epoch, total, stop, description, field)
 
 
-def epoch_step_indices(num_examples: int, options: LoopOptions, schedule: Schedule,
-                       batches_per_step: int, position: Position,
-                       rows: slice) -> list[list[np.ndarray]]:
-  """The example indices of the steps left in `position.epoch`, up to the stop step.
+class RunStepIndices(Sequence):
+  """The example indices of every step from a position to the stop step, across epochs.
 
   Entry i holds the `batches_per_step` batches (this process's `rows` of each) of the
-  i-th step from `position`.
+  i-th step from `position`; batches are `data.batch_indices` of (seed, epoch), the
+  ones left over at an epoch's end dropped. Computed on demand (one epoch's order at a
+  time), and cheap to pickle: grain's workers compute their steps' indices themselves.
   """
-  batches = data_lib.batch_indices(num_examples, options.batch_size,
-                                   seed=options.seed, epoch=position.epoch)
-  batches = [indices[rows] for indices in
-             batches[:schedule.steps_per_epoch * batches_per_step]]
-  steps = [batches[start:start + batches_per_step] for start in
-           range(position.batches_done, len(batches), batches_per_step)]
-  return steps[:schedule.stop_step - position.step]
+
+  def __init__(self, num_examples: int, options: LoopOptions, schedule: Schedule,
+               batches_per_step: int, position: Position, rows: slice):
+    self.num_examples, self.batch_size, self.seed = (num_examples, options.batch_size,
+                                                     options.seed)
+    self.steps_per_epoch, self.batches_per_step = (schedule.steps_per_epoch,
+                                                   batches_per_step)
+    self.position, self.rows = position, rows
+    self.length = max(schedule.stop_step - position.step, 0)
+    self._epoch: tuple[int, list[np.ndarray]] | None = None  # the last epoch's batches
+
+  def __len__(self) -> int:
+    return self.length
+
+  def __getitem__(self, index):
+    if isinstance(index, slice):
+      return [self[i] for i in range(*index.indices(len(self)))]
+    if not 0 <= index < len(self):
+      raise IndexError(f"step {index} of {len(self)}")
+    offset = self.position.batches_done // self.batches_per_step + index
+    epoch = self.position.epoch + offset // self.steps_per_epoch
+    first = (offset % self.steps_per_epoch) * self.batches_per_step
+    batches = self._batches(epoch)
+    return [indices[self.rows] for indices in
+            batches[first:first + self.batches_per_step]]
+
+  def _batches(self, epoch: int) -> list[np.ndarray]:
+    if self._epoch is None or self._epoch[0] != epoch:
+      self._epoch = (epoch, data_lib.batch_indices(self.num_examples, self.batch_size,
+                                                   seed=self.seed, epoch=epoch))
+    return self._epoch[1]
+
+  def __getstate__(self):
+    return {**self.__dict__, "_epoch": None}
 
 
 def _stack(batches: Sequence[Batch]) -> Batch:
@@ -415,26 +445,31 @@ def _stack(batches: Sequence[Batch]) -> Batch:
 
 def _prefetched_batches(dataset: data_lib.ImageDataset,
                         step_indices: Sequence[Sequence[np.ndarray]],
-                        prepare_batch: PrepareBatchFn,
-                        stacked: bool) -> Iterator[Batch]:
-  """The batch of each step, read on a worker thread while the previous step trains.
+                        prepare_batch: PrepareBatchFn, stacked: bool,
+                        num_workers: int = 0) -> Generator[Batch, None, None]:
+  """The batch of each step, prepared on a worker thread while the previous step trains.
 
-  `step_indices[i]` holds the example indices of the batches of step i (one or k).
+  `step_indices[i]` holds the example indices of the batches of step i (one or k);
+  they are read by `input_pipeline.read_steps` (grain workers for TFDS sets).
   """
-  def read(indices_of_step):
-    batches = [prepare_batch(indices, *dataset.read(indices))
-               for indices in indices_of_step]
-    return _stack(batches) if stacked else batches[0]
-
   if not step_indices:
     return
-  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
-    pending = executor.submit(read, step_indices[0])
-    for next_indices in list(step_indices[1:]) + [None]:
-      batch = pending.result()
-      if next_indices is not None:
-        pending = executor.submit(read, next_indices)
-      yield batch
+  reads = input_pipeline.read_steps(dataset, step_indices, num_workers=num_workers)
+
+  def next_batch():
+    batches = [prepare_batch(*read) for read in next(reads)]
+    return _stack(batches) if stacked else batches[0]
+
+  try:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as executor:
+      pending = executor.submit(next_batch)
+      for step in range(len(step_indices)):
+        batch = pending.result()
+        if step + 1 < len(step_indices):
+          pending = executor.submit(next_batch)
+        yield batch
+  finally:
+    reads.close()
 
 
 # ------------------------------------------------------------------ metrics and outputs
@@ -580,8 +615,9 @@ class _StepLoop:
   def __init__(self, *, task: Task, options: LoopOptions, schedule: Schedule,
                train_dataset: data_lib.ImageDataset, mesh: jax.sharding.Mesh,
                checkpointer: checkpoints.Checkpointer, outputs: _Outputs,
-               step_hooks: Sequence[StepHook]):
+               step_hooks: Sequence[StepHook], num_workers: int):
     self.task, self.options, self.schedule = task, options, schedule
+    self.num_workers = num_workers
     self.train_dataset, self.mesh = train_dataset, mesh
     self.checkpointer, self.outputs, self.step_hooks = checkpointer, outputs, step_hooks
     self.step_fn = compile_step(task.train_step, mesh, task.batches_per_step)
@@ -596,13 +632,13 @@ class _StepLoop:
     every = self.options.log_every_steps
     with preemption.StopRequest(announce=self.outputs.main,
                                 sync_every_steps=every) as stop_request:
-      while position.step < self.schedule.stop_step:
-        step_indices = epoch_step_indices(
-            len(self.train_dataset), self.options, self.schedule,
-            self.task.batches_per_step, position, self.rows)
-        for batch in _prefetched_batches(self.train_dataset, step_indices,
-                                         self.task.prepare_batch,
-                                         stacked=self.task.batches_per_step > 1):
+      step_indices = RunStepIndices(len(self.train_dataset), self.options, self.schedule,
+                                    self.task.batches_per_step, position, self.rows)
+      batches = contextlib.closing(_prefetched_batches(
+          self.train_dataset, step_indices, self.task.prepare_batch,
+          stacked=self.task.batches_per_step > 1, num_workers=self.num_workers))
+      with batches as step_batches:  # Closed (workers stopped) however the loop ends.
+        for batch in step_batches:
           state, guard = self._step(state, guard, rng, batch, position)
           position, progress = self._advance(position)
           stopping = stop_request.should_stop(progress.step)
@@ -670,7 +706,8 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
         mesh: jax.sharding.Mesh | None = None,
         step_hooks: Sequence[StepHook] = (),
         config: ml_collections.ConfigDict | None = None,
-        rng: jax.Array | None = None) -> State:
+        rng: jax.Array | None = None,
+        num_workers: int = input_pipeline.DEFAULT_NUM_WORKERS) -> State:
   """Trains `task.init_state` (or the newest checkpoint in `workdir`) to the schedule.
 
   Args:
@@ -687,6 +724,8 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
     rng: the train-step stream key, (2,) uint32 (default:
       `RandomStreams(options.seed).key("train_step")`); step i gets
       `rng_lib.step_key(rng, i)`. A restored checkpoint's key wins.
+    num_workers: grain worker processes that read a TFDS training set
+      (`input_pipeline.read_steps`; 0: one background thread in this process).
 
   Returns:
     The final state (replicated over the mesh).
@@ -717,7 +756,8 @@ def run(*, workdir: str, options: LoopOptions, task: Task,
         workdirs.save_config(config, workdir)
     return _StepLoop(task=task, options=options, schedule=schedule,
                      train_dataset=train_dataset, mesh=mesh, checkpointer=checkpointer,
-                     outputs=outputs, step_hooks=step_hooks).run(state, rng, position)
+                     outputs=outputs, step_hooks=step_hooks,
+                     num_workers=num_workers).run(state, rng, position)
   finally:
     outputs.close()
     checkpointer.wait()
