@@ -1,13 +1,16 @@
-"""Regenerates the conditional VAE results table on the offline digits (issue 9).
+"""Regenerates the conditional VAE results table on the offline digits (issues 9, 21).
 
-  python -m benchmarks.cvae_results                       # 2 models x 2 x 3 seeds
+  python -m benchmarks.cvae_results                       # 4 models x 2 x 3 seeds
   python -m benchmarks.cvae_results --seeds 0 --epochs 1 --workdir /tmp/cvae_smoke \
       --extra eval.violation_num_samples=200              # a quick smoke check
 
 CVAE-TRIP (`model.kind=trip`: one tensor ring over the latents z and the attributes
-y, trained by eq. 14) against the concatenation CVAE (`model.kind=concat`: N(0, I) and
-a decoder of [z, one-hot y], "unknown" for a hidden label), each with 0% and 50% of
-the training attribute labels hidden (`data.hide_attribute_fraction`), over seeds.
+y, trained by eq. 14) against the textbook CVAE (`cvae`: q(z|x, y), p(x|z, y), N(0, I),
+a learned "unknown" value for a hidden label), the same with the hidden labels imputed
+by a predictor of y from x trained on the visible ones (`cvae_imputed`), and
+decoder-only conditioning (`concat`: q(z|x), N(0, I) and a decoder of [z, one-hot y]),
+each with 0% and 50% of the training attribute labels hidden
+(`data.hide_attribute_fraction`), over seeds.
 Every (model, hidden fraction, seed) is one full `python -m train.cvae --config
 configs/digits_cvae_trip.py` run (the quickstart: latent 16, TRIP N = 10, m = 20,
 batch 64) with `--config.model.kind`, `--config.data.hide_attribute_fraction`,
@@ -32,6 +35,11 @@ mean ± sample sd over seeds of, per (model, hidden fraction),
   classifier reads differently on images generated for random requests, mean over
   the attributes digit, even and at_least_5, for requests of a single attribute and
   for random subsets of 2-3 attributes;
+* the diversity of what is not requested (`tripjax.metrics.condition_violation.
+  unrequested_diversity`; lower is better): per distinct request, the total variation
+  distance between the unrequested attributes of the generated images that satisfy it
+  and of the real test digits that satisfy it (both read by the classifier), mean over
+  the requests that at least 30 real test digits satisfy (how many: in the caption);
 * the test bound on log p(x | y), comparable between the models (every test label
   observed), and CVAE-TRIP's test ELBO on log p(x) (y summed out of the prior);
 * the classifier's accuracy on the real test digits, the metric's own error (the same
@@ -66,7 +74,9 @@ CLASSIFIER_DIRNAME = "classifier"
 # What `tripjax.metrics.classifier_fd.save_classifier` writes (read here without JAX).
 CLASSIFIER_METADATA_FILENAME = "classifier.json"
 CLASSIFIER_WEIGHTS_FILENAME = "classifier.msgpack"
-MODELS = {"trip": "CVAE-TRIP", "concat": "concatenation CVAE"}
+MODELS = {"trip": "CVAE-TRIP", "cvae": "textbook CVAE",
+          "cvae_imputed": "textbook CVAE, hidden labels imputed",
+          "concat": "decoder-only conditioning (concat)"}
 HIDDEN_FRACTIONS = (0.0, 0.5)
 
 # The final evaluation record's fields (`tripjax.training.cvae`; eval.split = test).
@@ -74,18 +84,22 @@ VIOLATION_SINGLE = "violation_single_mean"
 VIOLATION_SUBSET = "violation_subset_mean"
 BOUND_METRIC = "test_bound_x_given_y"
 ELBO_METRIC = "test_elbo"  # CVAE-TRIP only
+DIVERSITY_SINGLE = "diversity_single_tv"
+DIVERSITY_SUBSET = "diversity_subset_tv"
 ACCURACY_METRIC = "classifier_accuracy"
 # The run fields the table summarizes (mean and sd over seeds), with their headers.
 TABLE_METRICS = (
     (VIOLATION_SINGLE, "violation rate, single attributes (%)"),
     (VIOLATION_SUBSET, "violation rate, subsets of 2-3 (%)"),
+    (DIVERSITY_SINGLE, "diversity TV, single attributes"),
+    (DIVERSITY_SUBSET, "diversity TV, subsets of 2-3"),
     (BOUND_METRIC, r"test bound log p(x \| y)"),  # "\|": not a cell border
     (ELBO_METRIC, "test ELBO log p(x)"),
     (ACCURACY_METRIC, "classifier accuracy on real test digits, mean of attributes (%)"),
 )
 PERCENT_METRICS = (VIOLATION_SINGLE, VIOLATION_SUBSET, ACCURACY_METRIC)
 # Every field of the final record kept in results.json.
-KEPT_PREFIXES = ("test_", "violation_", "classifier_accuracy")
+KEPT_PREFIXES = ("test_", "violation_", "diversity_", "classifier_accuracy")
 
 Job = tuple  # (model, hidden fraction, seed)
 
@@ -286,6 +300,23 @@ def _classifier_text(runs: list[dict], classifier_dir: str) -> str:
           f"every run){accuracy}: its error bounds what the rates resolve.")
 
 
+def _diversity_text(runs: list[dict]) -> str:
+  counts = []
+  for kind in ("single", "subset"):
+    values = sorted({int(run[f"diversity_{kind}_requests"]) for run in runs
+                     if isinstance(run.get(f"diversity_{kind}_requests"), (int, float))})
+    if values:
+      span = (f"{values[0]}" if len(values) == 1 else f"{values[0]}-{values[-1]}")
+      counts.append(f"{span} {'single-attribute' if kind == 'single' else 'subset'}")
+  scored = f" ({' and '.join(counts)} requests per run)" if counts else ""
+  return ("Diversity TV (lower is better; 0: what is not requested varies as in the "
+          "real digits): per distinct request, the total variation distance between "
+          "the unrequested attributes of the generated digits that satisfy it and of "
+          "the real test digits that satisfy it (both read by the classifier), mean "
+          "over the requests that at least 30 real test digits satisfy and some "
+          f"generated digit satisfies{scored}. ")
+
+
 def markdown_table(rows: list[dict], runs: list[dict], epochs: int,
                    classifier_dir: str, extra: tuple[str, ...] = ()) -> str:
   """The results as markdown: a caption and one row per (hidden fraction, model)."""
@@ -312,8 +343,8 @@ def markdown_table(rows: list[dict], runs: list[dict], epochs: int,
       f"(one attribute; a random subset of {size_text}), mean over the attributes. "
       f"Test bounds in nats per digit (higher is better), every test label observed: "
       f"the bound on log p(x | y) compares the models; the ELBO on log p(x) sums y "
-      f"out of CVAE-TRIP's prior (n/a for the concatenation CVAE). "
-      + _classifier_text(runs, classifier_dir))
+      f"out of CVAE-TRIP's prior (n/a for the baselines). "
+      + _diversity_text(runs) + _classifier_text(runs, classifier_dir))
   lines = [caption, "",
            "| model | hidden labels | seeds | "
            + " | ".join(title for _, title in columns) + " |",

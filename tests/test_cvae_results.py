@@ -113,6 +113,8 @@ def _final_record(model, seed, single, subset, bound):
             "violation_single_mean": single, "violation_single_any": single,
             "violation_single_digit": single, "violation_subset_mean": subset,
             "violation_subset_any": subset + 0.1,
+            "diversity_single_tv": single + 0.3, "diversity_single_requests": 9 + seed,
+            "diversity_subset_tv": subset + 0.5, "diversity_subset_requests": 20,
             "classifier_accuracy_digit": 0.98, "classifier_accuracy_even": 0.99,
             "classifier_accuracy_at_least_5": 0.97, "classifier_accuracy": 0.98}
   if model == "trip":
@@ -149,13 +151,15 @@ def test_collect_summarize_and_table(tmp_path):
   table = cvae_results.markdown_table(rows, runs, 1, "root/classifier",
                                       extra=("eval.violation_num_samples=200",))
   assert ("| model | hidden labels | seeds | violation rate, single attributes (%) | "
-          "violation rate, subsets of 2-3 (%) | test bound log p(x \\| y) | "
+          "violation rate, subsets of 2-3 (%) | diversity TV, single attributes | "
+          "diversity TV, subsets of 2-3 | test bound log p(x \\| y) | "
           "test ELBO log p(x) | classifier accuracy on real test digits, mean of "
           "attributes (%) |") in table
-  assert ("| CVAE-TRIP | 0% | 2 | 11.0 ± 1.4 | 21.0 ± 1.4 | -91.00 ± 1.41 | "
-          "-94.00 ± 1.41 | 98.0 ± 0.0 |") in table
-  assert ("| concatenation CVAE | 0% | 1 | 30.0 ± 0.0 | 40.0 ± 0.0 | -91.00 ± 0.00 | "
-          "n/a | 98.0 ± 0.0 |") in table
+  assert ("| CVAE-TRIP | 0% | 2 | 11.0 ± 1.4 | 21.0 ± 1.4 | 0.41 ± 0.01 | 0.71 ± 0.01 | "
+          "-91.00 ± 1.41 | -94.00 ± 1.41 | 98.0 ± 0.0 |") in table
+  assert ("| decoder-only conditioning (concat) | 0% | 1 | 30.0 ± 0.0 | 40.0 ± 0.0 | "
+          "0.60 ± 0.00 | 0.90 ± 0.00 | -91.00 ± 0.00 | n/a | 98.0 ± 0.0 |") in table
+  assert "(9-10 single-attribute and 20 subset requests per run)" in table
   assert "| CVAE-TRIP | 50% | 1 | 15.0 ± 0.0 |" in table
   assert "1 epoch (62 steps)" in table
   assert "200 random requests" in table
@@ -163,7 +167,7 @@ def test_collect_summarize_and_table(tmp_path):
   assert "digit 98.0%, even 99.0%, at_least_5 97.0%" in table  # attribute order
   assert "root/classifier" in table
   header = table.splitlines()[2]
-  assert header.replace("\\|", "").count("|") == 9  # 8 columns: no stray cell border
+  assert header.replace("\\|", "").count("|") == 11  # 10 columns: no stray border
 
 
 def _fake_command(name, records):
@@ -220,7 +224,7 @@ def test_main_without_training_writes_the_table(tmp_path, capsys):
                             "--no-train", "--results-dir", results_dir]) == 0
   with open(os.path.join(root, "results.md")) as file:
     table = file.read()
-  assert "| concatenation CVAE | 50% | 1 | 30.0 ± 0.0 |" in table
+  assert "| decoder-only conditioning (concat) | 50% | 1 | 30.0 ± 0.0 |" in table
   assert table in capsys.readouterr().out
   with open(os.path.join(root, "results.json")) as file:
     results = json.load(file)
