@@ -108,9 +108,11 @@ def test_collect_reads_finished_runs_only(tmp_path):
   assert runs[0]["fields"] == {"prior.kind": "normal"} and runs[0]["commits"] == []
 
 
-def test_jobs_are_seed_major():
-  assert fashion_results.make_jobs(["a", "b"], [0, 1]) == [
-      ("a", 0), ("b", 0), ("a", 1), ("b", 1)]
+def test_jobs_are_seed_major_in_priority_order():
+  assert set(fashion_results.PRIORITY) == set(fashion_results.ROWS)
+  assert fashion_results.make_jobs(["gmm_F", "trip_L", "normal"], [0, 1]) == [
+      ("normal", 0), ("trip_L", 0), ("gmm_F", 0), ("normal", 1), ("trip_L", 1),
+      ("gmm_F", 1)]
 
 
 def _write_idx(path, array):
