@@ -1,6 +1,7 @@
 """The colab/ notebooks: valid nbformat 4 JSON without outputs, every name they take
 from tripjax exists, and each runs as written (small settings): Figure 1 on its own,
-Figures 4 and 5 on a tiny VAE-TRIP trained here in seconds.
+Figures 4 and 5 on a tiny VAE-TRIP trained here in seconds, Table 3 on a tiny
+CVAE-TRIP.
 """
 import ast
 import importlib
@@ -12,12 +13,14 @@ import warnings
 import numpy as np
 import pytest
 
+from tripjax.configs import digits_cvae_trip
 from tripjax.configs import digits_vae_trip
+from tripjax.training import cvae
 from tripjax.training import vae
 
 COLAB = pathlib.Path(__file__).resolve().parents[1] / "colab"
 NOTEBOOKS = ("figure1_trip_2d.ipynb", "figure4_learned_prior.ipynb",
-             "figure5_mode_hopping.ipynb")
+             "figure5_mode_hopping.ipynb", "table3_conditional.ipynb")
 OWN_PACKAGES = ("tripjax", "train", "configs")
 # Figure 1 in the test: a coarse grid and few samples (the notebook uses 300 and 3000).
 FIGURE1_OVERRIDES = {"GRID_SIZE": 64, "NUM_SAMPLES": 200}
@@ -72,7 +75,7 @@ def test_notebook_is_valid_nbformat4_without_outputs(name):
       assert "outputs" not in cell and "execution_count" not in cell
   # Opens with what it reproduces, then the Colab install cell.
   assert cells[0]["cell_type"] == "markdown"
-  assert re.search(r"Figure \d", _source(cells[0]))
+  assert re.search(r"(Figure|Table) \d", _source(cells[0]))
   install = _code_cells(notebook)[0]
   assert _is_install_cell(install)
   assert 'TRIPJAX_SOURCE = ""' in install
@@ -188,6 +191,15 @@ def test_training_command_matches_the_quickstart(name):
     assert key in config[section], field
 
 
+def test_table3_training_command_matches_the_cvae_quickstart():
+  code = "".join(_code_cells(_load("table3_conditional.ipynb")))
+  assert '"-m", "tripjax.train.cvae"' in code and '"--config", "digits_cvae_trip"' in code
+  config = digits_cvae_trip.get_config()
+  for field in re.findall(r"--config\.([\w.]+)=", code):
+    section, key = field.split(".")
+    assert key in config[section], field
+
+
 def run_notebook(name: str, overrides: dict) -> dict:
   """Executes a notebook's code cells top to bottom in one namespace (matplotlib off
   screen) and returns the namespace. Each name in `overrides` replaces the notebook's
@@ -277,6 +289,32 @@ def test_figure5_notebook_runs_on_a_trained_run(tiny_trip_run):
     assert images.min() >= 0.0 and images.max() <= 1.0
     assert namespace["grid"].dtype == np.uint8
     assert namespace["latent_model"].position.step == 4
+    assert len(plt.gcf().axes) == 1
+  finally:
+    plt.close("all")
+
+
+def test_table3_notebook_runs_on_a_trained_cvae(tmp_path):
+  """A 4-step CVAE-TRIP (no violation metric, so no classifier to train)."""
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+  from test_cvae_training import tiny_config  # pylint: disable=import-outside-toplevel
+
+  workdir = str(tmp_path / "cvae")
+  config = tiny_config(max_steps=4)
+  config.eval.violation_num_samples = 0
+  cvae.train_and_evaluate(config, workdir)
+  namespace = run_notebook("table3_conditional.ipynb",
+                           {"WORKDIR": workdir, "NUM_COLUMNS": 4})
+  try:
+    rows = namespace["ROWS"]
+    assert rows == namespace["DIGIT_ROWS"] and "even=1" in rows
+    images = namespace["images"]
+    assert images.shape == (4 * len(rows), 28, 28, 1)
+    assert images.min() >= 0.0 and images.max() <= 1.0
+    assert namespace["grid"].dtype == np.uint8
+    assert namespace["labels"][rows.index("even=1")] == "even=1"
+    assert namespace["labels"][rows.index("")] == "(nothing requested)"
+    assert namespace["sampler"].position.step == 4
     assert len(plt.gcf().axes) == 1
   finally:
     plt.close("all")
