@@ -41,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
   # authors' code does; False is eq. 10 as printed. Under Adam the two differ only in
   # how much weight each step gets.
   config.prior.normalize_rewards = False
+  # How the prior's gradient is estimated (tripjax.prior.gradients): "score" (eq. 10's
+  # score function for every prior parameter, as printed) or "pathwise" (means and
+  # scales through z = mu_s + sigma_s * eps, the cores by eq. 10's score function).
+  config.prior.gradient_estimator = "score"
 
   config.gan = ml_collections.ConfigDict()
   # lambda of WGAN-GP's penalty on the per-example gradient norm (all pixels and

@@ -33,6 +33,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from tripjax.prior import gradients as trip_gradients
+
 Array = jax.Array
 # z (batch, d) -> log p(x|z) (batch,), x fixed by closure.
 LogLikelihoodFn = Callable[[Array], Array]
@@ -240,10 +242,12 @@ def score_function_surrogate(log_prob: Array, rewards: Array,
   Its gradient with respect to whatever produced `log_prob` is
     (1/B) sum_i (r_i - mean(r)) grad log p(z_i),
   which estimates (1 - 1/B) grad E_p[r(z)] without bias (the baseline contains r_i
-  itself). Minimizing it with r = the per-example generator loss trains the prior as
-  eq. 10. The rewards carry no gradient. Pass z that carry no gradient into the
-  prior's parameters either (`jax.lax.stop_gradient` on the samples), or the pathwise
-  term is added to the score-function one.
+  itself): `tripjax.prior.score_surrogate` with baseline "batch_mean", whose
+  "leave_one_out" baseline (B/(B - 1) times this) is unbiased. Minimizing it with
+  r = the per-example generator loss trains the prior as eq. 10. The rewards carry no
+  gradient. Pass z that carry no gradient into the prior's parameters either
+  (`jax.lax.stop_gradient` on the samples), or the pathwise term is added to the
+  score-function one.
 
   Args:
     log_prob: (B,) log p(z_i), differentiable in the prior's parameters.
@@ -259,11 +263,10 @@ def score_function_surrogate(log_prob: Array, rewards: Array,
     raise ValueError(f"log_prob and rewards must both have shape (B,); got "
                      f"{log_prob.shape} and {rewards.shape}.")
   rewards = jax.lax.stop_gradient(rewards)
-  advantages = rewards - jnp.mean(rewards)
   if normalize:
     std = jnp.std(rewards)
-    advantages = advantages / jnp.where(std > 0, std, 1.0)
-  return jnp.mean(advantages * log_prob)
+    rewards = rewards / jnp.where(std > 0, std, 1.0)
+  return trip_gradients.score_surrogate(log_prob, rewards, baseline="batch_mean")
 
 
 def wgan_critic_loss(real_scores: Array, fake_scores: Array) -> Array:

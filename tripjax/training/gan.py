@@ -10,11 +10,19 @@ one critic update on each, then updates the generator and the prior once.
   (`gan.gradient_penalty` > 0), or with its parameters clipped to
   [-gan.clip_value, gan.clip_value] after every update (WGAN, penalty 0).
 * Generator: minimizes -E[D(G(z))] by the pathwise gradient; z ~ p_psi(z) enter as
-  constants (`stop_gradient`), so the prior gets nothing from this term.
-* Prior (`prior.learnable`): the score-function gradient of eq. 10 with the batch-mean
-  reward as baseline (`losses.score_function_surrogate`), r_i = -D(G(z_i)) the
-  per-example generator loss. With `prior.learnable = False` (the paper's "F") it keeps
-  its initial parameters (means uniform in [-1, 1], scales 1/N).
+  constants (`stop_gradient`), so the prior gets nothing from this term, except with
+  the "pathwise" prior gradient below.
+* Prior (`prior.learnable`): minimizes E_p[r(z)] with r_i = -D(G(z_i)) the per-example
+  generator loss, i.e. maximizes the critic's score of G(z) (eq. 10), by
+  `prior.gradient_estimator` (`tripjax.prior.gradients`):
+  "score" (the default, eq. 10 as printed): every prior parameter by the score function
+  with the batch-mean reward as baseline (`losses.score_function_surrogate`);
+  "pathwise" (TRIP and GMM priors): the generator's batch is z = mu_s + sigma_s * eps
+  (`trip.reparameterize` of exact draws of s), so the generator loss's pathwise
+  gradient reaches the means and scales through z, and only the cores get eq. 10's
+  score term (`trip.score_log_prob`, means and scales held).
+  With `prior.learnable = False` (the paper's "F") it keeps its initial parameters
+  (means uniform in [-1, 1], scales 1/N).
 
 Parameters are one dict {"generator": ..., "critic": ..., "prior": ...}; the critic
 has its own Adam, the generator and the prior share one `optax.multi_transform` (two
@@ -37,6 +45,7 @@ import optax
 
 from tripjax import data as data_lib
 from tripjax import losses
+from tripjax import prior as trip
 from tripjax import priors
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import sampling
@@ -208,7 +217,7 @@ class GeneratorTerms(NamedTuple):
   """Scalars of the generator (and prior) update."""
   loss: jax.Array  # -E[D(G(z))]
   grad_norm: jax.Array  # of the generator's gradient
-  prior_grad_norm: jax.Array  # of the prior's score-function gradient (0 if frozen)
+  prior_grad_norm: jax.Array  # of the prior's gradient (0 if frozen)
   prior_log_prob: jax.Array  # E[log p(z)] of the samples (0 with a frozen prior)
   reward_std: jax.Array  # standard deviation of r_i = -D(G(z_i)) over the batch
 
@@ -228,7 +237,8 @@ class GanUpdates(NamedTuple):
 
 def make_updates(model: GanModel, optimizers: GanOptimizers, *,
                  gradient_penalty: float, clip_value: float, learnable_prior: bool,
-                 normalize_rewards: bool = False) -> GanUpdates:
+                 normalize_rewards: bool = False,
+                 gradient_estimator: str = "score") -> GanUpdates:
   """One critic update and one generator-and-prior update, as pure functions.
 
   Args:
@@ -236,15 +246,19 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
       [-clip_value, clip_value] after every update (WGAN).
     learnable_prior: add the prior's score-function surrogate (eq. 10); False skips
       it (a frozen prior gets no updates anyway).
-    normalize_rewards: divide the centred rewards by their batch standard deviation.
+    normalize_rewards: divide the centred rewards of the score-function term by their
+      batch standard deviation.
+    gradient_estimator: "score" or "pathwise" (module docstring); "pathwise" needs a
+      TRIP (or GMM) prior, and applies with a learnable prior only.
 
   Returns:
     critic(carry: CriticCarry, real (B, H, W, C), fake (B, H, W, C), interpolates
       (B, H, W, C) or None) -> (carry, CriticTerms), images in [-1, 1], fake and
       interpolates constants (the penalty is taken at the interpolates);
     generator(trainable {"generator", "prior"}, opt_state, critic_params,
-      batch_stats, z (B, latent_dim) constants) -> (trainable, opt_state,
-      batch_stats, GeneratorTerms).
+      batch_stats, latents) -> (trainable, opt_state, batch_stats, GeneratorTerms),
+      latents z (B, latent_dim) constants, or with "pathwise" (and a learnable prior)
+      the `trip.Draws` of the batch, reparameterized by the prior's params.
   """
 
   def critic_loss_fn(critic_params, batch_stats, real, fake, interpolates):
@@ -269,25 +283,34 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
                         grad_norm=optax.tree.norm(grads))
     return CriticCarry(params, batch_stats, opt_state), terms
 
-  def generator_loss_fn(trainable, critic_params, batch_stats, z):
+  if gradient_estimator not in trip.ESTIMATORS:
+    raise ValueError(f"gradient_estimator must be one of {trip.ESTIMATORS}, got "
+                     f"{gradient_estimator!r}.")
+  pathwise = learnable_prior and gradient_estimator == "pathwise"
+
+  def generator_loss_fn(trainable, critic_params, batch_stats, latents):
+    z = trip.reparameterize(trainable[PRIOR], latents) if pathwise else latents
     fake = model.generate(trainable, z)
     scores, batch_stats = model.critic_scores(critic_params, batch_stats, fake)
     generator_loss = losses.wgan_generator_loss(scores)
     rewards = -scores  # per-example generator loss
     loss, log_prob = generator_loss, jnp.zeros_like(generator_loss)
     if learnable_prior:
-      # z carry no gradient, so log p(z) differentiates in the prior's parameters only
-      # and the surrogate's gradient is eq. 10's score-function estimate.
-      log_probs = model.prior.log_prob(trainable[PRIOR], z)
+      # log p(z) at constant z, so the surrogate's gradient is eq. 10's score-function
+      # estimate: in every prior parameter, or in the cores only with "pathwise".
+      if pathwise:
+        log_probs = trip.score_log_prob(trainable[PRIOR], z, "pathwise")
+      else:
+        log_probs = model.prior.log_prob(trainable[PRIOR], z)
       loss = loss + losses.score_function_surrogate(log_probs, rewards,
                                                     normalize_rewards)
       log_prob = jnp.mean(log_probs)
     return loss, (generator_loss, log_prob, jnp.std(jax.lax.stop_gradient(rewards)),
                   batch_stats)
 
-  def generator_update(trainable, opt_state, critic_params, batch_stats, z):
+  def generator_update(trainable, opt_state, critic_params, batch_stats, latents):
     grads, (loss, log_prob, reward_std, batch_stats) = jax.grad(
-        generator_loss_fn, has_aux=True)(trainable, critic_params, batch_stats, z)
+        generator_loss_fn, has_aux=True)(trainable, critic_params, batch_stats, latents)
     updates, opt_state = optimizers.generator.update(grads, opt_state, trainable)
     trainable = optax.apply_updates(trainable, updates)
     terms = GeneratorTerms(loss=loss, grad_norm=optax.tree.norm(grads[GENERATOR]),
@@ -301,7 +324,8 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
 def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
                     gradient_penalty: float, clip_value: float,
                     learnable_prior: bool,
-                    normalize_rewards: bool = False) -> loop.TrainStepFn:
+                    normalize_rewards: bool = False,
+                    gradient_estimator: str = "score") -> loop.TrainStepFn:
   """The pure step: n_critic critic updates, then one generator and prior update.
 
   Arguments as `make_updates`.
@@ -316,7 +340,9 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
   """
   updates = make_updates(model, optimizers, gradient_penalty=gradient_penalty,
                          clip_value=clip_value, learnable_prior=learnable_prior,
-                         normalize_rewards=normalize_rewards)
+                         normalize_rewards=normalize_rewards,
+                         gradient_estimator=gradient_estimator)
+  pathwise = learnable_prior and gradient_estimator == "pathwise"
 
   def train_step(state: GanState, batch: dict, rng: jax.Array):
     real = gan_models.to_model_range(batch["image"])
@@ -331,9 +357,17 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
     # latents of every update (n_critic fake batches, then the generator's batch) and
     # the fakes are drawn at once: the same distribution as one draw per update, and
     # one random-number program to compile instead of n_critic + 1.
-    z = model.sample_latents(params[PRIOR], latent_key,
-                             (num_critic_updates + 1) * batch_size)
-    z = z.reshape(num_critic_updates + 1, batch_size, model.latent_dim)
+    num_latents = (num_critic_updates + 1) * batch_size
+    if pathwise:  # the generator's batch as draws, reparameterized in its update
+      draws = jax.tree.map(
+          lambda leaf: leaf.reshape(num_critic_updates + 1, batch_size, -1),
+          trip.draw(params[PRIOR], latent_key, num_latents))
+      z = jax.lax.stop_gradient(trip.reparameterize(params[PRIOR], draws))
+      generator_latents = jax.tree.map(lambda leaf: leaf[-1], draws)
+    else:
+      z = model.sample_latents(params[PRIOR], latent_key, num_latents)
+      z = z.reshape(num_critic_updates + 1, batch_size, model.latent_dim)
+      generator_latents = z[-1]
     fake = jax.lax.stop_gradient(model.generate(params, z[:-1].reshape(
         num_critic_updates * batch_size, model.latent_dim))).reshape(real.shape)
     interpolates: Any = [None] * num_critic_updates
@@ -355,7 +389,7 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
 
     trainable, generator_opt_state, batch_stats, generator_terms = updates.generator(
         _generator_and_prior(params), state.generator_opt_state, carry.params,
-        carry.batch_stats, z[-1])
+        carry.batch_stats, generator_latents)
     new_state = GanState(params={**trainable, CRITIC: carry.params},
                          batch_stats=batch_stats, critic_opt_state=carry.opt_state,
                          generator_opt_state=generator_opt_state)
@@ -380,7 +414,8 @@ def step_settings(config: ml_collections.ConfigDict) -> dict:
   return dict(gradient_penalty=config.gan.gradient_penalty,
               clip_value=config.gan.clip_value,
               learnable_prior=config.prior.learnable and config.prior.kind != "normal",
-              normalize_rewards=config.prior.normalize_rewards)
+              normalize_rewards=config.prior.normalize_rewards,
+              gradient_estimator=config.prior.gradient_estimator)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -406,6 +441,13 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_bool(config, "prior.learnable")
   config_checks.check_prior_size_fields(config)
   config_checks.check_bool(config, "prior.normalize_rewards")
+  config_checks.check_choice(config, "prior.gradient_estimator", trip.ESTIMATORS)
+  if config.prior.gradient_estimator == "pathwise" and config.prior.kind not in (
+      "gmm", "trip"):
+    raise config_checks.ConfigError(
+        "prior.gradient_estimator", "pathwise", f"the path z = mu_s + sigma_s * eps "
+        f"needs a mixture prior (prior.kind 'gmm' or 'trip', got "
+        f"{config.prior.kind!r}); use 'score'.")
   config_checks.check_number(config, "gan.gradient_penalty", minimum=0.0)
   config_checks.check_number(config, "gan.clip_value", minimum=0.0,
                              exclusive_minimum=True)
