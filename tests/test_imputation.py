@@ -90,6 +90,17 @@ def test_a_cached_imputer_is_reused_only_for_the_same_setting(tmp_path, monkeypa
       cvae.impute_hidden_labels(_config(num_epochs=3), dataset, streams, workdir)
 
 
+def test_nothing_hidden_nothing_imputed(monkeypatch):
+  config = _config()
+  config.data.hide_attribute_fraction = 0.0
+  monkeypatch.setattr(imputation, "train_predictor", None)  # never called
+  dataset = data_lib.load_dataset("digits", "train").take(NUM_EXAMPLES)
+  result = cvae.impute_hidden_labels(config, dataset, rng_lib.RandomStreams(0))
+  np.testing.assert_array_equal(
+      result.attributes, data_lib.attributes_from_labels("digits", dataset.labels))
+  assert result.model is None and result.params is None
+
+
 def test_imputer_fields_are_checked_for_cvae_imputed_only():
   config = _config(num_epochs=0)
   with pytest.raises(config_checks.ConfigError, match="imputer.num_epochs"):

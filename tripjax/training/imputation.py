@@ -31,11 +31,11 @@ class Imputation(NamedTuple):
   Attributes:
     attributes: (N, a) float32 value indices, no NaN: the visible labels, and the
       predictor's most probable value where a label is hidden.
-    model: the predictor.
-    params: its parameters (host).
+    model: the predictor (None when no label is hidden: nothing to impute).
+    params: its parameters (host), or None.
   """
   attributes: np.ndarray
-  model: AttributeClassifier
+  model: AttributeClassifier | None
   params: Any
 
 
@@ -122,7 +122,7 @@ def impute_hidden_labels(config: ml_collections.ConfigDict,
                          key: jax.Array, seed: int, workdir: str | None = None,
                          save: bool = True) -> Imputation:
   """The training attributes with the hidden labels imputed (`train_predictor`, then
-  `impute`).
+  `impute`); `visible` itself when no label is hidden (no predictor is trained).
 
   Args:
     config: the `imputer.*` fields.
@@ -135,6 +135,9 @@ def impute_hidden_labels(config: ml_collections.ConfigDict,
       labels (a resumed run imputes the same values without training again).
     save: whether to write the cache (the main process only).
   """
+  visible = np.asarray(visible, np.float32)
+  if not np.isnan(visible).any():
+    return Imputation(visible, None, None)  # "cvae_imputed" is then "cvae"
   cache = _cache_key(config, dataset, visible, seed)
   trained = None
   if workdir is not None:
