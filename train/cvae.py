@@ -1,8 +1,10 @@
-r"""Train (or evaluate) a conditional VAE-TRIP, or the concatenation CVAE baseline.
+r"""Train (or evaluate) a conditional VAE-TRIP, or a baseline (`--config.model.kind`:
+cvae, the textbook CVAE; cvae_imputed, the same with the hidden labels imputed; concat,
+decoder-only conditioning).
 
   python -m train.cvae --config configs/digits_cvae_trip.py --workdir runs/cvae
-  python -m train.cvae --config digits_cvae_trip --workdir runs/cvae_concat \
-      --config.model.kind=concat --config.data.hide_attribute_fraction=0.5
+  python -m train.cvae --config digits_cvae_trip --workdir runs/cvae_textbook \
+      --config.model.kind=cvae --config.data.hide_attribute_fraction=0.5
 
 Running the same command again after an interruption resumes from the newest
 checkpoint in --workdir. Evaluate a checkpoint (test bounds and condition violation

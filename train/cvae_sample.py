@@ -6,8 +6,8 @@ r"""Generate images given any subset of attributes from a `train.cvae` run.
   python -m train.cvae_sample --workdir runs/celeba_cvae --attr Male=1 --attr Eyeglasses=1
 
 Attributes not given are marginalized: z ~ p(z | y_given) by exact conditional
-sampling from the joint TRIP (the concatenation baseline draws z ~ N(0, I) and gives
-its decoder "unknown" for them). No --attr: unconditional samples. An unknown name or
+sampling from the joint TRIP (the baselines draw z ~ N(0, I) and give their decoder
+"unknown" for them). No --attr: unconditional samples. An unknown name or
 value is an error that lists the valid ones. Writes a PNG grid of the decoder means
 (default: <workdir>/samples/<attributes>.png).
 """

@@ -4,7 +4,7 @@ A request is a float array (a,) of attribute value indices with NaN for the attr
 left unspecified, built from "NAME=VALUE" strings by `parse_attribute_request` (the
 `--attr` flag). With the joint TRIP p(z, y) the unspecified attributes are summed out
 and z ~ p(z | y_given) is drawn exactly (`JointPrior.sample_joint`); with any other
-`tripjax.priors.LatentPrior`, a prior over z alone (the concatenation CVAE's N(0, I)),
+`tripjax.priors.LatentPrior`, a prior over z alone (the baseline CVAEs' N(0, I)),
 z ~ p(z) and the decoder alone sees the request.
 """
 
@@ -84,7 +84,7 @@ def sample_latents_given_attributes(prior: priors.LatentPrior, params, key: Arra
 
   Args:
     prior: a `JointPrior` (conditional draws), or any other `LatentPrior` over z
-      alone, which ignores the request (the concatenation CVAE, whose decoder takes
+      alone, which ignores the request (the baseline CVAEs, whose decoder takes
       the attributes).
     params: the prior's params.
     key: PRNG key.
@@ -126,7 +126,7 @@ def sample_images_given_attributes(prior: priors.LatentPrior, params, key: Array
   Args:
     prior, params, key, request, num: as `sample_latents_given_attributes`.
     decode_fn: (z (n, d), attributes (n, a), NaN = unspecified) -> images (n, ...).
-      The VAE-TRIP decoder ignores the attributes; the concatenation CVAE's uses them.
+      The VAE-TRIP decoder ignores the attributes; the baselines' use them.
 
   Returns:
     (n, ...) images.

@@ -11,8 +11,9 @@ latent 100, about 11.4 M parameters) is `paper_encoder_decoder()`:
     (kernel 4, stride 2, no bias) 512 -> 256 -> 128 -> 64 -> output channels,
     LeakyReLU 0.2 between them, 4 -> 8 -> 16 -> 32 -> 64 pixels.
 
-`ConditionalDecoder` wraps the decoder for the concatenation CVAE baseline of the
-conditional experiments: its input is [z, one-hot attributes with an "unknown" slot].
+`ConditionalDecoder` wraps the decoder for the baselines of the conditional
+experiments: its input is [z, one-hot attributes with an "unknown" slot].
+`ConditionalEncoder` gives the textbook CVAE's encoder q(z | x, y) the same code.
 
 The last decoder layer is linear: it outputs the parameters of p(x|z) (see
 `tripjax.likelihoods`), where the authors' code applied tanh to a squared-error mean.
@@ -229,7 +230,7 @@ def attribute_one_hot(attributes: jax.Array, num_values: Sequence[int]) -> jax.A
 
 
 class ConditionalDecoder(nn.Module):
-  """The concatenation CVAE's decoder: p(x | z, y) = decoder([z, one_hot(y)]).
+  """The baseline CVAEs' decoder: p(x | z, y) = decoder([z, one_hot(y)]).
 
   Each attribute enters as a one-hot with an extra "unknown" slot for a missing value
   (`attribute_one_hot`); the decoder's first dense layer maps that slot to a learned

@@ -117,7 +117,8 @@ class CvaeState:
     params: {"encoder": ..., "decoder": ..., "prior": ...} parameter pytrees.
     opt_state: the optax state for `params`.
     permutation: (d + a,) int32, the joint prior's ring order (`JointPrior.permutation`);
-      never trained, kept in the checkpoint next to the params. None for "concat".
+      never trained, kept in the checkpoint next to the params. None for the
+      baselines.
   """
   params: dict
   opt_state: Any
@@ -378,7 +379,7 @@ class CvaeModel:
 
   @property
   def prior(self) -> Any:
-    """The joint prior p(z, y) ("trip") or the N(0, I) prior over z ("concat")."""
+    """The joint prior p(z, y) ("trip") or the N(0, I) prior over z (baselines)."""
     return self.variant.prior
 
   @property
@@ -405,14 +406,14 @@ class CvaeModel:
     return likelihoods.likelihood_mean(self.likelihood, self.decode(params, z, attributes))
 
   def log_likelihood_fn(self, params: dict, images: jax.Array, attributes: jax.Array):
-    """The function z (B, d) -> log p(x | z) ("trip") or log p(x | z, y) ("concat")."""
+    """The function z (B, d) -> log p(x | z) ("trip") or log p(x | z, y) (baselines)."""
     return lambda z: likelihoods.log_likelihood(
         self.likelihood, self.decode(params, z, attributes), images)
 
   def bound_terms(self, params: dict, images: jax.Array, attributes: jax.Array,
                   key: jax.Array, num_samples: int = 1) -> losses.ConditionalElboTerms:
     """Per-example terms (B,) of the trained bound: eq. 14 on log p(x, y_obs)
-    ("trip") or the ELBO of log p(x | y_obs) ("concat")."""
+    ("trip") or the ELBO of log p(x | y_obs) (baselines)."""
     mean, log_scale = self.posterior(params, images, attributes)
     return losses.conditional_elbo(
         key, mean, log_scale, self.log_likelihood_fn(params, images, attributes),
@@ -601,7 +602,7 @@ def sample_images(model: CvaeModel, params: dict, key: jax.Array, request,
     model, params: a trained model (host params).
     key: PRNG key.
     request: (a,) one request for `num` images, or (n, a) one per image; float value
-      indices, NaN = unspecified (summed out by "trip"; "unknown" to "concat").
+      indices, NaN = unspecified (summed out by "trip"; "unknown" to the baselines).
     num: the number of images of a single request.
 
   Returns:
@@ -1033,8 +1034,8 @@ def checkpoint_sampler(config: ml_collections.ConfigDict, workdir: str,
                        step: int | None = None) -> samplers.CheckpointSampler:
   """Unconditional decoder means of a `train.cvae` checkpoint, for FID.
 
-  "trip": z ~ p(z) with every attribute summed out. "concat" has no p(y): each image
-  gets the attributes of a random real test example (drawn with the key). The
+  "trip": z ~ p(z) with every attribute summed out. The baselines have no p(y): each
+  image gets the attributes of a random real test example (drawn with the key). The
   reference is the test split at grey levels (as for the VAE).
   """
   sampler = load_sampler(workdir, step=step, config=config)
