@@ -291,11 +291,13 @@ def test_concat_baseline_trains_and_its_decoder_reads_the_request(classifier_wor
 
 @pytest.mark.parametrize("kind", ["cvae", "cvae_imputed"])
 def test_textbook_baselines_train_and_both_networks_read_the_request(
-    kind, classifier_workdir, tmp_path):
+    kind, classifier_workdir, tmp_path, capsys):
   workdir = str(tmp_path)
   config = tiny_config(kind, classifier_workdir=classifier_workdir, num_steps=3)
   config.imputer.widths, config.imputer.hidden, config.imputer.num_epochs = (4,), 8, 1
   state = cvae.train_and_evaluate(config, workdir)
+  header = capsys.readouterr().out.splitlines()[0]
+  assert ("hidden labels imputed by a predictor" in header) == (kind == "cvae_imputed")
   assert state.permutation is None and state.params["prior"] == {}
   for record in _records(workdir, "train"):  # the ELBO of log p(x | y_obs)
     assert "attribute_log_likelihood" not in record

@@ -916,6 +916,19 @@ def _header(config: ml_collections.ConfigDict, cvae_setup: CvaeSetup,
   return header
 
 
+def _imputation_text(config: ml_collections.ConfigDict,
+                     train_dataset: data_lib.ImageDataset, imputed: np.ndarray) -> str:
+  """How often the imputed labels are right (read here for the log only: the
+  predictor never saw them)."""
+  hidden = hidden_labels(config, train_dataset)
+  if not hidden.any():
+    return "no label hidden, none imputed"
+  truth = data_lib.attributes_from_labels(config.data.name, train_dataset.labels)
+  accuracy = float(np.mean(imputed[hidden] == truth[hidden]))
+  return (f"{int(hidden.sum()):,} hidden labels imputed by a predictor of the visible "
+          f"ones, {accuracy:.1%} of them right")
+
+
 def build(config: ml_collections.ConfigDict,
           context: experiment.RunContext) -> experiment.Experiment:
   """The `experiment.Experiment` of a CVAE config (`Trainer.build`).
@@ -925,10 +938,11 @@ def build(config: ml_collections.ConfigDict,
   """
   cvae_setup = setup(config, context.workdir)
   evaluation_setup = violation_setup(config)
-  imputed = None
+  imputed, header = None, _header(config, cvae_setup, evaluation_setup)
   if cvae_setup.model.variant.imputes_hidden_labels:
     imputed = impute_hidden_labels(config, cvae_setup.train_dataset, context.streams,
                                    context.workdir).attributes
+    header += "; " + _imputation_text(config, cvae_setup.train_dataset, imputed)
   after_step, due = make_after_step(config, cvae_setup, evaluation_setup, context.mesh,
                                     context.streams)
   task = loop.Task(
@@ -938,8 +952,7 @@ def build(config: ml_collections.ConfigDict,
                                  config.train.elbo_samples),
       after_step=after_step, after_step_due=due, shown_metrics=("loss", "bound"),
       prepare_batch=make_prepare_batch(config, cvae_setup.train_dataset, imputed))
-  return experiment.Experiment(task, cvae_setup.train_dataset,
-                               _header(config, cvae_setup, evaluation_setup))
+  return experiment.Experiment(task, cvae_setup.train_dataset, header)
 
 
 def classifiers(config: ml_collections.ConfigDict
