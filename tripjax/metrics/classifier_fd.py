@@ -91,6 +91,12 @@ def predict_digits(params: Params, images, batch_size: int = 500) -> np.ndarray:
   return np.argmax(_batched(params, images, batch_size)[0], -1).astype(np.int32)
 
 
+def class_probabilities(params: Params, images, batch_size: int = 500) -> np.ndarray:
+  """Class probabilities (N, 10) float32 (softmax of the logits) of images in [0, 1]."""
+  logits = _batched(params, images, batch_size)[0]
+  return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+
+
 def classifier_accuracy(params: Params, images, labels, batch_size: int = 500) -> float:
   """Top-1 accuracy on images (N, 28, 28, 1) with labels (N,)."""
   return float(np.mean(predict_digits(params, images, batch_size) == np.asarray(labels)))
