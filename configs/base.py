@@ -13,8 +13,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.task = "vae"  # the trainer: vae | gan | cvae (set by each trainer's base)
 
   config.data = ml_collections.ConfigDict()
-  config.data.name = "digits"  # digits (offline, no download) | mnist | cifar10 | celeb_a
-  config.data.data_dir = config_dict.placeholder(str)  # TFDS data_dir; None: TFDS default
+  # digits (offline, no download) | mnist | fashion_mnist | cifar10 | celeb_a
+  config.data.name = "digits"
+  # TFDS data_dir (None: TFDS's default); for fashion_mnist also a folder of its IDX
+  # files (None: TFDS's if prepared there, else /usr/share/datasets/fashion-mnist/).
+  config.data.data_dir = config_dict.placeholder(str)
   # Use only the first examples of a split (quick trials, tests); None: all.
   config.data.num_train_examples = config_dict.placeholder(int)
   config.data.num_eval_examples = config_dict.placeholder(int)
