@@ -20,12 +20,23 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.norm = "none"  # none | group
   config.model.use_bias = True
   config.model.kernel_size = 4
+  # The decoder's likelihood (tripjax.likelihoods); None: the dataset's proper density
+  # (bernoulli for binarized sets, discretized_logistic for RGB). "squared_error" is
+  # the authors' term -sum (x_hat - x)^2 on images in [-1, 1]: not a density, not nats.
+  config.model.likelihood = config_dict.placeholder(str)
 
   config.prior = ml_collections.ConfigDict()
-  config.prior.kind = "trip"  # normal | gmm | trip (gmm is TRIP with rank 1)
+  # normal | gmm | trip | full_gmm | full_gaussian. gmm is the factorized GMM (a product
+  # of 1-D mixtures: TRIP with rank 1); full_gmm is ONE diagonal mixture over the whole
+  # space (the paper's GMM baseline); full_gaussian is N(mean, L L^T), learned.
+  config.prior.kind = "trip"
   config.prior.learnable = True  # False: prior parameters get no gradient updates ("F")
   config.prior.num_components = 10  # N, Gaussians per latent variable
   config.prior.rank = 20  # m, tensor-ring core size (trip only)
+  # full_gmm's number of components; None: latent_dim * num_components (the paper's).
+  config.prior.num_mixture_components = config_dict.placeholder(int)
+  # A RealNVP of this many affine coupling layers on top of the prior (any kind); 0: none.
+  config.prior.flows = 0
   # The prior has its own Adam (as in the authors' code); None: train.learning_rate.
   config.prior.learning_rate = config_dict.placeholder(float)
   # Data-driven init (paper 3.1): refit the prior's means and scales by EM on encoder
@@ -39,6 +50,12 @@ def get_config() -> ml_collections.ConfigDict:
   # Fit to the first this many training examples (the authors use about 2,000);
   # None: all.
   config.prior.refit_num_examples = config_dict.placeholder(int)
+  # The prior kinds that are refit (under flows: the base prior's kind, fit to the
+  # inverse-flowed latents). The authors refit only trip.
+  config.prior.refit_kinds = ("gmm", "trip")
+  # At each refit, also redraw the ring's cores (before their positivity map) as
+  # N(0, 1) / (m^2 N), as the authors' refit does (gmm and trip only).
+  config.prior.refit_redraws_cores = False
   # After a refit, restart the prior's Adam moments: they are running averages of the
   # gradients at the old means and scales, and would push the refit values back
   # towards them. The network's moments are kept (its parameters did not move).

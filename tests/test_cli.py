@@ -59,7 +59,8 @@ def test_overrides_are_typed_like_their_field(override, field, expected):
     (["--config=digits_vae_trip", "--config.train.batch_size=0"],
      "config field train.batch_size = 0: must be a positive integer."),
     (["--config=digits_vae_trip", "--config.prior.kind=bogus"],
-     "config field prior.kind = 'bogus': must be one of 'normal', 'gmm', 'trip'."),
+     "config field prior.kind = 'bogus': must be one of 'normal', 'gmm', 'trip', "
+     "'full_gmm', 'full_gaussian'."),
     (["--config=digits_vae_trip", "--config.train.learning_rate=fast"],
      "config field train.learning_rate = 'fast': must be a float."),
     (["--config=digits_vae_trip", "--config.prior.learnable=maybe"],

@@ -109,3 +109,21 @@ def test_unknown_likelihood_and_bad_channels():
   with pytest.raises(ValueError, match="multiple of 2"):
     likelihoods.log_likelihood("discretized_logistic", jnp.zeros((1, 2, 2, 3)),
                                jnp.zeros((1, 2, 2, 3)))
+
+
+def test_squared_error_is_the_authors_term_on_images_in_minus_one_one():
+  # The authors' VAE: -((x_hat - x) ** 2).sum over (H, W, C), x in [-1, 1].
+  images = np.array([[[[0.0], [1.0]], [[0.25], [0.5]]],
+                     [[[1.0], [1.0]], [[0.0], [0.75]]]], np.float32)  # (2, 2, 2, 1) in [0, 1]
+  reconstructions = np.array([[[[-0.5], [0.8]], [[0.0], [0.1]]],
+                              [[[2.0], [1.0]], [[-1.0], [0.0]]]], np.float32)
+  signed = 2.0 * images - 1.0
+  expected = -((reconstructions - signed) ** 2).sum(axis=(1, 2, 3))
+  np.testing.assert_allclose(expected, [-(0.25 + 0.04 + 0.25 + 0.01), -(1 + 0 + 0 + 0.25)])
+  np.testing.assert_allclose(
+      likelihoods.log_likelihood("squared_error", jnp.asarray(reconstructions),
+                                 jnp.asarray(images)), expected, rtol=1e-6)
+  assert likelihoods.num_params_per_channel("squared_error") == 1
+  np.testing.assert_allclose(
+      likelihoods.likelihood_mean("squared_error", jnp.asarray(reconstructions)),
+      np.clip((reconstructions + 1) / 2, 0, 1))

@@ -1,4 +1,5 @@
-"""Decoder likelihoods p(x|z) that are proper densities over the pixel values, in nats.
+"""Decoder likelihoods p(x|z): proper densities over the pixel values (in nats), and the
+authors' squared error.
 
 * `bernoulli_log_prob`: for binarized images (pixels exactly 0 or 1; the "digits" and
   "mnist" sets are binarized with the fixed threshold 0.5 in `tripjax.data`).
@@ -7,7 +8,13 @@
   to -inf and +inf (PixelCNN++, Salimans et al. 2017), so each pixel's 256
   probabilities sum to 1.
 
-Both sum over the last `event_ndims` axes (the pixels, default (H, W, C)) and keep the
+* `squared_error_log_prob`: the TRIP authors' reconstruction term -sum (x_hat - x)^2
+  over pixels and channels, with x mapped from [0, 1] to [-1, 1] (`to_signed_range`):
+  a unit-variance Gaussian decoder without its normalizing constant. It is not a
+  density over the pixel values, so a bound with it is not in nats and is comparable
+  only with bounds of the same term (the paper's Table 1 VAE column).
+
+All sum over the last `event_ndims` axes (the pixels, default (H, W, C)) and keep the
 leading batch axes, so a (K, B, H, W, C) input gives (K, B) log-probabilities.
 
 `log_likelihood` / `likelihood_mean` dispatch by name on a decoder's raw output, whose
@@ -21,12 +28,12 @@ import functools
 import jax
 import jax.numpy as jnp
 
-LIKELIHOODS = ("bernoulli", "discretized_logistic")
+LIKELIHOODS = ("bernoulli", "discretized_logistic", "squared_error")
 NUM_BINS = 256
 # Floor of the logistic log-scale in `log_likelihood` (PixelCNN++ uses -7 on [-1, 1]).
 MIN_LOG_SCALE = -7.0
 
-_NUM_PARAMS_PER_CHANNEL = {"bernoulli": 1, "discretized_logistic": 2}
+_NUM_PARAMS_PER_CHANNEL = {"bernoulli": 1, "discretized_logistic": 2, "squared_error": 1}
 
 
 def _sum_event(values: jax.Array, event_ndims: int) -> jax.Array:
@@ -87,6 +94,27 @@ def discretized_logistic_log_prob(loc: jax.Array, log_scale: jax.Array,
   return _sum_event(log_mass, event_ndims)
 
 
+def to_signed_range(x: jax.Array) -> jax.Array:
+  """Images in [0, 1] -> [-1, 1] (2x - 1), the range of the authors' squared error."""
+  return 2.0 * x - 1.0
+
+
+@functools.partial(jax.jit, static_argnames=("event_ndims",))
+def squared_error_log_prob(reconstruction: jax.Array, x: jax.Array, *,
+                           event_ndims: int = 3) -> jax.Array:
+  """-sum (x_hat - x)^2 over the last `event_ndims` axes, x on the [-1, 1] scale.
+
+  Args:
+    reconstruction: (..., H, W, C) x_hat, the decoder's raw output ([-1, 1] scale).
+    x: (..., H, W, C) images in [0, 1] (mapped to [-1, 1] here).
+
+  Returns:
+    (...,) -sum (x_hat - (2x - 1))^2: twice log N(2x - 1; x_hat, I) plus a constant,
+    not a log-density of the pixel values.
+  """
+  return _sum_event(-jnp.square(reconstruction - to_signed_range(x)), event_ndims)
+
+
 def num_params_per_channel(likelihood: str) -> int:
   """Decoder output channels per image channel: 1 (logits) or 2 (loc, log_scale)."""
   _check_likelihood(likelihood)
@@ -121,6 +149,8 @@ def log_likelihood(likelihood: str, decoder_output: jax.Array, x: jax.Array, *,
   if likelihood == "bernoulli":
     (logits,) = params
     return bernoulli_log_prob(logits, x, event_ndims=event_ndims)
+  if likelihood == "squared_error":
+    return squared_error_log_prob(params[0], x, event_ndims=event_ndims)
   loc, log_scale = params
   return discretized_logistic_log_prob(
       loc, jnp.maximum(log_scale, MIN_LOG_SCALE), x, event_ndims=event_ndims)
@@ -130,11 +160,14 @@ def likelihood_mean(likelihood: str, decoder_output: jax.Array) -> jax.Array:
   """An image (..., H, W, C) in [0, 1] to show for the decoder output.
 
   Bernoulli: the mean sigmoid(logits). Discretized logistic: the location clipped
-  to [0, 1] (its median, which is close to the mean for small scales).
+  to [0, 1] (its median, which is close to the mean for small scales). Squared error:
+  x_hat mapped from [-1, 1] back to [0, 1], clipped.
   """
   params = split_decoder_output(likelihood, decoder_output)
   if likelihood == "bernoulli":
     return jax.nn.sigmoid(params[0])
+  if likelihood == "squared_error":
+    return jnp.clip(0.5 * (params[0] + 1.0), 0.0, 1.0)
   return jnp.clip(params[0], 0.0, 1.0)
 
 

@@ -4,13 +4,18 @@
 prior's own params pytree (`init`, `log_prob`, `sample`, and the data-driven `refit` or
 None), so a trainer switches priors by config. Three faces of prior satisfy it:
 
-* `make_prior(kind, d)`: a `Prior` for N(0, I), the factorized GMM of the paper's
-  tables (exactly a TRIP of rank 1: the ring's trace then factorizes into a product of
-  1-D mixtures) or the TRIP. `init` is the paper's GAN initialization (section 3.3:
-  means uniform in [-1, 1], standard deviations 1/N); the VAE re-fits means and scales
-  to the data (`refit`). These priors also condition: `log_prob` marginalizes missing
-  entries and `sample` takes `given`/`observed`, which `mode_hopping` (the latent
-  trajectories of Figure 5) needs.
+* `make_prior(kind, d)`: a `Prior` for N(0, I), the factorized GMM (exactly a TRIP
+  of rank 1: the ring's trace then factorizes into a product of 1-D mixtures), the
+  TRIP, or the paper's full-space baselines (`full_gmm`, one diagonal mixture over the
+  whole space, and `full_gaussian`, a learned N(mean, L L^T); `full_space_priors`).
+  The TRIP's `init` is the paper's GAN initialization (section 3.3: means uniform in
+  [-1, 1], standard deviations 1/N); the VAE re-fits means and scales to the data
+  (`refit`). These priors also condition: `log_prob` marginalizes missing entries and
+  `sample` takes `given`/`observed`, which `mode_hopping` (the latent trajectories of
+  Figure 5) needs.
+* `with_flows(prior, K)`: the prior under a RealNVP of K coupling layers
+  (`flows.FlowPrior`), a `LatentPrior` that refuses conditioning (not exact under a
+  flow); `mode_hopping` hops in its base space.
 * `make_joint_prior` builds the conditional model's `JointPrior` (paper, section 4,
   eq. 11): one TRIP over the latents z and discrete attributes y, in a seeded random
   order of the variables, with missing attributes summed out exactly. As a
@@ -43,13 +48,16 @@ import numpy as np
 
 from tripjax import prior as trip
 from tripjax.prior import checks
+from tripjax.prior.params import component_mask
 
 if TYPE_CHECKING:
   import distrax
 
 Array = jax.Array
 Shape = Union[int, Sequence[int]]
-PRIOR_KINDS = ("normal", "gmm", "trip")
+PRIOR_KINDS = ("normal", "gmm", "trip")  # every trainer's
+# The paper's full-space baselines (`tripjax.full_space_priors`); the VAE's.
+FULL_SPACE_PRIOR_KINDS = ("full_gmm", "full_gaussian")
 JOINT_CORE_INITS = ("diagonal", "uniform")
 
 
@@ -107,7 +115,7 @@ class Prior(NamedTuple):
   and `sample` draws the missing entries of `given` from their exact conditional.
 
   Attributes:
-    kind: "normal", "gmm" or "trip".
+    kind: "normal", "gmm", "trip", "full_gmm" or "full_gaussian".
     num_variables: d, the latent size.
     init: key -> params pytree.
     log_prob: (params, z (..., d), observed=None) -> (...); NaN entries marginalized.
@@ -154,22 +162,31 @@ def normal_sample(num_variables: int, key: Array, shape: Sequence[int] = (),
 
 
 def make_prior(kind: str, num_variables: int, *, num_components: int = 10,
-               rank: int = 20, dtype=jnp.float32) -> Prior:
+               rank: int = 20, num_mixture_components: Optional[int] = None,
+               dtype=jnp.float32) -> Prior:
   """Builds a prior by name.
 
   Args:
-    kind: "normal" (N(0, I)), "gmm" (factorized GMM = TRIP of rank 1) or "trip".
+    kind: "normal" (N(0, I)), "gmm" (factorized GMM = TRIP of rank 1), "trip",
+      "full_gmm" (one diagonal mixture over the whole space) or "full_gaussian"
+      (N(mean, L L^T), learnable, starting at N(0, I)); see `full_space_priors`.
     num_variables: latent size d.
-    num_components: components per latent variable (gmm, trip).
+    num_components: components per latent variable N (gmm, trip).
     rank: TRIP core size m (trip only; gmm is rank 1).
+    num_mixture_components: full_gmm's number of components; None: d * N.
     dtype: parameter dtype.
 
   Returns:
-    A `Prior`.
+    A `Prior`. The full-space kinds' refits (EM, the sample mean and covariance) are
+    there but the trainers use them only when asked (`prior.refit_kinds`).
   """
-  if kind not in PRIOR_KINDS:
-    raise ValueError(f"unknown prior kind {kind!r}; expected one of {PRIOR_KINDS}.")
+  all_kinds = PRIOR_KINDS + FULL_SPACE_PRIOR_KINDS
+  if kind not in all_kinds:
+    raise ValueError(f"unknown prior kind {kind!r}; expected one of {all_kinds}.")
   num_variables = checks.positive_int(num_variables, "num_variables")
+  if kind in FULL_SPACE_PRIOR_KINDS:
+    return _full_space_prior(kind, num_variables, num_components,
+                             num_mixture_components, dtype)
   if kind == "normal":
     return Prior(
         kind=kind,
@@ -194,6 +211,49 @@ def make_prior(kind: str, num_variables: int, *, num_components: int = 10,
       log_prob=trip.log_prob,
       sample=trip.sample,
       refit=refit)
+
+
+def _full_space_prior(kind: str, num_variables: int, num_components: int,
+                      num_mixture_components: Optional[int], dtype) -> Prior:
+  from tripjax import full_space_priors as full  # imports distrax
+  if kind == "full_gaussian":
+    return Prior(kind=kind, num_variables=num_variables,
+                 init=lambda key: full.full_gaussian_init(num_variables, dtype),
+                 log_prob=full.full_gaussian_log_prob, sample=full.full_gaussian_sample,
+                 refit=full.full_gaussian_refit)
+  if num_mixture_components is None:
+    num_mixture_components = num_variables * checks.positive_int(num_components,
+                                                                 "num_components")
+  size = checks.positive_int(num_mixture_components, "num_mixture_components")
+  return Prior(kind=kind, num_variables=num_variables,
+               init=lambda key: full.full_gmm_init(key, num_variables, size, dtype),
+               log_prob=full.full_gmm_log_prob, sample=full.full_gmm_sample,
+               refit=full.full_gmm_refit)
+
+
+def with_flows(prior: LatentPrior, num_layers: int) -> LatentPrior:
+  """`prior` under a RealNVP of `num_layers` coupling layers (`flows.FlowPrior`);
+  `prior` itself for 0."""
+  if num_layers == 0:
+    return prior
+  from tripjax import flows  # imports distrax
+  return flows.FlowPrior(prior, num_layers)
+
+
+def base_prior(prior: LatentPrior) -> LatentPrior:
+  """The prior under a flow (`FlowPrior.base`), or `prior` itself."""
+  return getattr(prior, "base", prior)
+
+
+def redraw_cores(params: trip.TRIPParams, key: Array) -> trip.TRIPParams:
+  """The ring with its cores' roots (their parameters before the positivity map)
+  redrawn as N(0, 1) / (m^2 N), N the most components of a variable; means and
+  scales kept. The authors' refit does this; padded components stay zero."""
+  roots = params.core_roots
+  noise = jax.random.normal(key, roots.shape, roots.dtype) / (
+      params.rank ** 2 * params.max_components)
+  mask = jnp.asarray(component_mask(params), roots.dtype)
+  return dataclasses.replace(params, core_roots=noise * mask[:, :, None, None])
 
 
 # ---------------------------------------------------------------------------------------
@@ -298,9 +358,13 @@ def mode_hopping(prior: Prior, params: Any, key: Array, num_trajectories: int,
   latent dimensions control. Every hop leaves p(z) invariant, so each z is a draw
   from the prior.
 
+  Under a flow (`flows.FlowPrior`) the hops are those of its base prior, in the base
+  space, and every latent of the trajectory is pushed through the flow.
+
   Args:
-    prior: a `Prior` of `make_prior` (normal, gmm or trip): hopping needs its
-      conditional `sample(..., given=, observed=)`, which a `LatentPrior` need not have.
+    prior: a `Prior` of `make_prior`: hopping needs its conditional
+      `sample(..., given=, observed=)`, which a `LatentPrior` need not have; or a
+      `FlowPrior` over one.
     params: its parameters.
     key: PRNG key.
     num_trajectories: T.
@@ -314,9 +378,14 @@ def mode_hopping(prior: Prior, params: Any, key: Array, num_trajectories: int,
     TypeError: `prior` is not a `Prior` (e.g. a `JointPrior` or `DistraxPrior`).
     ValueError: a count out of range.
   """
+  base = base_prior(prior)
+  if base is not prior and isinstance(base, Prior):
+    path = mode_hopping(base, params["base"], key, num_trajectories, num_hops,
+                        num_resampled)
+    return prior.forward(params, path)  # type: ignore[attr-defined]
   if not isinstance(prior, Prior):
     raise TypeError("mode_hopping needs a prior that samples given some coordinates (a "
-                    f"make_prior Prior), got a {type(prior).__name__}.")
+                    f"make_prior Prior, or a flow on one), got a {type(prior).__name__}.")
   num_variables = prior.num_variables
   _check_count(num_trajectories, "num_trajectories", 1)
   _check_count(num_hops, "num_hops", 0)

@@ -24,6 +24,7 @@ import optax
 
 from tripjax import data as data_lib
 from tripjax import likelihoods
+from tripjax import priors
 from tripjax.models import vae as vae_models
 from tripjax.training import config_checks
 from tripjax.training import distributed
@@ -122,21 +123,33 @@ def encoder_latents(model: AutoencoderModel, params: dict,
   return stacked[:max_examples] if max_examples else stacked
 
 
+def _redraw_cores(prior: Any, params: Any, key: jax.Array) -> Any:
+  """`priors.redraw_cores` of the ring's params, or of the base's under a flow."""
+  if priors.base_prior(prior) is prior:
+    return priors.redraw_cores(params, key)
+  return dict(params, base=priors.redraw_cores(params["base"], key))
+
+
 def refit_prior(model: AutoencoderModel, state: AutoencoderState,
                 dataset: data_lib.ImageDataset, key: jax.Array, *, batch_size: int,
                 max_examples: int | None, mesh: jax.sharding.Mesh,
-                on: str = "samples") -> Any:
+                on: str = "samples", redraw_cores: bool = False) -> Any:
   """Refits the prior's means and scales by EM (paper 3.1) to encoder latents.
 
   `on` = "samples" fits one draw z ~ q(z|x) per example (the authors' code), "means"
-  the means of q(z|x); see `encoder_latents`. Returns the state with the new prior
-  parameters, replicated over `mesh`.
+  the means of q(z|x); see `encoder_latents`. Under a flow the base prior is fit to
+  f^-1(z) (`flows.FlowPrior.refit`). With `redraw_cores` the ring's cores are redrawn
+  too (`priors.redraw_cores`, the authors' refit; gmm and trip). Returns the state
+  with the new prior parameters, replicated over `mesh`.
   """
   sample_key, refit_key = jax.random.split(key)
   z = encoder_latents(model, state.params, dataset, batch_size=batch_size, on=on,
                       key=sample_key, max_examples=max_examples, mesh=mesh)
   prior_params = _jitted_refit(model)(distributed.to_host(state.params["prior"]),
                                       jnp.asarray(z), refit_key)
+  if redraw_cores:
+    prior_params = _redraw_cores(model.prior, prior_params,
+                                 jax.random.fold_in(refit_key, 1))
   params = dict(state.params, prior=sharding.replicate(prior_params, mesh))
   return dataclasses.replace(state, params=params)
 
@@ -158,6 +171,16 @@ def refit_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> boo
       and refit_is_due(progress.epoch + 1, config.prior.refit_every_epochs))
 
 
+def refits_prior(config: ml_collections.ConfigDict, prior: Any) -> bool:
+  """Whether the schedule refits this prior: it has a refit and its kind (under a
+  flow, its base's) is in `prior.refit_kinds` (a config without that field: every
+  prior with a refit)."""
+  if prior.refit is None:
+    return False
+  kinds = config.prior.get("refit_kinds")
+  return kinds is None or priors.base_prior(prior).kind in kinds
+
+
 def refit_if_due(config: ml_collections.ConfigDict, model: AutoencoderModel,
                  optimizer: optax.GradientTransformation, state: AutoencoderState,
                  progress: loop.Progress, train_dataset: data_lib.ImageDataset,
@@ -165,23 +188,44 @@ def refit_if_due(config: ml_collections.ConfigDict, model: AutoencoderModel,
                  streams: rng_lib.RandomStreams) -> tuple[Any, bool]:
   """The prior refit of the schedule (`refit_due`), if one is due after this step.
 
-  Only for a prior with a `refit`. The refit's key is the "refit" stream's at this
-  step. With `prior.reset_optimizer_on_refit` the prior's Adam moments restart (they
-  were of the old means and scales).
+  Only for a prior that `refits_prior`. The refit's key is the "refit" stream's at
+  this step. With `prior.reset_optimizer_on_refit` the prior's Adam moments restart
+  (they were of the old means and scales).
 
   Returns:
     (state, whether it was refit).
   """
-  if model.prior.refit is None or not refit_due(config, progress):
+  if not refits_prior(config, model.prior) or not refit_due(config, progress):
     return state, False
   state = refit_prior(model, state, train_dataset, streams.key("refit", progress.step),
                       batch_size=config.eval.batch_size,
                       max_examples=config.prior.refit_num_examples, mesh=mesh,
-                      on=config.prior.refit_on)
+                      on=config.prior.refit_on,
+                      redraw_cores=config.prior.get("refit_redraws_cores", False))
   if config.prior.reset_optimizer_on_refit:
     state = dataclasses.replace(state, opt_state=optimizers.reset_optimizer_state(
         optimizer, state.opt_state, state.params, groups=(optimizers.PRIOR,)))
   return state, True
+
+
+RING_PRIOR_KINDS = ("gmm", "trip")  # the kinds whose cores `refit_redraws_cores` redraws
+
+
+def check_refit_kind_fields(config: ml_collections.ConfigDict,
+                            kinds: Sequence[str]) -> None:
+  """`prior.refit_kinds` (a tuple of `kinds`) and `prior.refit_redraws_cores` (only
+  for gmm and trip)."""
+  value = config_checks.get_field(config, "prior.refit_kinds")
+  if not isinstance(value, (tuple, list)) or any(kind not in kinds for kind in value):
+    raise config_checks.ConfigError(
+        "prior.refit_kinds", value,
+        f"must be a tuple of prior kinds ({', '.join(kinds)}), e.g. ('trip',).")
+  config_checks.check_bool(config, "prior.refit_redraws_cores")
+  if config.prior.refit_redraws_cores and config.prior.kind not in RING_PRIOR_KINDS:
+    raise config_checks.ConfigError(
+        "prior.refit_redraws_cores", True,
+        f"only a ring prior has cores ({', '.join(RING_PRIOR_KINDS)}), "
+        f"not prior.kind = {config.prior.kind!r}.")
 
 
 def check_autoencoder_fields(config: ml_collections.ConfigDict) -> None:

@@ -1,4 +1,4 @@
-"""VAE training with a normal, GMM or TRIP prior (paper, section 3.1): the VAE's task.
+"""VAE training with any prior of `tripjax.priors` (paper, section 3.1): the VAE's task.
 
 What is the VAE's own: the model bundle, the pure `train_step` (the MC ELBO of eq. 8),
 the evaluation (ELBO and IWAE-k in nats per example), the image grids and the
@@ -94,13 +94,23 @@ class VaeModel:
     return lambda z: self.prior.log_prob(params["prior"], z)
 
 
+def model_likelihood(config: ml_collections.ConfigDict,
+                     dataset: data_lib.ImageDataset) -> str:
+  """`model.likelihood`, or by default the dataset's (a proper density of its pixels)."""
+  return config.model.likelihood or dataset.likelihood
+
+
 def build_model(config: ml_collections.ConfigDict,
                 image_shape: Sequence[int], likelihood: str) -> VaeModel:
-  """The encoder/decoder of `config.model` and the prior of `config.prior`."""
+  """The encoder/decoder of `config.model` and the prior of `config.prior` (under
+  `prior.flows` coupling layers)."""
   encoder, decoder = autoencoders.build_networks(config, image_shape, likelihood)
-  prior = priors.make_prior(config.prior.kind, config.model.latent_dim,
-                            num_components=config.prior.num_components,
-                            rank=config.prior.rank)
+  prior = priors.with_flows(
+      priors.make_prior(config.prior.kind, config.model.latent_dim,
+                        num_components=config.prior.num_components,
+                        rank=config.prior.rank,
+                        num_mixture_components=config.prior.num_mixture_components),
+      config.prior.flows)
   return VaeModel(encoder=encoder, decoder=decoder, prior=prior,
                   likelihood=likelihood, image_shape=tuple(image_shape),
                   latent_dim=config.model.latent_dim)
@@ -272,8 +282,15 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_choice(config, "task", ("vae",))
   config_checks.check_choice(config, "data.name", data_lib.DATASETS)
   autoencoders.check_autoencoder_fields(config)
-  config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
+  config_checks.check_choice(config, "model.likelihood",
+                             (None,) + likelihoods.LIKELIHOODS)
+  kinds = priors.PRIOR_KINDS + priors.FULL_SPACE_PRIOR_KINDS
+  config_checks.check_choice(config, "prior.kind", kinds)
   config_checks.check_bool(config, "prior.learnable")
+  config_checks.check_int(config, "prior.num_mixture_components", minimum=1,
+                          optional=True)
+  config_checks.check_int(config, "prior.flows", minimum=0)
+  autoencoders.check_refit_kind_fields(config, kinds)
   config_checks.check_int(config, "train.reset_optimizer_every_steps", minimum=0)
   config_checks.check_int(config, "eval.iwae_samples", minimum=1)
   config_checks.check_int(config, "eval.iwae_samples_per_chunk", minimum=1)
@@ -302,7 +319,8 @@ def setup(config: ml_collections.ConfigDict) -> VaeSetup:
   train_dataset = experiment.load_split(config, "train", config.data.num_train_examples)
   eval_dataset = experiment.load_split(config, config.eval.split,
                                        config.data.num_eval_examples)
-  model = build_model(config, train_dataset.image_shape, train_dataset.likelihood)
+  model = build_model(config, train_dataset.image_shape,
+                      model_likelihood(config, train_dataset))
   return VaeSetup(train_dataset, eval_dataset, model, make_optimizer(config))
 
 
@@ -335,7 +353,7 @@ def make_after_step(config: ml_collections.ConfigDict, vae_setup: VaeSetup,
   grid_images = vae_setup.eval_dataset[np.arange(max(num_images, 1))]
 
   def due(progress: loop.Progress) -> bool:
-    refit = (model.prior.refit is not None
+    refit = (autoencoders.refits_prior(config, model.prior)
              and autoencoders.refit_due(config, progress))
     return (refit or _reset_due(config, progress)
             or _evaluation_due(config, progress))
@@ -379,7 +397,8 @@ def build(config: ml_collections.ConfigDict,
       train_step=make_train_step(vae_setup.model, vae_setup.optimizer,
                                  config.train.elbo_samples),
       after_step=after_step, after_step_due=due, shown_metrics=("loss", "elbo"))
-  header = (f"VAE with a {config.prior.kind} prior (learnable={config.prior.learnable}), "
+  header = (f"VAE with a {vae_setup.model.prior.kind} prior "
+            f"(learnable={config.prior.learnable}), "
             f"{vae_setup.model.likelihood} likelihood, {len(vae_setup.train_dataset)} "
             f"train / {len(vae_setup.eval_dataset)} {config.eval.split} examples")
   return experiment.Experiment(task, vae_setup.train_dataset, header)
@@ -391,7 +410,8 @@ def restore(config: ml_collections.ConfigDict, workdir: str,
   `train.vae` run; `config` is the run's (`workdirs.load_config(workdir)`)."""
   trained_on = data_lib.load_dataset(config.data.name, "test",
                                      data_dir=config.data.data_dir)
-  model = build_model(config, trained_on.image_shape, trained_on.likelihood)
+  model = build_model(config, trained_on.image_shape,
+                      model_likelihood(config, trained_on))
   optimizer = make_optimizer(config)
   state, position = loop.restore_for_inference(
       workdir, lambda key: init_state(model, optimizer, key), step=step)

@@ -27,6 +27,29 @@ RESUMABLE_FIELDS = (
 )
 
 
+# Fields added to a task's configs after runs were saved without them, with the value
+# that means what their absence meant: a saved config gets them on `load_config`, so an
+# old workdir still restores, evaluates and continues with today's base configs.
+ADDED_FIELDS: dict[str, dict[str, object]] = {
+    "vae": {"model.likelihood": None, "prior.num_mixture_components": None,
+            "prior.flows": 0, "prior.refit_kinds": ["gmm", "trip"],
+            "prior.refit_redraws_cores": False},
+}
+
+
+def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+  """`config` with the `ADDED_FIELDS` of its task that it lacks (a copy)."""
+  config = ml_collections.ConfigDict(config.to_dict())
+  for field, value in ADDED_FIELDS.get(config.get("task", ""), {}).items():
+    *path, name = field.split(".")
+    node = config
+    for part in path:
+      node = node[part]
+    if name not in node:
+      node[name] = value
+  return config
+
+
 class ConfigMismatchError(ValueError):
   """A rerun's config differs from the one saved in its workdir."""
 
@@ -46,7 +69,7 @@ def load_config(workdir: str) -> ml_collections.ConfigDict:
     raise FileNotFoundError(f"{path} not found: is {workdir!r} a training workdir? "
                             "Pass --config to use an explicit config.")
   with open(path) as file:
-    return ml_collections.ConfigDict(json.load(file))
+    return with_added_fields(ml_collections.ConfigDict(json.load(file)))
 
 
 def _as_json_values(config) -> dict:
