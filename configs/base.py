@@ -21,6 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
   # Use only the first examples of a split (quick trials, tests); None: all.
   config.data.num_train_examples = config_dict.placeholder(int)
   config.data.num_eval_examples = config_dict.placeholder(int)
+  # tfds: the splits of tripjax.data (TFDS's own, validation = the last 10% of train
+  # where TFDS has none); random_90_10: every example pooled, a seeded random 90% train
+  # and 10% test, no validation (the TRIP authors' CelebA split, seed 777).
+  config.data.split = "tfds"
+  config.data.split_seed = 777
   # Training input of the TFDS sets (tripjax.input_pipeline): grain worker processes
   # that read and decode ahead (0: one thread in this process; README "Input pipeline"
   # says how many a GPU host wants), and a folder for the decoded, resized uint8 cache

@@ -106,10 +106,12 @@ def test_a_workdir_saved_before_the_new_fields_restores_and_continues(tmp_path):
   for name in ("num_mixture_components", "flows", "refit_kinds", "refit_redraws_cores"):
     del saved["prior"][name]
   del saved["model"]["likelihood"]
+  del saved["data"]["split"], saved["data"]["split_seed"]
   with open(os.path.join(tmp_path, workdirs.CONFIG_FILENAME), "w") as file:
     json.dump(saved, file)
   loaded = workdirs.load_config(str(tmp_path))
   assert loaded.prior.flows == 0 and tuple(loaded.prior.refit_kinds) == ("gmm", "trip")
+  assert (loaded.data.split, loaded.data.split_seed) == ("tfds", 777)
   vae.validate_config(loaded)
   workdirs.check_rerun(config, str(tmp_path))  # the same run
   config.prior.flows = 1

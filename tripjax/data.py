@@ -31,6 +31,14 @@ have no validation split of their own: their validation split is the last 10% of
 original train split (mnist and fashion_mnist: 54,000 / 6,000; cifar10: 45,000 / 5,000)
 and "train" is the rest.
 
+`split_scheme="random_90_10"` (config `data.split`) instead pools every example of the
+set (its train, validation and test splits above) and splits them by a seeded random
+permutation (`split_seed`, config `data.split_seed`; the TRIP authors' CelebA split
+used seed 777): the first 90% are "train", the other 10% "test", and there is no
+"validation". The permutation is numpy's PCG64, not the authors' torch generator, and
+TFDS's order is not their file order, so the split is of the same kind, not the same
+images.
+
 Binarization (digits, mnist and fashion_mnist): a fixed threshold, pixel > 0.5 -> 1
 else 0. The data are then exactly {0, 1}, so a Bernoulli decoder is a proper discrete
 density and the ELBO is in nats. RGB sets keep their 256 intensity levels k/255 for a
@@ -68,6 +76,8 @@ import numpy as np
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeb_a")
 SPLITS = ("train", "validation", "test")
+SPLIT_SCHEMES = ("tfds", "random_90_10")
+PAPER_SPLIT_SEED = 777  # the TRIP authors' CelebA split
 
 CELEB_A_CROP_SIZE = 160
 CELEB_A_IMAGE_SIZE = 64
@@ -194,7 +204,8 @@ class ImageDataset:
 
 
 def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = None,
-                 binarize: bool | None = None) -> ImageDataset:
+                 binarize: bool | None = None, split_scheme: str = "tfds",
+                 split_seed: int = PAPER_SPLIT_SEED) -> ImageDataset:
   """Loads one split of a dataset.
 
   Args:
@@ -206,6 +217,9 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
       TFDS's own if `fashion_mnist` is prepared there, else `FASHION_MNIST_DIR`).
     binarize: threshold pixels at 0.5. None: the dataset's default (True for
       "digits" and "mnist", False for "cifar10" and "celeb_a").
+    split_scheme: "tfds" (the splits above) or "random_90_10" (all examples pooled,
+      a random 90% "train" and 10% "test"; no "validation").
+    split_seed: the seed of the random_90_10 permutation.
 
   Returns:
     An `ImageDataset` of float32 images in [0, 1].
@@ -230,11 +244,58 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     raise TypeError(f"binarize must be a bool or None, got {type(binarize).__name__}.")
   if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
     raise TypeError(f"data_dir must be a path or None, got {type(data_dir).__name__}.")
+  if split_scheme not in SPLIT_SCHEMES:
+    raise ValueError(f"Unknown split scheme {split_scheme!r}; valid: "
+                     f"{', '.join(SPLIT_SCHEMES)}.")
+  if split_scheme == "random_90_10":
+    return _random_90_10(name, split, data_dir, binarize, split_seed)
   if name == "digits":
     return _load_digits(split, binarize)
   if name == "fashion_mnist":
     return _load_fashion_mnist(split, data_dir, binarize)
   return _load_tfds(name, split, data_dir, binarize)
+
+
+def _concatenation(parts: Sequence[ImageDataset], split: str) -> ImageDataset:
+  """One dataset of the examples of `parts`, in order; reads lazily."""
+  offsets = np.cumsum([0] + [len(part) for part in parts])
+
+  def read(indices: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    images = np.empty((len(indices),) + parts[0].image_shape, np.float32)
+    labels = None
+    owners = np.searchsorted(offsets, indices, side="right") - 1
+    for owner, part in enumerate(parts):
+      rows = np.flatnonzero(owners == owner)
+      if not len(rows):
+        continue
+      part_images, part_labels = part.read(indices[rows] - offsets[owner])
+      images[rows] = part_images
+      if part_labels is not None:
+        if labels is None:
+          labels = np.zeros((len(indices),) + part_labels.shape[1:], part_labels.dtype)
+        labels[rows] = part_labels
+    return images, labels
+
+  first = parts[0]
+  return ImageDataset(name=first.name, split=split, image_shape=first.image_shape,
+                      num_examples=int(offsets[-1]), read_fn=read,
+                      binarized=first.binarized, attribute_names=first.attribute_names,
+                      storage="tfds" if any(p.storage == "tfds" for p in parts)
+                      else first.storage)
+
+
+def _random_90_10(name: str, split: str, data_dir, binarize: bool | None,
+                  seed: int) -> ImageDataset:
+  """The authors' kind of split: all examples, a seeded random 90% train / 10% test."""
+  _check_nonnegative_int("split_seed", seed)
+  if split == "validation":
+    raise ValueError("the random_90_10 split has no validation split (only train and "
+                     "test, as the TRIP authors' CelebA split); use split_scheme='tfds'.")
+  pooled = _concatenation([load_dataset(name, part, data_dir=data_dir, binarize=binarize)
+                           for part in SPLITS], split)
+  order = np.random.default_rng(seed).permutation(len(pooled))
+  num_train = len(pooled) * 9 // 10
+  return pooled.subset(order[:num_train] if split == "train" else order[num_train:])
 
 
 def image_shape(name: str) -> tuple[int, int, int]:

@@ -23,6 +23,7 @@ import tqdm
 
 from tripjax import data as data_lib
 from tripjax import input_pipeline
+from tripjax.training import config_checks
 from tripjax.training import distributed
 from tripjax.training import loop
 from tripjax.training import rng as rng_lib
@@ -123,14 +124,27 @@ class Trainer:
                               allow_config_change=allow_config_change)
 
 
+def check_split_fields(config: ml_collections.ConfigDict) -> None:
+  """`data.split` and `data.split_seed`, and no validation split to evaluate on under
+  random_90_10."""
+  config_checks.check_choice(config, "data.split", data_lib.SPLIT_SCHEMES)
+  config_checks.check_int(config, "data.split_seed", minimum=0)
+  if config.data.split == "random_90_10" and config.eval.split == "validation":
+    raise config_checks.ConfigError(
+        "eval.split", "validation", "data.split = 'random_90_10' has only train and "
+        "test.")
+
+
 def load_split(config: ml_collections.ConfigDict, split: str,
                num_examples: int | None = None) -> data_lib.ImageDataset:
   """Split `split` of `config.data.name` (from `data.data_dir`, binarized as
-  `data.binarize` says where the config has that field), its first `num_examples`
-  examples (None: all)."""
-  dataset = data_lib.load_dataset(config.data.name, split,
-                                  data_dir=config.data.get("data_dir"),
-                                  binarize=config.data.get("binarize"))
+  `data.binarize` says, split as `data.split` with `data.split_seed` say, where the
+  config has those fields), its first `num_examples` examples (None: all)."""
+  dataset = data_lib.load_dataset(
+      config.data.name, split, data_dir=config.data.get("data_dir"),
+      binarize=config.data.get("binarize"),
+      split_scheme=config.data.get("split", "tfds"),
+      split_seed=config.data.get("split_seed", data_lib.PAPER_SPLIT_SEED))
   return dataset if num_examples is None else dataset.take(num_examples)
 
 

@@ -281,6 +281,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises `config_checks.ConfigError` for the first bad field of a VAE config."""
   config_checks.check_choice(config, "task", ("vae",))
   config_checks.check_choice(config, "data.name", data_lib.DATASETS)
+  experiment.check_split_fields(config)
   autoencoders.check_autoencoder_fields(config)
   config_checks.check_choice(config, "model.likelihood",
                              (None,) + likelihoods.LIKELIHOODS)

@@ -30,7 +30,9 @@ RESUMABLE_FIELDS = (
 # Fields added to a task's configs after runs were saved without them, with the value
 # that means what their absence meant: a saved config gets them on `load_config`, so an
 # old workdir still restores, evaluates and continues with today's base configs.
+# "*": every task's.
 ADDED_FIELDS: dict[str, dict[str, object]] = {
+    "*": {"data.split": "tfds", "data.split_seed": 777},
     "vae": {"model.likelihood": None, "prior.num_mixture_components": None,
             "prior.flows": 0, "prior.refit_kinds": ["gmm", "trip"],
             "prior.refit_redraws_cores": False},
@@ -40,12 +42,15 @@ ADDED_FIELDS: dict[str, dict[str, object]] = {
 def with_added_fields(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
   """`config` with the `ADDED_FIELDS` of its task that it lacks (a copy)."""
   config = ml_collections.ConfigDict(config.to_dict())
-  for field, value in ADDED_FIELDS.get(config.get("task", ""), {}).items():
+  added = dict(ADDED_FIELDS["*"], **ADDED_FIELDS.get(config.get("task", ""), {}))
+  for field, value in added.items():
     *path, name = field.split(".")
     node = config
     for part in path:
-      node = node[part]
-    if name not in node:
+      node = node[part] if part in node else None
+      if node is None:
+        break
+    if node is not None and name not in node:
       node[name] = value
   return config
 
