@@ -19,8 +19,8 @@ def wheel_files(tmp_path_factory):
   # Built from a copy of the sources: a stale build/ in the checkout cannot leak in.
   source = tmp_path_factory.mktemp("source") / "tripjax"
   shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-      ".git", ".venv", ".ci-venv", "runs", "build", "dist", "*.egg-info", "__pycache__",
-      ".pytest_cache"))
+      ".git", ".venv", ".ci-venv", ".ci-venv-lowest", "_build", "runs", "build", "dist",
+      "*.egg-info", "__pycache__", ".pytest_cache"))
   out = tmp_path_factory.mktemp("wheel")
   result = subprocess.run(
       [sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(out),
@@ -59,3 +59,9 @@ def test_console_scripts_point_at_existing_main_functions(wheel_files):
   for target in scripts.values():
     module, function = target.split(":")
     assert callable(getattr(importlib.import_module(module), function)), target
+
+
+def test_wheel_is_typed(wheel_files):
+  """PEP 561: the wheel carries tripjax/py.typed, so users' type checkers read the
+  annotations."""
+  assert "tripjax/py.typed" in wheel_files[0]

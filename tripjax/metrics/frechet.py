@@ -33,8 +33,7 @@ def gaussian_stats(features) -> Tuple[np.ndarray, np.ndarray]:
 
   Returns:
     mean: float64 array (f,).
-    cov: float64 array (f, f), `np.cov(features, rowvar=False)` (divides by
-      n − 1).
+    cov: float64 array (f, f), `np.cov(features, rowvar=False)` (divides by n − 1).
 
   Raises:
     ValueError: if `features` is not 2-D, has fewer than 2 rows, or is not

@@ -37,6 +37,8 @@ def float_array(x, num_variables: int, name: str = "x") -> Array:
 def present_mask(x: Array, observed: Optional[Array] = None, name: str = "x") -> Array:
   """Boolean mask of the entries of x that count as observed: not NaN and `observed`.
 
+  The observed set of Algorithm 1: the other variables are summed out (w_jk = 1, eq. 2).
+
   Args:
     x: (..., n) float array, NaN for missing entries.
     observed: optional boolean array of x's shape (or broadcastable to it).

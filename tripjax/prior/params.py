@@ -140,7 +140,11 @@ def init(key: Array, variables: Sequence[Variable], rank: int, *,
 
 
 def natural(params: TRIPParams) -> Natural:
-  """Constrained parameters: cores (n, K, m, m) >= 0 (zero where padded), means, scales."""
+  """Constrained parameters: cores (n, K, m, m) >= 0 (zero where padded), means, scales.
+
+  The cores Q_j[k] of p(s) ∝ Tr(Q_1[s_1] ··· Q_n[s_n]) (paper, eq. 1, 4) are the
+  squared `core_roots`; the means and scales are those of p(x_j | s_j = k) (eq. 3).
+  """
   cores = jnp.square(params.core_roots)
   if min(params.num_components) < params.max_components:
     mask = jnp.asarray(component_mask(params), cores.dtype)
@@ -152,7 +156,9 @@ def from_natural(variables: Sequence[Variable], cores: Array, means: Array,
                  scales: Array) -> TRIPParams:
   """Inverse of `natural`: params with the given cores (n, K, m, m), means, scales (n, K).
 
-  Entries of padded components are ignored. Cores may contain exact zeros.
+  The cores are the Q_j[k] of eq. 1, 4 (nonnegative), the means and scales those of the
+  1-D Gaussians of eq. 3. Entries of padded components are ignored. Cores may contain
+  exact zeros.
   """
   num_components, discrete = check_variables(variables)
   n, kmax = len(num_components), max(num_components)

@@ -283,6 +283,11 @@ def sample_components(params: TRIPParams, key: Array, shape: Sequence[int] = (),
                       observed: Optional[Array] = None) -> Array:
   """Exact draws of the component indices s, optionally conditioned on `given` values.
 
+  s ~ p(s) ∝ Tr(Q_1[s_1] ··· Q_n[s_n]) (paper, eq. 1), or p(s | x_given) with w_jk =
+  p(x_j | s_j = k) for the given entries, drawn exactly as the paper's sections 2.1, 2.2
+  require: the ring's bond indices by bisection, then every s_j given its two bonds
+  (module docstring of `tripjax.prior`).
+
   Returns:
     int32 array (*shape, n) without `given`, (*shape, *given.shape[:-1], n) with it.
   """
@@ -295,6 +300,9 @@ def sample_components(params: TRIPParams, key: Array, shape: Sequence[int] = (),
 def sample(params: TRIPParams, key: Array, shape: Sequence[int] = (),
            given: Optional[Array] = None, observed: Optional[Array] = None) -> Array:
   """Exact samples from the TRIP, or from p(missing | given) when `given` is passed.
+
+  s as `sample_components` draws it (paper, sections 2.1, 2.2), then x_j ~ N(mu_js_j,
+  sigma_js_j) for a continuous variable (eq. 3) and x_j = s_j for a discrete one.
 
   Args:
     params: TRIPParams over n variables.

@@ -1,0 +1,36 @@
+"""The API reference's sources: every public name of `tripjax.prior` is on its page,
+and the README guides it includes are delimited in README.md (`.ci/docs` builds it
+with warnings as errors and checks the built inventory)."""
+import pathlib
+import re
+
+import tripjax.prior
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DOCS = ROOT / "docs"
+_DIRECTIVE = re.compile(r"^\.\. (?:auto\w+|py:\w+)::\s+(?:tripjax\.prior\.)?(\w+)\s*$",
+                        flags=re.M)
+
+
+def test_every_name_of_tripjax_prior_is_on_its_api_page():
+  names = _DIRECTIVE.findall((DOCS / "api" / "prior.rst").read_text())
+  assert len(names) == len(set(names)), "a name is documented twice"
+  assert sorted(set(tripjax.prior.__all__) - set(names)) == []
+  assert sorted(set(names) - set(tripjax.prior.__all__)) == []
+
+
+def test_the_included_readme_guides_are_delimited_once_in_readme():
+  readme = (ROOT / "README.md").read_text()
+  guides = sorted((DOCS / "guide").glob("*.md"))
+  assert len(guides) >= 5
+  for guide in guides:
+    (start,) = re.findall(r":start-after: (<!-- docs:\w+ -->)", guide.read_text())
+    (end,) = re.findall(r":end-before: (<!-- /docs:\w+ -->)", guide.read_text())
+    assert readme.count(start) == 1 and readme.count(end) == 1, guide.name
+    assert readme.index(start) < readme.index(end), guide.name
+    assert f"guide/{guide.stem}" in (DOCS / "index.md").read_text()
+
+
+def test_the_docs_figures_are_the_ones_readme_shows():
+  for image in re.findall(r"\]\((docs/[^)]+\.png)\)", (ROOT / "README.md").read_text()):
+    assert (ROOT / image).is_file(), image
