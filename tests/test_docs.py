@@ -34,3 +34,38 @@ def test_the_included_readme_guides_are_delimited_once_in_readme():
 def test_the_docs_figures_are_the_ones_readme_shows():
   for image in re.findall(r"\]\((docs/[^)]+\.png)\)", (ROOT / "README.md").read_text()):
     assert (ROOT / image).is_file(), image
+
+
+def test_plain_text_docstrings_become_rst_that_shows_them_as_written():
+  """docs/conf.py's hook: `*` and `|` are escaped outside code spans and after a bullet
+  marker, an indented block under a plain line is a literal block, Google sections and
+  bullets are left to napoleon and docutils."""
+  import importlib.util
+  spec = importlib.util.spec_from_file_location("docs_conf", DOCS / "conf.py")
+  conf = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(conf)
+  lines = ["Shapes (*shape, n) and p(y | z), not `a*b|c`; the table:",
+           "",
+           "  eq. 1   p(s) ∝ Tr ∏_j Q_j[s_j]",
+           "          normalizer Z",
+           "After it.",
+           "* a bullet, *not* escaped at its marker",
+           "  continued.",
+           "",
+           "Args:",
+           "  x: (..., n) values.",
+           "    More about x."]
+  assert conf.plain_text_to_rst(lines) == [
+      r"Shapes (\*shape, n) and p(y \| z), not `a*b|c`; the table:",
+      "", "::", "",
+      "",
+      "  eq. 1   p(s) ∝ Tr ∏_j Q_j[s_j]",
+      "          normalizer Z",
+      "",
+      "After it.",
+      r"* a bullet, \*not\* escaped at its marker",
+      "  continued.",
+      "",
+      "Args:",
+      "  x: (..., n) values.",
+      "    More about x."]
