@@ -330,6 +330,23 @@ def test_textbook_baselines_train_and_both_networks_read_the_request(
   assert np.max(np.abs(unknown - posteriors[0])) > 0  # "unknown" is its own value
 
 
+def test_a_run_from_before_the_diversity_measure_still_evaluates(uninterrupted_run,
+                                                                tmp_path):
+  """A workdir whose config.json has no eval.diversity_min_reference (older runs)."""
+  source, _ = uninterrupted_run
+  workdir = str(tmp_path / "old")
+  shutil.copytree(source, workdir)
+  path = os.path.join(workdir, "config.json")
+  with open(path) as file:
+    saved = json.load(file)
+  del saved["eval"]["diversity_min_reference"]
+  with open(path, "w") as file:
+    json.dump(saved, file)
+  assert train_cvae.main([f"--workdir={workdir}", "--eval_only"]) == 0
+  record = json.load(open(os.path.join(workdir, "eval_metrics.json")))
+  assert record["diversity_single_requests"] >= 0 and "violation_single_mean" in record
+
+
 def test_cvae_imputed_trains_on_imputed_labels_that_keep_the_visible_ones():
   config = tiny_config("cvae_imputed")
   config.imputer.widths, config.imputer.hidden, config.imputer.num_epochs = (4,), 8, 1

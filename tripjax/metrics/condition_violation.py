@@ -31,6 +31,8 @@ from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
 
 DIGIT_DATASETS = ("digits", "mnist")  # judged by the FD digit classifier
+# The fewest real images that must satisfy a request for its diversity to be scored.
+MIN_REFERENCE = 30
 
 
 class ViolationRates(NamedTuple):
@@ -125,7 +127,7 @@ def total_variation(first, second) -> float:
 
 
 def unrequested_diversity(requests, generated, reference,
-                          min_reference: int = 30) -> UnrequestedDiversity:
+                          min_reference: int = MIN_REFERENCE) -> UnrequestedDiversity:
   """The diversity of what is not requested, generated against real.
 
   For each distinct request r that leaves attributes U open: G = the generated images
@@ -330,7 +332,7 @@ def violation_metrics(sample_fn: ConditionalSampleFn, predictor: AttributePredic
                       requests: Mapping[str, np.ndarray], key: jax.Array,
                       specs: Sequence[data.AttributeSpec],
                       reference_predicted: Optional[np.ndarray] = None,
-                      min_reference: int = 30) -> dict[str, float]:
+                      min_reference: int = MIN_REFERENCE) -> dict[str, float]:
   """Condition violation rates of one image per request (`violation_rates`), and the
   diversity of the unrequested attributes (`unrequested_diversity`).
 

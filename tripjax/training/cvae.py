@@ -697,7 +697,8 @@ def violation_metrics(model: CvaeModel, params: dict,
                       predictor: condition_violation.AttributePredictor,
                       requests: dict[str, np.ndarray], key: jax.Array,
                       chunk_size: int, reference_predicted: np.ndarray | None = None,
-                      min_reference: int = 30) -> dict[str, float]:
+                      min_reference: int = condition_violation.MIN_REFERENCE
+                      ) -> dict[str, float]:
   """`condition_violation.violation_metrics` of one image per request, drawn
   `chunk_size` at a time (`sample_images_in_chunks`): violation rates and, given the
   attributes the predictor reads on real images (N, a), the diversity of the
@@ -736,6 +737,12 @@ def violation_setup(config: ml_collections.ConfigDict) -> ViolationSetup | None:
                         attributes.accuracy, attributes.predicted)
 
 
+def _diversity_min_reference(config: ml_collections.ConfigDict) -> int:
+  """`eval.diversity_min_reference`; the default for a run whose config predates it."""
+  return int(config.eval.get("diversity_min_reference",
+                             condition_violation.MIN_REFERENCE))
+
+
 def _violation_outputs(config: ml_collections.ConfigDict, model: CvaeModel,
                        params: dict, evaluation_setup: ViolationSetup | None,
                        streams: rng_lib.RandomStreams) -> dict:
@@ -745,7 +752,7 @@ def _violation_outputs(config: ml_collections.ConfigDict, model: CvaeModel,
                               evaluation_setup.requests, streams.key("request"),
                               config.eval.batch_size,
                               evaluation_setup.reference_predicted,
-                              config.eval.diversity_min_reference)
+                              _diversity_min_reference(config))
   outputs.update(evaluation_setup.classifier_accuracy)
   return outputs
 
@@ -779,7 +786,8 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_int(config, "eval.grid_columns", minimum=1)
   config_checks.check_int(config, "eval.violation_num_samples", minimum=0)
   config_checks.check_int_sequence(config, "eval.violation_subset_sizes", minimum=1)
-  config_checks.check_int(config, "eval.diversity_min_reference", minimum=1)
+  if "diversity_min_reference" in config.eval:  # absent from runs before issue 21
+    config_checks.check_int(config, "eval.diversity_min_reference", minimum=1)
   sizes = config.eval.violation_subset_sizes
   if not sizes or max(sizes) > len(specs):
     raise config_checks.ConfigError(
