@@ -13,6 +13,12 @@ the means and scales with the cores' score taken of log p(s) instead of log p(z)
 unbiased; log p(z) is its Rao-Blackwellization). Functions: "cos", f(z) = Σ_j cos z_j;
 "mlp", f(z) = v · tanh(W z + b) with fixed random weights (32 hidden units), not
 additive. The runs are seeded: the table is reproducible.
+
+  python -m benchmarks.prior_gradients --gan-workdir runs/gan   # plus a GAN's prior
+
+`--gan-workdir` adds rows for a trained `train.gan` run with a TRIP or GMM prior: its
+checkpoint's prior and f(z) = -D(G(z)), the per-example loss the GAN's prior minimizes
+(eq. 10), from batches of the run's `train.batch_size`.
 """
 from __future__ import annotations
 
@@ -59,16 +65,46 @@ def _log_p_of_s_gradient(params, key, f, num_samples):
 
 
 def group_variances(params, f, estimator: str, num_estimates: int, batch: int,
-                    seed: int) -> list:
-  """Summed variance of one estimate over each group's coordinates."""
+                    seed: int, chunk: int | None = None) -> list:
+  """Summed variance of one estimate over each group's coordinates; `chunk` estimates
+  at a time (None: all at once)."""
   keys = jax.random.split(jax.random.key(seed), num_estimates)
   if estimator == LOG_P_OF_S:
     one = lambda key: _log_p_of_s_gradient(params, key, f, batch)  # noqa: E731
   else:
     one = lambda key: trip.expectation_gradient(  # noqa: E731
         params, key, f, batch, estimator=estimator).gradient
-  gradients = jax.jit(jax.vmap(one))(keys)
+  if chunk is None:
+    gradients = jax.jit(jax.vmap(one))(keys)
+  else:
+    gradients = jax.jit(lambda keys: jax.lax.map(one, keys, batch_size=chunk))(keys)
   return [float(np.asarray(getattr(gradients, group)).var(0).sum()) for group in GROUPS]
+
+
+def gan_function(workdir: str):
+  """(prior params, f(z) = -D(G(z)), batch size, label) of a GAN run's newest checkpoint."""
+  from tripjax.training import gan
+  from tripjax.training import workdirs
+
+  config = workdirs.load_config(workdir)
+  model, params, position = gan.restore(config, workdir)
+  if model.has_batch_stats:
+    raise ValueError(f"{workdir}: a batch-norm critic's scores are not per example.")
+
+  def f(z):
+    return -model.critic_scores(params["critic"], {}, model.generate(params, z))[0]
+
+  prior = params["prior"]
+  label = (f"GAN {config.prior.kind} ({prior.num_variables}, {prior.max_components}, "
+           f"{prior.rank}), step {position.step}")
+  return prior, f, config.train.batch_size, label
+
+
+def print_rows(label: str, rows: dict) -> None:
+  for estimator, variances in rows.items():
+    ratios = [score / value for score, value in zip(rows["score"], variances)]
+    print(f"| {label} | {estimator} | " + " | ".join(f"{v:.3g}" for v in variances)
+          + " | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
 
 
 def main(argv=None) -> None:
@@ -76,15 +112,21 @@ def main(argv=None) -> None:
   parser.add_argument("--estimates", type=int, default=1000,
                       help="independent estimates per row (default 1000)")
   parser.add_argument("--batch", type=int, default=64, help="draws per estimate B")
+  parser.add_argument("--gan-workdir", default=None, help="also a GAN run's prior")
+  parser.add_argument("--gan-estimates", type=int, default=200,
+                      help="estimates per GAN row (default 200)")
+  parser.add_argument("--skip-rings", action="store_true",
+                      help="only the GAN rows")
   args = parser.parse_args(argv)
   estimators = (*trip.ESTIMATORS, LOG_P_OF_S)
   print(f"Variance of one gradient estimate of E_p[f] from B = {args.batch} draws, summed "
-        f"over each group ({args.estimates} estimates; ratio = score's / this row's)\n")
-  print("| d, N, m | f | estimator | cores | means | scales | ratio cores | ratio means "
+        f"over each group ({args.estimates} estimates; GAN rows: the run's B, "
+        f"{args.gan_estimates} estimates; ratio = score's / this row's)\n")
+  print("| d, N, m, f | estimator | cores | means | scales | ratio cores | ratio means "
         "| ratio scales |")
-  print("|---|---|---|---|---|---|---|---|---|")
+  print("|---|---|---|---|---|---|---|---|")
   start = time.perf_counter()
-  for d, num_components, rank in SETTINGS:
+  for d, num_components, rank in () if args.skip_rings else SETTINGS:
     params = trip.init(jax.random.key(d), [trip.Continuous(num_components)] * d, rank,
                        core_noise=0.5)
     for name in FUNCTIONS:
@@ -92,11 +134,13 @@ def main(argv=None) -> None:
       rows = {estimator: group_variances(params, f, estimator, args.estimates, args.batch,
                                          seed=100 + d)
               for estimator in estimators}
-      for estimator, variances in rows.items():
-        ratios = [score / value for score, value in zip(rows["score"], variances)]
-        print(f"| {d}, {num_components}, {rank} | {name} | {estimator} | "
-              + " | ".join(f"{v:.3g}" for v in variances) + " | "
-              + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+      print_rows(f"{d}, {num_components}, {rank}, {name}", rows)
+  if args.gan_workdir:
+    prior, f, batch, label = gan_function(args.gan_workdir)
+    print_rows(f"{label}, B = {batch}, -D(G(z))",
+               {estimator: group_variances(prior, f, estimator, args.gan_estimates, batch,
+                                           seed=7, chunk=10)
+                for estimator in estimators})
   print(f"\n{time.perf_counter() - start:.0f} s on {jax.devices()[0].platform}")
 
 

@@ -14,7 +14,7 @@ With s the component indices and ψ the cores, the TRIP is the lattice mixture
   baseline alone, estimates (B - 1)/B ∇ E_p[f]; the GAN trainer keeps it.)
 * "pathwise": the means and scales by the reparameterized path,
   ∂E_p[f]/∂(μ, σ) = Σ_s p_ψ(s) E_ε[∇_z f · ∂z/∂(μ, σ)] ≈ (1/B) Σ_i ∂f(z(s_i, ε_i))/∂(μ, σ),
-  exact because drawing s (`sampling.sample_components`) does not depend on μ, σ. The
+  unbiased because drawing s (`sampling.sample_components`) does not depend on μ, σ. The
   cores by a score function with the leave-one-out baseline, μ, σ and z held fixed:
   ∂E_p[f]/∂ψ = Σ_s ∇_ψ p_ψ(s) E[f | s] = E[f(z) ∇_ψ log p_ψ(s)]. Since p(z | s) does not
   depend on ψ, E[∇_ψ log p_ψ(s) | z] = ∇_ψ log p(z) (Fisher's identity), so
