@@ -69,3 +69,15 @@ def test_plain_text_docstrings_become_rst_that_shows_them_as_written():
       "Args:",
       "  x: (..., n) values.",
       "    More about x."]
+
+
+def test_readme_builds_the_docs_as_ci_does():
+  """README's docs command and `.ci/docs` install the same extra and run the same
+  strict build into the same folder."""
+  readme = (ROOT / "README.md").read_text()
+  (command,) = [block for block in re.findall(r"```bash\n(.*?)```", readme, flags=re.S)
+                if "sphinx" in block]
+  ci = (ROOT / ".ci" / "docs").read_text()
+  build = "python -m sphinx -W --keep-going"
+  for piece in ('pip install -e ".[docs]"', build, "-b html docs docs/_build/html"):
+    assert piece in command and piece in ci.replace(" --quiet", "").replace(" -q", ""), piece
