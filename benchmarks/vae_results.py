@@ -84,6 +84,13 @@ VARIANTS = {
     "gmm_L": Variant("GMM L", (("prior.kind", "gmm"),)),
     "trip_F": Variant("TRIP F", (("prior.learnable", False),)),
     "trip_L": Variant("TRIP L", ()),  # the quickstart config as it is
+    # The paper's other baselines (issue 19): one diagonal mixture over the whole
+    # space (d * N components), a learned full-covariance Gaussian, RealNVP flows.
+    "full_gmm_F": Variant("full GMM F", (("prior.kind", "full_gmm"),
+                                         ("prior.learnable", False))),
+    "full_gmm_L": Variant("full GMM L", (("prior.kind", "full_gmm"),)),
+    "full_gaussian_L": Variant("full Gaussian L", (("prior.kind", "full_gaussian"),)),
+    "trip_L_flows": Variant("TRIP L + 4 flows", (("prior.flows", 4),)),
     "trip_L_refit_off": Variant("TRIP L, no refit",
                                 (("prior.refit_every_epochs", 0),)),
     "trip_L_refit_once": Variant(
@@ -103,7 +110,8 @@ VARIANTS = {
                                 (("prior.kind", "normal"), ("model.latent_dim", 32))),
 }
 
-MAIN_ROWS = ("normal", "gmm_F", "gmm_L", "trip_F", "trip_L")
+MAIN_ROWS = ("normal", "gmm_F", "gmm_L", "trip_F", "trip_L", "full_gmm_F", "full_gmm_L",
+             "full_gaussian_L", "trip_L_flows")
 
 # (what is varied, [(variant, row label)]); the quickstart's values are marked.
 ABLATION_ROWS = (
