@@ -46,8 +46,9 @@ import numpy as np
 from tripjax import data as data_lib
 
 # Worker processes for a TFDS set when the config does not say (`data.num_workers`).
-# 0 on the 2-core CPU machine, where workers took cores from XLA's step (README, "Input
-# pipeline"); a GPU host sets more.
+# 0: on a 2-core CPU machine one thread decodes faster than the steps consume and the
+# workers, with no free core, gained nothing (README, "Input pipeline"); a GPU host
+# sets more, with `data.cache_dir`.
 DEFAULT_NUM_WORKERS = 0
 # Steps each reader keeps ready ahead of the consumer.
 READ_AHEAD_STEPS = 2
