@@ -13,7 +13,8 @@ variant (`VARIANTS`): N(0, I); the factorized GMM (N = 10 per latent, the TRIP o
 and L = learned; TRIP L with the prior's learning rate x10 (1e-2, the best setting of
 the digits ablation); and, once they exist, the paper's full-space GMM
 (`prior.kind=full_gmm`) and TRIP L under a flow (`prior.flows`). Variants whose config
-fields do not exist yet are listed as "not run".
+fields do not exist yet are listed as "not implemented", rows still to run as "not run
+yet".
 
 Evaluation: the test ELBO on the first `EVAL_EXAMPLES` test images every
 `--eval-every` steps (the curves), and after the last step the test ELBO and IWAE-100
@@ -207,9 +208,11 @@ def caption(steps: int, values: dict) -> str:
           f"F = the prior gets no gradient (only the EM refits move it), L = learned.")
 
 
-def markdown_table(rows: list[dict], steps: int, values: dict) -> str:
-  """Every row of `ROWS`: its seeds so far and its cells, or "not run"; `values`: the
-  config's (`setting()`)."""
+def markdown_table(rows: list[dict], steps: int, values: dict,
+                   unavailable: tuple[str, ...] = ()) -> str:
+  """Every row of `ROWS`: its seeds so far and its cells; a row without runs says
+  "not run yet", or "not implemented" for the `unavailable` variants (the checkout
+  lacked their config fields); `values`: the config's (`setting()`)."""
   by_variant = {row["variant"]: row for row in rows}
   lines = [caption(steps, values), "",
            "| prior | seeds | " + " | ".join(title for _, title in COLUMNS) + " |",
@@ -218,7 +221,8 @@ def markdown_table(rows: list[dict], steps: int, values: dict) -> str:
     row = by_variant.get(variant)
     label = VARIANTS[variant].label
     if row is None:
-      lines.append(f"| {label} | 0 | " + " | ".join(["not run"] * len(COLUMNS)) + " |")
+      text = "not implemented" if variant in unavailable else "not run yet"
+      lines.append(f"| {label} | 0 | " + " | ".join([text] * len(COLUMNS)) + " |")
       continue
     cells = []
     for metric, _ in COLUMNS:
@@ -235,19 +239,23 @@ def markdown_table(rows: list[dict], steps: int, values: dict) -> str:
 def render(results: dict) -> str:
   """The table of a results file (`results_files.write`) from its runs: its .md."""
   return markdown_table(summarize(results["runs"]), results["steps"],
-                        results["setting"])
+                        results["setting"], tuple(results.get("unavailable", ())))
 
 
 def write_results_files(runs: list[dict], steps: int, command: str,
-                        results_dir: str = results_files.RESULTS_DIR) -> str:
-  """Writes results/fashion_mnist.json and .md; returns the markdown."""
+                        results_dir: str = results_files.RESULTS_DIR,
+                        unavailable: tuple[str, ...] = ()) -> str:
+  """Writes results/fashion_mnist.json and .md; returns the markdown. `unavailable`:
+  the variants this checkout cannot run (their rows say so)."""
   chosen = [{key: value for key, value in run.items() if key != "workdir"}
             for run in runs]
   values = setting()
-  markdown = render({"steps": steps, "setting": values, "runs": chosen})
+  markdown = render({"steps": steps, "setting": values, "runs": chosen,
+                     "unavailable": list(unavailable)})
   results_files.write(STUDY, script="benchmarks.fashion_results", command=command,
                       markdown=markdown, results_dir=results_dir, config=CONFIG_PATH,
-                      steps=steps, setting=values, eval_examples=EVAL_EXAMPLES,
+                      steps=steps, setting=values, unavailable=list(unavailable),
+                      eval_examples=EVAL_EXAMPLES,
                       classifier_config=CLASSIFIER_CONFIG,
                       classifier_fd_num_samples=FD_NUM_SAMPLES, runs=chosen)
   return markdown
@@ -308,9 +316,10 @@ def main(argv=None) -> int:
     classifier_params, _ = classifier.get_or_train(config, args.classifier_workdir)
   runs = collect(all_jobs, root=args.workdir, steps=args.steps,
                  classifier_params=classifier_params)
+  unavailable = tuple(name for name in ROWS if not variant_available(name))
   table = write_results_files(
       runs, args.steps, "python -m benchmarks.fashion_results " + " ".join(
-          sys.argv[1:] if argv is None else argv), args.results_dir)
+          sys.argv[1:] if argv is None else argv), args.results_dir, unavailable)
   print(table)
   curves = vae_results.mean_curves(runs, list(ROWS))
   if curves:

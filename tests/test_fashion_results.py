@@ -79,12 +79,15 @@ def test_table_lists_every_row_with_its_seeds_and_marks_rows_not_run(tmp_path):
   runs = [_run("trip_L", 0, -100.0, 10.0), _run("trip_L", 1, -102.0, 14.0),
           _run("normal", 0, -104.5, 20.0)]
   results_dir = str(tmp_path)
-  markdown = fashion_results.write_results_files(runs, 30, "cmd", results_dir)
+  markdown = fashion_results.write_results_files(runs, 30, "cmd", results_dir,
+                                                 unavailable=("trip_L_flows",))
   lines = markdown.splitlines()
   assert lines[2].startswith("| prior | seeds | test ELBO | test IWAE-100 |")
   assert "| TRIP L | 2 | -101.00 ± 1.41 | -97.00 ± 1.41 | 12.00 ± 2.83 |" in lines
   assert "| N(0, I) | 1 | -104.50 | -100.50 | 20.00 |" in lines
-  assert "| TRIP F | 0 | not run | not run | not run |" in lines
+  assert "| TRIP F | 0 | not run yet | not run yet | not run yet |" in lines
+  flows = fashion_results.VARIANTS["trip_L_flows"].label
+  assert f"| {flows} | 0 | not implemented | not implemented | not implemented |" in lines
   assert len(lines) == 4 + len(fashion_results.ROWS)
   results = results_files.read(os.path.join(results_dir, "fashion_mnist.json"))
   assert fashion_results.render(results) == markdown == results["markdown"]
