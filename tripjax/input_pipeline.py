@@ -14,7 +14,9 @@ live (`ImageDataset.storage`):
   background thread in this process, n > 0 on n worker processes
   (`grain.IterDataset.mp_prefetch`, which hands step i to worker i mod n and yields
   the steps in order). Batching after the workers (`grain.Batch`) would not keep the
-  order: each worker would batch its own records.
+  order: each worker would batch its own records. Workers are spawned processes (started
+  once per run) that import the main module again: a script that trains with workers
+  keeps its work under `if __name__ == "__main__":`, as the train CLIs do.
 * "memory" (digits, Fashion-MNIST's IDX files, a `cached` set): read in the caller's
   thread, as indexing arrays costs less than handing batches between processes.
 
