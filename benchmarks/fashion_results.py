@@ -75,14 +75,13 @@ VARIANTS = {
     "gmm_F": Variant("GMM F (factorized)",
                      (("prior.kind", "gmm"), ("prior.learnable", False))),
     "gmm_L": Variant("GMM L (factorized)", (("prior.kind", "gmm"),)),
-    "full_gmm_L": Variant("GMM L (full space, the paper's)",
+    "full_gmm_L": Variant("full GMM L (the paper's GMM, d·N = 320 components)",
                           (("prior.kind", "full_gmm"),)),
     "trip_F": Variant("TRIP F", (("prior.learnable", False),)),
     "trip_L": Variant("TRIP L", ()),  # the config as it is
     "trip_L_prior_lr_10": Variant("TRIP L, prior lr ×10 (1e-2)",
                                   (("prior.learning_rate", 1e-2),)),
-    "trip_L_flows": Variant("TRIP L + flow (2 coupling layers)",
-                            (("prior.flows", 2),)),
+    "trip_L_flows": Variant("TRIP L + 4 flows", (("prior.flows", 4),)),
 }
 ROWS = tuple(VARIANTS)
 # The order the runs start in, within each seed: the comparisons that matter most first,
