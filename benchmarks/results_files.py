@@ -17,10 +17,11 @@ script's `render(results)` and checks that README contains each `.md` verbatim, 
 README's results tables are these files.
 
 Commits: before the sweep runner (`vae_results.run_jobs`) starts or resumes a run, it
-appends {"commit", "dirty", "after_step", "time"} to the run's `commits.jsonl`:
+appends {"commit", "dirty", "from_step", "time"} to the run's `commits.jsonl`:
 the HEAD commit of the checkout it runs in, whether tracked files under tripjax/,
-train/ or configs/ differed from it, and the last step the run had logged before
-(0 for a fresh start; a resume continues from its last checkpoint at or before it).
+train/ or configs/ differed from it, and the step it starts from (its newest
+checkpoint, `<workdir>/checkpoints/<step>`; 0 for a fresh start). So the steps
+(from_step, next record's from_step] were trained at that commit.
 Runs trained before these files existed have no `commits.jsonl` ("commits": []).
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ from typing import Any
 
 RESULTS_DIR = "results"
 COMMITS_FILENAME = "commits.jsonl"
-METRICS_FILENAME = "metrics.jsonl"
+CHECKPOINTS_DIRNAME = "checkpoints"  # tripjax.training.checkpoints: one folder a step
 # The code a run's numbers depend on (a change elsewhere, e.g. README, is not "dirty").
 CODE_PATHS = ("tripjax", "train", "configs")
 
@@ -52,22 +53,18 @@ def git_state(repo: str = ".") -> dict[str, Any]:
   return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
 
 
-def last_logged_step(workdir: str) -> int:
-  """The largest "step" in the run's metrics.jsonl (0 if none)."""
-  path = os.path.join(workdir, METRICS_FILENAME)
-  if not os.path.exists(path):
+def newest_checkpoint_step(workdir: str) -> int:
+  """The step of the run's newest checkpoint (`checkpoints/<step>`), 0 if none."""
+  directory = os.path.join(workdir, CHECKPOINTS_DIRNAME)
+  if not os.path.isdir(directory):
     return 0
-  steps = [0]
-  with open(path) as file:
-    for line in file:
-      if line.strip():
-        steps.append(int(json.loads(line).get("step", 0)))
-  return max(steps)
+  return max([int(name) for name in os.listdir(directory) if name.isdigit()],
+             default=0)
 
 
 def record_start(workdir: str, repo: str = ".") -> dict:
   """Appends where this part of the run is trained to `workdir`/commits.jsonl."""
-  record = {**git_state(repo), "after_step": last_logged_step(workdir),
+  record = {**git_state(repo), "from_step": newest_checkpoint_step(workdir),
             "time": datetime.datetime.now(datetime.timezone.utc).isoformat(
                 timespec="seconds")}
   os.makedirs(workdir, exist_ok=True)

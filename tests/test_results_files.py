@@ -6,7 +6,6 @@ README contains it verbatim.
 """
 import glob
 import importlib
-import json
 import os
 import subprocess
 
@@ -55,17 +54,16 @@ def test_record_start_names_the_commit_the_dirty_code_and_the_step(tmp_path):
                         capture_output=True, text=True).stdout.strip()
   workdir = str(tmp_path / "run")
   first = results_files.record_start(workdir, repo=str(repo))
-  assert (first["commit"], first["dirty"], first["after_step"]) == (head, False, 0)
+  assert (first["commit"], first["dirty"], first["from_step"]) == (head, False, 0)
   (repo / "README.md").write_text("changed docs only\n")
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as file:
-    file.write(json.dumps({"step": 40, "split": "train"}) + "\n")
-    file.write(json.dumps({"step": 50, "split": "eval"}) + "\n")
+  for name in ("40", "1005", "tmp_checkpoint"):
+    os.makedirs(os.path.join(workdir, "checkpoints", name))
   assert results_files.record_start(workdir, repo=str(repo))["dirty"] is False
   (repo / "tripjax" / "a.py").write_text("x = 2\n")
   third = results_files.record_start(workdir, repo=str(repo))
-  assert (third["dirty"], third["after_step"]) == (True, 50)
-  assert [record["after_step"] for record in results_files.run_commits(workdir)] == [
-      0, 50, 50]
+  assert (third["dirty"], third["from_step"]) == (True, 1005)
+  assert [record["from_step"] for record in results_files.run_commits(workdir)] == [
+      0, 1005, 1005]
   assert results_files.git_state(str(tmp_path))["commit"] is None  # not a checkout
 
 

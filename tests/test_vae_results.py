@@ -241,5 +241,5 @@ def test_run_all_records_the_commit_each_run_starts_at(tmp_path, monkeypatch):
   (run,) = vae_results.collect([("normal", 0)], root=root, steps=30)
   (record,) = run["commits"]
   assert record["commit"] == results_files.git_state()["commit"]
-  assert record["after_step"] == 0
+  assert record["from_step"] == 0
   assert run["fields"] == {"prior.kind": "normal"}
