@@ -129,7 +129,7 @@ def test_sets_in_memory_are_read_directly_without_grain(monkeypatch):
 
 def test_the_loop_trains_on_the_same_batches_through_grain_workers_and_a_resume(
     mock_tfds, tmp_path):
-  """A run with 2 workers stopped mid-epoch and resumed sees the batches of a
+  """A run with 2 workers stopped mid-epoch and resumed with 1 sees the batches of a
   0-worker run in the same order: the state folds every batch in, order-sensitively."""
   dataset = data.load_dataset("mnist", "train")  # 44 train examples: 5 batches of 8
 
@@ -150,7 +150,7 @@ def test_the_loop_trains_on_the_same_batches_through_grain_workers_and_a_resume(
 
   expected = run(tmp_path / "in_process", num_workers=0)
   run(tmp_path / "workers", num_workers=2, max_steps=3)  # stops mid-epoch 1
-  resumed = run(tmp_path / "workers", num_workers=2)
+  resumed = run(tmp_path / "workers", num_workers=1)
   assert float(resumed["checksum"]) == float(expected["checksum"]) != 0.0
 
 
