@@ -11,10 +11,9 @@ train / 10,000 test binarized Fashion-MNIST images, read from the IDX files in
 variant (`VARIANTS`): N(0, I); the factorized GMM (N = 10 per latent, the TRIP of rank
 1) and TRIP (m = 20), F = `prior.learnable=False` (only the EM refits move the prior)
 and L = learned; TRIP L with the prior's learning rate x10 (1e-2, the best setting of
-the digits ablation); and, once they exist, the paper's full-space GMM
-(`prior.kind=full_gmm`) and TRIP L under a flow (`prior.flows`). Variants whose config
-fields do not exist yet are listed as "not implemented", rows still to run as "not run
-yet".
+the digits ablation); the paper's full-space GMM (`prior.kind=full_gmm`, issue 19) and
+TRIP L under 4 RealNVP coupling layers (`prior.flows=4`). Variants whose config fields
+a checkout lacks are listed as "not implemented", rows still to run as "not run yet".
 
 Evaluation: the test ELBO on the first `EVAL_EXAMPLES` test images every
 `--eval-every` steps (the curves), and after the last step the test ELBO and IWAE-100
@@ -260,6 +259,19 @@ def write_results_files(runs: list[dict], steps: int, command: str,
   return markdown
 
 
+def regenerate_command(args: argparse.Namespace) -> str:
+  """The command that trains and reports this table (the flags that change it; not
+  where the files go or how many runs share the machine)."""
+  command = "nice -n 10 python -m benchmarks.fashion_results --parallel 2"
+  if args.seeds != list(range(PLANNED_SEEDS)):
+    command += " --seeds " + " ".join(map(str, args.seeds))
+  if args.steps != DEFAULT_STEPS:
+    command += f" --steps {args.steps}"
+  if args.eval_every != DEFAULT_EVAL_EVERY:
+    command += f" --eval-every {args.eval_every}"
+  return command
+
+
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,9 +328,8 @@ def main(argv=None) -> int:
   runs = collect(all_jobs, root=args.workdir, steps=args.steps,
                  classifier_params=classifier_params)
   unavailable = tuple(name for name in ROWS if not variant_available(name))
-  table = write_results_files(
-      runs, args.steps, "python -m benchmarks.fashion_results " + " ".join(
-          sys.argv[1:] if argv is None else argv), args.results_dir, unavailable)
+  table = write_results_files(runs, args.steps, regenerate_command(args),
+                              args.results_dir, unavailable)
   print(table)
   curves = vae_results.mean_curves(runs, list(ROWS))
   if curves:

@@ -1,6 +1,7 @@
 """benchmarks/fashion_results.py (the Fashion-MNIST prior comparison) and the
 Fashion-MNIST configs: commands, table, results files, and a 2-step run of
 configs/fashion_vae_trip.py on a written IDX fixture."""
+import argparse
 import gzip
 import json
 import os
@@ -164,3 +165,12 @@ def test_fashion_classifier_config_is_valid():
   config = cli.load_config("configs/fashion_mnist_classifier.py")
   classifier.validate_config(config)
   assert config.data.name == "fashion_mnist" and config.model.kind == "digits"
+
+
+def test_the_recorded_command_names_only_what_changes_the_table():
+  defaults = dict(seeds=[0, 1, 2], steps=fashion_results.DEFAULT_STEPS,
+                  eval_every=fashion_results.DEFAULT_EVAL_EVERY)
+  assert fashion_results.regenerate_command(argparse.Namespace(**defaults)) == (
+      "nice -n 10 python -m benchmarks.fashion_results --parallel 2")
+  changed = argparse.Namespace(**dict(defaults, seeds=[3], steps=10))
+  assert fashion_results.regenerate_command(changed).endswith("--seeds 3 --steps 10")
