@@ -22,8 +22,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.model = ml_collections.ConfigDict()
   config.model.latent_dim = 128
   # Generator widths (the critic's in reverse); None: the default for the image size
-  # (tripjax.models.gan.DEFAULT_WIDTHS).
+  # (tripjax.models.gan.DEFAULT_WIDTHS), or PACGAN_GENERATOR_WIDTHS (4x400) for the
+  # point sets' MLP.
   config.model.widths = config_dict.placeholder(tuple)
+  # The critic's widths; None: the generator's reversed (conv critic), or
+  # PACGAN_CRITIC_WIDTHS (3x200) for the point sets' MLP critic.
+  config.model.critic_widths = config_dict.placeholder(tuple)
   # The critic's norm after every conv but the first: layer | batch | none; None: layer
   # norm with the gradient penalty (which needs per-example scores), batch norm with
   # weight clipping (the WGAN paper's critic).

@@ -247,7 +247,7 @@ def test_the_first_steps_on_two_devices_equal_the_one_device_run(uninterrupted_r
     ("gan.gradient_penalty=-1", "config field gan.gradient_penalty = -1.0: must be a "
      "number >= 0.0."),
     ("prior.kind=vamp", "config field prior.kind = 'vamp': must be one of 'normal', "
-     "'gmm', 'trip'."),
+     "'gmm', 'trip', 'full_gmm', 'full_gaussian'."),
     ("model.critic_norm=batch", "config field model.critic_norm = 'batch': the "
      "gradient penalty needs per-example critic scores"),
     ("model.critic_norm=group", "config field model.critic_norm = 'group': must be "

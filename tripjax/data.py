@@ -26,6 +26,12 @@ Datasets (`DATASETS`):
   `CenterCrop(160)` then `Resize(64)`), resized to 64x64x3 with PIL bilinear
   filtering (antialiased when downscaling, as torchvision's `Resize` on PIL images).
 
+Point sets (`POINT_DATASETS`, for the GAN mode tests): `"ring8"` (8 Gaussians on a
+circle of radius 2, sd 0.02) and `"grid25"` (25 Gaussians at {-4, -2, 0, 2, 4}^2, sd
+0.05), `point_mixture(name)`. Their "images" are points of shape (2,) in the data's own
+units (not [0, 1]) and their labels the drawn component; every split is its own seeded
+draw (`load_points`).
+
 Splits are "train", "validation" and "test". `mnist`, `fashion_mnist` and `cifar10`
 have no validation split of their own: their validation split is the last 10% of the
 original train split (mnist and fashion_mnist: 54,000 / 6,000; cifar10: 45,000 / 5,000)
@@ -70,11 +76,13 @@ import functools
 import numbers
 import operator
 import os
-from typing import Callable, Iterator, NamedTuple, Sequence, cast
+from typing import Any, Callable, Iterator, NamedTuple, Sequence, cast
 
 import numpy as np
 
 DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeb_a")
+# Synthetic 2-D mixtures of Gaussians (the GAN mode tests): "examples" are points (2,).
+POINT_DATASETS = ("ring8", "grid25")
 SPLITS = ("train", "validation", "test")
 SPLIT_SCHEMES = ("tfds", "random_90_10")
 PAPER_SPLIT_SEED = 777  # the TRIP authors' CelebA split
@@ -234,10 +242,13 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
     raise TypeError(f"dataset name must be a str, got {type(name).__name__}.")
   if not isinstance(split, str):
     raise TypeError(f"split must be a str, got {type(split).__name__}.")
-  if name not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+  if name not in DATASETS + POINT_DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; valid names: "
+                     f"{', '.join(DATASETS + POINT_DATASETS)}.")
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}.")
+  if name in POINT_DATASETS:
+    return load_points(name, split)
   if binarize is None:
     binarize = _BINARIZED_BY_DEFAULT[name]
   if not isinstance(binarize, bool):
@@ -299,9 +310,13 @@ def _random_90_10(name: str, split: str, data_dir, binarize: bool | None,
 
 
 def image_shape(name: str) -> tuple[int, int, int]:
-  """(H, W, C) of a dataset's images as `load_dataset` gives them, without loading it."""
+  """(H, W, C) of a dataset's images as `load_dataset` gives them, without loading it;
+  (2,) for the point sets."""
+  if name in POINT_DATASETS:
+    return POINT_SHAPE
   if name not in DATASETS:
-    raise ValueError(f"Unknown dataset {name!r}; valid names: {', '.join(DATASETS)}.")
+    raise ValueError(f"Unknown dataset {name!r}; valid names: "
+                     f"{', '.join(DATASETS + POINT_DATASETS)}.")
   return _IMAGE_SHAPES[name]
 
 
@@ -417,6 +432,74 @@ def center_crop_and_resize(image: np.ndarray, crop_size: int = CELEB_A_CROP_SIZE
   resized = np.asarray(pil_image.resize((image_size, image_size),
                                         resample=Image.Resampling.BILINEAR))
   return resized[..., None] if squeeze else resized
+
+
+# ---------------------------------------------------------------- 2-D point mixtures
+
+
+POINT_SHAPE: tuple = (2,)
+# Points per split: fresh, independent draws of the same mixture per split.
+POINT_SPLIT_SIZES = {"train": 100_000, "validation": 10_000, "test": 10_000}
+POINT_DATA_SEED = 20
+
+
+class PointMixture(NamedTuple):
+  """An equal-weight mixture of isotropic 2-D Gaussians.
+
+  Attributes:
+    centres: (K, 2) float64 component means.
+    sd: the components' standard deviation per coordinate.
+  """
+  centres: np.ndarray
+  sd: float
+
+
+def point_mixture(name: str) -> PointMixture:
+  """The mixture of a point set (as in Unrolled GAN, VEEGAN and PacGAN):
+
+  * "ring8": 8 Gaussians on a circle of radius 2 (centres (2 cos(2 pi k / 8),
+    2 sin(2 pi k / 8)), k = 0..7), sd 0.02;
+  * "grid25": 25 Gaussians at {-4, -2, 0, 2, 4}^2 (row-major: x slowest), sd 0.05.
+  """
+  if name == "ring8":
+    angles = 2 * np.pi * np.arange(8) / 8
+    return PointMixture(2.0 * np.stack([np.cos(angles), np.sin(angles)], axis=1), 0.02)
+  if name == "grid25":
+    values = np.arange(-4.0, 5.0, 2.0)
+    return PointMixture(np.stack(np.meshgrid(values, values, indexing="ij"),
+                                 axis=-1).reshape(-1, 2), 0.05)
+  raise ValueError(f"Unknown point set {name!r}; valid names: "
+                   f"{', '.join(POINT_DATASETS)}.")
+
+
+def sample_points(mixture: PointMixture, num_points: int,
+                  rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+  """`num_points` draws: (points (n, 2) float32, their components (n,) int32)."""
+  components = rng.integers(0, len(mixture.centres), size=num_points)
+  noise = rng.standard_normal((num_points, 2))
+  points = mixture.centres[components] + mixture.sd * noise
+  return points.astype(np.float32), components.astype(np.int32)
+
+
+def load_points(name: str, split: str) -> ImageDataset:
+  """A split of a point set: `POINT_SPLIT_SIZES[split]` seeded draws of its mixture.
+
+  Each split is its own draw (seed (`POINT_DATA_SEED`, set, split)), the same every
+  time. `read` gives points (n, 2) float32 in the data's own units (not [0, 1]) as the
+  "images" and the drawn component (n,) int32 as the labels.
+  """
+  mixture = point_mixture(name)
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; valid splits: {', '.join(SPLITS)}.")
+  rng = np.random.default_rng([POINT_DATA_SEED, POINT_DATASETS.index(name),
+                               SPLITS.index(split)])
+  points, components = sample_points(mixture, POINT_SPLIT_SIZES[split], rng)
+
+  def read(indices: np.ndarray):
+    return points[indices], components[indices]
+
+  return ImageDataset(name=name, split=split, image_shape=cast(Any, POINT_SHAPE),
+                      num_examples=len(points), read_fn=read, binarized=False)
 
 
 # ---------------------------------------------------------------- offline digits

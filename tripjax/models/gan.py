@@ -22,6 +22,9 @@ three upsamplings (512 -> 256 -> 128 -> C, as the WGAN-GP CIFAR-10 model), 28 px
 at 7x7x256 and has two (256 -> 128 -> C, 7 -> 14 -> 28). The critic mirrors the
 generator, and its final conv spans the whole last map (4x4, or 7x7 at 28 px), so it is
 a linear layer on the flattened features.
+
+For the 2-D point sets of the GAN mode tests, `mlp_generator_critic` gives an MLP
+generator (linear output) and critic, by default PacGAN's 4x400 and 3x200 ReLU layers.
 """
 
 from __future__ import annotations
@@ -164,16 +167,19 @@ class Critic(nn.Module):
 
 
 def generator_critic(image_shape: Sequence[int], *, widths: Sequence[int] | None = None,
+                     critic_widths: Sequence[int] | None = None,
                      critic_norm: str = "layer",
                      parity_upsampling: bool = True) -> tuple[Generator, Critic]:
-  """A (Generator, Critic) pair; widths default to `default_widths(H)`."""
+  """A (Generator, Critic) pair; widths default to `default_widths(H)`, the critic's
+  to the generator's reversed."""
   _check_norm(critic_norm)
   if widths is None:
     widths = default_widths(image_shape[0])
   widths = tuple(int(w) for w in widths)
   generator = Generator(image_shape=tuple(image_shape), widths=widths,
                         parity_upsampling=parity_upsampling)
-  critic = Critic(widths=tuple(reversed(widths)), norm=critic_norm)
+  critic = Critic(widths=tuple(reversed(widths)) if critic_widths is None
+                  else tuple(int(w) for w in critic_widths), norm=critic_norm)
   return generator, critic
 
 
@@ -183,3 +189,76 @@ def paper_generator_critic(critic_norm: str = "layer") -> tuple[Generator, Criti
   critic_norm: "layer" for WGAN-GP, "batch" for WGAN (weight clipping).
   """
   return generator_critic((64, 64, 3), widths=PAPER_WIDTHS, critic_norm=critic_norm)
+
+
+# ------------------------------------------------------------------ MLPs for 2-D points
+
+# PacGAN's (and VEEGAN's) networks for the 2-D mixtures: 4 hidden layers of 400 units in
+# the generator, 3 of 200 in the critic, ReLU.
+PACGAN_GENERATOR_WIDTHS = (400, 400, 400, 400)
+PACGAN_CRITIC_WIDTHS = (200, 200, 200)
+
+
+class MLPGenerator(nn.Module):
+  """x = G(z) for point data: latents (B, latent_dim) -> points (B, output_dim).
+
+  Dense layers of `widths` units with ReLU, then a linear layer to the output (points
+  are unbounded, so no tanh).
+
+  Attributes:
+    output_dim: size of a point (2 for the mixtures).
+    widths: hidden layer sizes.
+  """
+  output_dim: int = 2
+  widths: Sequence[int] = PACGAN_GENERATOR_WIDTHS
+
+  @nn.compact
+  def __call__(self, z: jax.Array) -> jax.Array:
+    if z.ndim != 2:
+      raise ValueError(f"MLPGenerator expects z of shape (B, latent_dim), got {z.shape}.")
+    x = z
+    for layer, width in enumerate(self.widths):
+      x = nn.relu(nn.Dense(width, name=f"hidden{layer}")(x))
+    return nn.Dense(self.output_dim, name="to_point")(x)
+
+
+class MLPCritic(nn.Module):
+  """D(x) for point data: points (B, D) -> scores (B,).
+
+  Dense layers of `widths` units with ReLU, each but the first followed by `norm`
+  (as the conv critic), then a linear score.
+
+  Attributes:
+    widths: hidden layer sizes.
+    norm: "none", "layer" (per example over the features) or "batch" (running
+      statistics in `batch_stats`, as `Critic`).
+  """
+  widths: Sequence[int] = PACGAN_CRITIC_WIDTHS
+  norm: str = "none"
+
+  @nn.compact
+  def __call__(self, points: jax.Array, *, train: bool = False) -> jax.Array:
+    _check_norm(self.norm)
+    if points.ndim != 2:
+      raise ValueError(f"MLPCritic expects (B, D) points, got {points.shape}.")
+    x = points
+    for layer, width in enumerate(self.widths):
+      x = nn.Dense(width, name=f"hidden{layer}")(x)
+      if layer > 0 and self.norm == "layer":
+        x = nn.LayerNorm(name=f"norm{layer}")(x)
+      elif layer > 0 and self.norm == "batch":
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                         name=f"norm{layer}")(x)
+      x = nn.relu(x)
+    return nn.Dense(1, name="to_score")(x).reshape(points.shape[0])
+
+
+def mlp_generator_critic(point_dim: int, *,
+                         generator_widths: Sequence[int] = PACGAN_GENERATOR_WIDTHS,
+                         critic_widths: Sequence[int] = PACGAN_CRITIC_WIDTHS,
+                         critic_norm: str = "none") -> tuple[MLPGenerator, MLPCritic]:
+  """An (MLPGenerator, MLPCritic) pair for points of size `point_dim`."""
+  _check_norm(critic_norm)
+  return (MLPGenerator(output_dim=point_dim,
+                       widths=tuple(int(w) for w in generator_widths)),
+          MLPCritic(widths=tuple(int(w) for w in critic_widths), norm=critic_norm))

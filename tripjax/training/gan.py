@@ -29,6 +29,14 @@ has its own Adam, the generator and the prior share one `optax.multi_transform` 
 Adams, the prior's with its own learning rate), all with (b1, b2) = (0.5, 0.9) as in
 the authors' code. Every loss is a mean over the global batch (split over devices by
 the loop); the penalty's gradient norms are per example.
+
+Point data (`data.name` in `data.POINT_DATASETS`, the 2-D mixtures of the mode tests):
+the generator and critic are MLPs (`gan_models.MLPGenerator`/`MLPCritic`, widths
+`model.widths` / `model.critic_widths`, by default PacGAN's 4x400 and 3x200), points
+enter the critic as they are (no [0, 1] -> [-1, 1] map), and after the steps the
+sample grids are replaced by a scatter PNG of `MODE_NUM_SAMPLES` samples over the true
+modes and the mode metrics of the same samples (`tripjax.metrics.modes`:
+modes_covered, high_quality_share, reverse_kl).
 """
 from __future__ import annotations
 
@@ -48,6 +56,7 @@ from tripjax import losses
 from tripjax import prior as trip
 from tripjax import priors
 from tripjax.metrics import classifier_fd
+from tripjax.metrics import modes as mode_metrics
 from tripjax.metrics import sampling
 from tripjax.models import gan as gan_models
 from tripjax.training import config_checks
@@ -61,6 +70,7 @@ from tripjax.training import samplers
 
 GENERATOR, CRITIC, PRIOR = "generator", "critic", "prior"  # parts of the parameters
 CLASSIFIER_FD_DATASETS = ("digits", "mnist")  # 28x28x1, the digit classifier's input
+MODE_NUM_SAMPLES = 2500  # samples of the point sets' scatter PNG and mode metrics
 
 
 @flax.struct.dataclass
@@ -84,17 +94,19 @@ class GanModel:
   """The fixed (non-array) parts of a GAN: generator, critic and prior.
 
   Attributes:
-    generator: z (B, latent_dim) -> images (B, H, W, C) in [-1, 1].
-    critic: images (B, H, W, C) in [-1, 1] -> scores (B,).
+    generator: z (B, latent_dim) -> images (B, H, W, C) in [-1, 1] (points (B, 2)).
+    critic: images (B, H, W, C) in [-1, 1] (points (B, 2)) -> scores (B,).
     prior: a `tripjax.priors.LatentPrior` over latent_dim variables.
-    image_shape: (H, W, C).
+    image_shape: (H, W, C), or (2,) for points.
     latent_dim: size of z.
+    points: the data are points (MLPs, no range map), not images.
   """
-  generator: gan_models.Generator
-  critic: gan_models.Critic
+  generator: gan_models.Generator | gan_models.MLPGenerator
+  critic: gan_models.Critic | gan_models.MLPCritic
   prior: Any
   image_shape: tuple[int, ...]
   latent_dim: int
+  points: bool = False
 
   @property
   def has_batch_stats(self) -> bool:
@@ -123,8 +135,16 @@ class GanModel:
     return jax.lax.stop_gradient(self.prior.sample(prior_params, key, (num_samples,)))
 
   def decode(self, params: dict, z: jax.Array) -> jax.Array:
-    """z (B, latent_dim) -> images (B, H, W, C) in [0, 1] to look at or score."""
+    """z (B, latent_dim) -> images (B, H, W, C) in [0, 1] to look at or score (points
+    (B, 2) as they are)."""
+    if self.points:
+      return self.generate(params, z)
     return gan_models.to_image_range(self.generate(params, z))
+
+  def to_model_range(self, data: jax.Array) -> jax.Array:
+    """A batch as the loop gives it -> the critic's input: images in [0, 1] to
+    [-1, 1]; points unchanged."""
+    return data if self.points else gan_models.to_model_range(data)
 
 
 def critic_norm(config: ml_collections.ConfigDict) -> str:
@@ -137,16 +157,30 @@ def critic_norm(config: ml_collections.ConfigDict) -> str:
 
 def build_model(config: ml_collections.ConfigDict,
                 image_shape: Sequence[int]) -> GanModel:
-  """The generator/critic of `config.model` and the prior of `config.prior`."""
-  widths = config.model.widths
-  generator, critic = gan_models.generator_critic(
-      tuple(image_shape), widths=None if widths is None else tuple(widths),
-      critic_norm=critic_norm(config))
+  """The generator/critic of `config.model` and the prior of `config.prior` (MLPs for
+  the point sets)."""
+  widths, critic_widths = config.model.widths, config.model.critic_widths
+  points = config.data.name in data_lib.POINT_DATASETS
+  generator: gan_models.Generator | gan_models.MLPGenerator
+  critic: gan_models.Critic | gan_models.MLPCritic
+  if points:
+    generator, critic = gan_models.mlp_generator_critic(
+        image_shape[0],
+        generator_widths=gan_models.PACGAN_GENERATOR_WIDTHS if widths is None else widths,
+        critic_widths=(gan_models.PACGAN_CRITIC_WIDTHS if critic_widths is None
+                       else critic_widths),
+        critic_norm=critic_norm(config))
+  else:
+    generator, critic = gan_models.generator_critic(
+        tuple(image_shape), widths=None if widths is None else tuple(widths),
+        critic_widths=None if critic_widths is None else tuple(critic_widths),
+        critic_norm=critic_norm(config))
   prior = priors.make_prior(config.prior.kind, config.model.latent_dim,
                             num_components=config.prior.num_components,
                             rank=config.prior.rank)
   return GanModel(generator=generator, critic=critic, prior=prior,
-                  image_shape=tuple(image_shape), latent_dim=config.model.latent_dim)
+                  image_shape=tuple(image_shape), latent_dim=config.model.latent_dim,
+                  points=points)
 
 
 class GanOptimizers(NamedTuple):
@@ -345,8 +379,8 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
   pathwise = learnable_prior and gradient_estimator == "pathwise"
 
   def train_step(state: GanState, batch: dict, rng: jax.Array):
-    real = gan_models.to_model_range(batch["image"])
-    if real.ndim == 4:  # n_critic = 1: the loop passes one batch, not a stack.
+    real = model.to_model_range(batch["image"])
+    if real.ndim == 1 + len(model.image_shape):  # n_critic = 1: one batch, not a stack.
       real = real[None]
     # (n_critic, B, H, W, C)
     num_critic_updates, batch_size = real.shape[:2]
@@ -429,15 +463,19 @@ def sample_images(model: GanModel, params: dict, key: jax.Array,
 def validate_config(config: ml_collections.ConfigDict) -> None:
   """Raises `config_checks.ConfigError` for the first bad field of a GAN config."""
   config_checks.check_choice(config, "task", ("gan",))
-  config_checks.check_choice(config, "data.name", data_lib.DATASETS)
+  config_checks.check_choice(config, "data.name",
+                             data_lib.DATASETS + data_lib.POINT_DATASETS)
   config_checks.check_bool(config, "data.binarize")
   config_checks.check_int(config, "data.num_train_examples", minimum=1, optional=True)
   config_checks.check_common_train_fields(config)
   config_checks.check_int(config, "model.latent_dim", minimum=1)
   config_checks.check_int_sequence(config, "model.widths", minimum=1, optional=True)
+  config_checks.check_int_sequence(config, "model.critic_widths", minimum=1,
+                                   optional=True)
   config_checks.check_choice(config, "model.critic_norm",
                              (None,) + gan_models.CRITIC_NORMS)
-  config_checks.check_choice(config, "prior.kind", priors.PRIOR_KINDS)
+  config_checks.check_choice(config, "prior.kind",
+                             priors.PRIOR_KINDS + priors.FULL_SPACE_PRIOR_KINDS)
   config_checks.check_bool(config, "prior.learnable")
   config_checks.check_prior_size_fields(config)
   config_checks.check_bool(config, "prior.normalize_rewards")
@@ -520,13 +558,17 @@ def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
   * A grid of `eval.num_samples` generator samples every `eval.every_epochs` epochs,
     every `eval.every_steps` steps and after the last step, always from the same
     "image_grid" key, so successive grids show how the same draws change.
+  * Point data instead: on the same schedule, a scatter PNG ("samples") of
+    `MODE_NUM_SAMPLES` generator samples over the mixture's modes (circles of 3 sd)
+    and their mode metrics (`tripjax.metrics.modes`), from the same "image_grid" key.
   * With `eval.classifier_fd_every_epochs` = k > 0: the classifier FD of
     `eval.classifier_fd_num_samples` samples every k epochs and after the last step,
     scored by the digit classifier in `eval.classifier_workdir`
     (`tripjax.metrics.classifier_fd.load_classifier`; the train CLI trains it there
     first if it is missing).
   """
-  scale = image_grid.display_scale(model.image_shape)
+  scale = 1 if model.points else image_grid.display_scale(model.image_shape)
+  mixture = (data_lib.point_mixture(config.data.name) if model.points else None)
   scorer: dict[str, Any] = {}  # Loaded at the first FD: classifier params, reference.
 
   def fd_of_samples(params) -> float:
@@ -547,7 +589,16 @@ def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
   def after_step(state: GanState, progress: loop.Progress):
     outputs: dict[str, Any] = {}
     params = distributed.to_host(state.params)
-    if _grid_due(config, progress):
+    if _grid_due(config, progress) and mixture is not None:
+      points = np.asarray(sample_images(model, params, streams.key("image_grid"),
+                                        MODE_NUM_SAMPLES))
+      outputs["samples"] = loop.Image(
+          image_grid.scatter_points(points, mixture.centres, mixture.sd), scale)
+      scores = mode_metrics.mode_metrics(points, mixture.centres, mixture.sd)
+      outputs.update(modes_covered=scores.modes_covered,
+                     high_quality_share=scores.high_quality_share,
+                     reverse_kl=scores.reverse_kl)
+    elif _grid_due(config, progress):
       samples = np.asarray(sample_images(model, params, streams.key("image_grid"),
                                          config.eval.num_samples))
       outputs["samples"] = loop.Image(image_grid.make_grid(samples), scale)

@@ -57,3 +57,44 @@ def save_grid_png(grid: np.ndarray, path: str, scale: int = 1) -> str:
   Image.fromarray(grid).save(temporary_path, format="PNG")
   os.replace(temporary_path, path)
   return path
+
+
+def scatter_points(points: np.ndarray, centres: np.ndarray, sd: float, *,
+                   size: int = 320, margin: float = 1.0) -> np.ndarray:
+  """A scatter plot of 2-D points over a mixture's modes, as an RGB uint8 image.
+
+  Every mode is a red circle of radius 3 sd (its high-quality region, as
+  `tripjax.metrics.modes` counts it, at least 2 pixels) with a cross at its centre;
+  every point is a blue dot. The view is the square around the centres widened by
+  `margin` data units on every side (y up); points outside it are left out.
+
+  Args:
+    points: (n, 2).
+    centres: (K, 2).
+    sd: the components' standard deviation.
+    size: side of the image in pixels.
+
+  Returns:
+    (size, size, 3) uint8.
+  """
+  from PIL import ImageDraw
+  points = np.asarray(points, np.float64)
+  centres = np.asarray(centres, np.float64)
+  half = float(np.max(np.abs(centres))) + margin
+  pixels_per_unit = (size - 1) / (2 * half)
+
+  def to_pixels(xy):
+    return (xy[..., 0] + half) * pixels_per_unit, (half - xy[..., 1]) * pixels_per_unit
+
+  image = Image.new("RGB", (size, size), (255, 255, 255))
+  draw = ImageDraw.Draw(image)
+  radius = max(2.0, 3 * sd * pixels_per_unit)
+  for x, y in zip(*to_pixels(centres)):
+    draw.ellipse([x - radius, y - radius, x + radius, y + radius], outline=(220, 40, 40))
+    draw.line([x - 3, y, x + 3, y], fill=(220, 40, 40))
+    draw.line([x, y - 3, x, y + 3], fill=(220, 40, 40))
+  array = np.array(image)
+  xs, ys = to_pixels(points)
+  inside = (xs >= 0) & (xs <= size - 1) & (ys >= 0) & (ys <= size - 1)
+  array[np.rint(ys[inside]).astype(int), np.rint(xs[inside]).astype(int)] = (30, 60, 200)
+  return array

@@ -36,6 +36,7 @@ ADDED_FIELDS: dict[str, dict[str, object]] = {
     "vae": {"model.likelihood": None, "prior.num_mixture_components": None,
             "prior.flows": 0, "prior.refit_kinds": ["gmm", "trip"],
             "prior.refit_redraws_cores": False},
+    "gan": {"model.critic_widths": None},
 }
 
 
