@@ -39,7 +39,8 @@ mean ± sample sd over seeds of, per (model, hidden fraction),
   unrequested_diversity`; lower is better): per distinct request, the total variation
   distance between the unrequested attributes of the generated images that satisfy it
   and of the real test digits that satisfy it (both read by the classifier), mean over
-  the requests that at least 30 real test digits satisfy (how many: in the caption);
+  the requests that at least 30 real test digits satisfy and under which they vary
+  (how many: in the caption);
 * the test bound on log p(x | y), comparable between the models (every test label
   observed), and CVAE-TRIP's test ELBO on log p(x) (y summed out of the prior);
 * the classifier's accuracy on the real test digits, the metric's own error (the same
@@ -313,8 +314,9 @@ def _diversity_text(runs: list[dict]) -> str:
           "real digits): per distinct request, the total variation distance between "
           "the unrequested attributes of the generated digits that satisfy it and of "
           "the real test digits that satisfy it (both read by the classifier), mean "
-          "over the requests that at least 30 real test digits satisfy and some "
-          f"generated digit satisfies{scored}. ")
+          "over the requests that at least 30 real test digits satisfy (with their "
+          "unrequested attributes not all alike: digit=3 leaves nothing to vary) and "
+          f"some generated digit satisfies{scored}. ")
 
 
 def markdown_table(rows: list[dict], runs: list[dict], epochs: int,

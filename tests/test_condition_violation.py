@@ -102,6 +102,9 @@ def test_unrequested_diversity_on_a_hand_made_case():
       ([nan, 0, nan], [1, 1, 0]),
       # E = (0, 0, 0): nothing left open.
       ([0, 0, 0], [0, 0, 0]),
+      # G = (?, 1, 0): real a0 = 1 for its only row (1): with min_reference 1 it is
+      # still left out, since nothing varies.
+      ([nan, 1, 0], [0, 1, 0]),
   ]
   requests = np.array([request for request, _ in rows], np.float32)
   generated = np.array([image for _, image in rows])
@@ -118,6 +121,9 @@ def test_unrequested_diversity_on_a_hand_made_case():
   loose = metrics.unrequested_diversity(requests, generated, reference, min_reference=2)
   assert loose.num_requests == 3
   assert loose.tv == pytest.approx((2 / 3 + 2 / 3 + 1 / 2) / 3)
+  # min_reference 1: G qualifies by size but its real a0 never varies (row 1 only).
+  assert metrics.unrequested_diversity(requests, generated, reference,
+                                       min_reference=1).num_requests == 3
   none = metrics.unrequested_diversity(requests, generated, reference, min_reference=8)
   assert none.num_requests == 0 and np.isnan(none.tv) and np.isnan(none.marginal_tv)
   with pytest.raises(ValueError, match=r"\(n, a\)"):
@@ -147,6 +153,8 @@ def _brute_force_diversity(requests, generated, reference, min_reference):
             if np.array_equal(asked, request, equal_nan=True) and satisfies(image, request)]
     if not open_columns or len(real) < min_reference or not mine:
       continue
+    if len({key(row, open_columns) for row in real}) < 2:
+      continue  # nothing varies among the real images
     counts = [{}, {}]
     for count, rows in zip(counts, (mine, real)):
       for row in rows:

@@ -91,8 +91,9 @@ class UnrequestedDiversity(NamedTuple):
       of the TV between their marginal distributions (less biased upward by few
       images when many attributes are left open, as on CelebA).
     num_requests: the qualifying requests: distinct requests that leave at least one
-      attribute open, satisfied by at least `min_reference` real images and by at
-      least one generated image.
+      attribute open, satisfied by at least `min_reference` real images whose open
+      attributes are not all alike (on digits `digit=3` fixes even and at_least_5:
+      nothing is left to vary) and by at least one generated image.
     num_unsatisfied: distinct requests with enough real images but no generated
       image that satisfies them (left out of the means; counted by the violation
       rate).
@@ -135,7 +136,8 @@ def unrequested_diversity(requests, generated, reference,
   (predicted) attributes satisfy r. TV(r) is the total variation distance between the
   distributions of the attributes U over G and over R (jointly; and per attribute,
   averaged, for `marginal_tv`). Averaged over the requests with |R| >= `min_reference`
-  and |G| >= 1, each request counting once.
+  and |G| >= 1, each request counting once; a request under which the real images'
+  open attributes never vary (nothing to be diverse about) is left out.
 
   Args:
     requests: (n, a) the request of each generated image, NaN = unspecified.
@@ -164,7 +166,7 @@ def unrequested_diversity(requests, generated, reference,
     if given.all():
       continue  # nothing left open
     real = reference[np.all(reference[:, given] == request[given], axis=1)]
-    if len(real) < min_reference:
+    if len(real) < min_reference or np.all(real[:, ~given] == real[0, ~given]):
       continue
     mine = generated[which == index]
     mine = mine[np.all(mine[:, given] == request[given], axis=1)]
