@@ -263,7 +263,7 @@ def plot_panels(runs: list[dict], path: str, *, seed: int, latent_dim: int) -> b
 
 
 def time_steps(dataset: str, priors, latent_dims, repeats: int) -> list[dict]:
-  """Median seconds per generator step of the study's config, per (prior, latent)."""
+  """Median wall and CPU seconds per generator step of the study's config, per (prior, latent)."""
   import statistics
   import time
 
@@ -293,16 +293,21 @@ def time_steps(dataset: str, priors, latent_dims, repeats: int) -> list[dict]:
       points, _ = data_lib.sample_points(data_lib.point_mixture(dataset), size,
                                          np.random.default_rng(0))
       batch = {"image": points.reshape(config.gan.n_critic, config.train.batch_size, 2)}
-      times = []
+      times, cpu_times = [], []
       for index in range(repeats + 2):  # two warm-up calls (the first compiles)
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         state, metrics = step(state, batch, jax.random.key(index))
         jax.block_until_ready((state, metrics))
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
       seconds = statistics.median(times[2:])
-      rows.append({"prior": prior, "latent_dim": latent_dim, "seconds": seconds})
+      cpu_seconds = statistics.median(cpu_times[2:])
+      rows.append({"prior": prior, "latent_dim": latent_dim, "seconds": seconds,
+                   "cpu_seconds": cpu_seconds})
       print(f"{PRIORS[prior].label}, latent {latent_dim}: {1e3 * seconds:.1f} ms per "
-            f"step ({1 / seconds:.1f} steps/s)", flush=True)
+            f"step ({1 / seconds:.1f} steps/s), {1e3 * cpu_seconds:.1f} ms of CPU time "
+            f"(all threads; a loaded machine inflates the first, less the second)",
+            flush=True)
   return rows
 
 
