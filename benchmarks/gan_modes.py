@@ -211,7 +211,8 @@ def write_results_files(runs: list[dict], steps: int, command: str,
 
 def plot_panels(runs: list[dict], path: str, *, seed: int, latent_dim: int) -> bool:
   """One row per dataset, one panel per prior: 2,500 samples of the final generator
-  of `seed` at `latent_dim` over the true modes (circles of 3 sd). False if no run."""
+  of `seed` at `latent_dim` (the ones its metrics count) over the true modes (circles
+  of 3 sd). False if no run."""
   chosen = [run for run in runs if run["seed"] == seed and run["latent_dim"] == latent_dim]
   datasets = [d for d in DATASETS if any(run["dataset"] == d for run in chosen)]
   priors = [p for p in PRIORS if any(run["prior"] == p for run in chosen)]
@@ -224,6 +225,7 @@ def plot_panels(runs: list[dict], path: str, *, seed: int, latent_dim: int) -> b
 
   from tripjax import data as data_lib
   from tripjax.training import gan
+  from tripjax.training import rng as rng_lib
   from tripjax.training import trainers
 
   figure, axes = pyplot.subplots(len(datasets), len(priors), squeeze=False,
@@ -246,9 +248,11 @@ def plot_panels(runs: list[dict], path: str, *, seed: int, latent_dim: int) -> b
       if run is None:
         ax.set_title(f"{PRIORS[prior].label}: not run", fontsize=8)
         continue
+      # The samples the trainer scored: its "image_grid" key, so the panel shows the
+      # points its title's numbers count.
       sampler = trainers.load_checkpoint_sampler(run["workdir"], step=run["steps"])
-      points = jax.device_get(sampler.sample_fn(jax.random.key(seed),
-                                                gan.MODE_NUM_SAMPLES))
+      points = jax.device_get(sampler.sample_fn(
+          rng_lib.RandomStreams(seed).key("image_grid"), gan.MODE_NUM_SAMPLES))
       ax.scatter(points[:, 0], points[:, 1], s=0.5, color="tab:blue", alpha=0.5)
       ax.set_title(f"{PRIORS[prior].label}: {run['modes_covered']:.0f}/"
                    f"{NUM_MODES[dataset]}, {100 * float(run['high_quality_share']):.0f}%",
