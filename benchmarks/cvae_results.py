@@ -310,13 +310,22 @@ def _diversity_text(runs: list[dict]) -> str:
       span = (f"{values[0]}" if len(values) == 1 else f"{values[0]}-{values[-1]}")
       counts.append(f"{span} {'single-attribute' if kind == 'single' else 'subset'}")
   scored = f" ({' and '.join(counts)} requests per run)" if counts else ""
+  floors = []
+  for kind in ("single", "subset"):
+    values = [run[f"diversity_{kind}_tv_floor"] for run in runs
+              if isinstance(run.get(f"diversity_{kind}_tv_floor"), (int, float))]
+    if values:
+      floors.append(f"{mean_and_sd(values)[0]:.2f} ({kind})")
+  floor = (f"; a model that draws exactly the real spread, with as many satisfying "
+           f"digits, scores about {' and '.join(floors)} by chance alone"
+           if floors else "")
   return ("Diversity TV (lower is better; 0: what is not requested varies as in the "
           "real digits): per distinct request, the total variation distance between "
           "the unrequested attributes of the generated digits that satisfy it and of "
           "the real test digits that satisfy it (both read by the classifier), mean "
           "over the requests that at least 30 real test digits satisfy (with their "
           "unrequested attributes not all alike: digit=3 leaves nothing to vary) and "
-          f"some generated digit satisfies{scored}. ")
+          f"some generated digit satisfies{scored}{floor}. ")
 
 
 def markdown_table(rows: list[dict], runs: list[dict], epochs: int,

@@ -178,6 +178,34 @@ def test_unrequested_diversity_matches_the_definition_on_random_data():
   assert diversity.tv == pytest.approx(expected_tv, rel=1e-12)
 
 
+def test_a_perfect_sampler_scores_the_sampling_floor():
+  """Generated attributes drawn from the real conditional itself: their TV is the
+  floor's quantity, so over many seeds the two agree within a few standard errors;
+  with many images the floor goes to 0."""
+  reference = data.attributes_from_labels(
+      "digits", np.random.default_rng(5).integers(10, size=500))
+  rng = np.random.default_rng(6)
+
+  def perfect(num_images):
+    requests, generated = [], []
+    for j in (1, 2):  # even=v, at_least_5=v: the digit stays open
+      for value in (0, 1):
+        rows = reference[reference[:, j] == value]
+        generated.append(rows[rng.integers(len(rows), size=num_images)])
+        request = np.full((num_images, 3), np.nan, np.float32)
+        request[:, j] = value
+        requests.append(request)
+    return np.concatenate(requests), np.concatenate(generated)
+
+  gaps = []
+  for seed in range(60):
+    diversity = metrics.unrequested_diversity(*perfect(60), reference, seed=seed)
+    assert diversity.num_requests == 4 and 0.05 < diversity.tv_floor < 0.3
+    gaps.append(diversity.tv - diversity.tv_floor)
+  assert abs(np.mean(gaps)) < 4 * np.std(gaps) / np.sqrt(len(gaps)) + 1e-3
+  assert metrics.unrequested_diversity(*perfect(20000), reference).tv_floor < 0.02
+
+
 def test_digit_attributes_follow_the_predicted_digit():
   params = jax.jit(classifier_fd.init_params, static_argnums=1)(
       jax.random.key(0, impl="rbg"), 16)

@@ -115,6 +115,7 @@ def _final_record(model, seed, single, subset, bound):
             "violation_subset_any": subset + 0.1,
             "diversity_single_tv": single + 0.3, "diversity_single_requests": 9 + seed,
             "diversity_subset_tv": subset + 0.5, "diversity_subset_requests": 20,
+            "diversity_single_tv_floor": 0.07, "diversity_subset_tv_floor": 0.09,
             "classifier_accuracy_digit": 0.98, "classifier_accuracy_even": 0.99,
             "classifier_accuracy_at_least_5": 0.97, "classifier_accuracy": 0.98}
   if model == "trip":
@@ -160,6 +161,7 @@ def test_collect_summarize_and_table(tmp_path):
   assert ("| decoder-only conditioning (concat) | 0% | 1 | 30.0 ± 0.0 | 40.0 ± 0.0 | "
           "0.60 ± 0.00 | 0.90 ± 0.00 | -91.00 ± 0.00 | n/a | 98.0 ± 0.0 |") in table
   assert "(9-10 single-attribute and 20 subset requests per run)" in table
+  assert "scores about 0.07 (single) and 0.09 (subset) by chance alone" in table
   assert "| CVAE-TRIP | 50% | 1 | 15.0 ± 0.0 |" in table
   assert "1 epoch (62 steps)" in table
   assert "200 random requests" in table

@@ -145,6 +145,7 @@ def test_a_sampler_that_follows_the_request_violates_nothing(requests, real):
     assert results[f"diversity_{kind}_marginal_tv"] == pytest.approx(marginal_tv,
                                                                       abs=1e-12)
     assert 0.3 < tv < 1.0  # real digits do vary where the request leaves them open
+    assert 0.0 < results[f"diversity_{kind}_tv_floor"] < 0.2  # chance alone: far below
 
 
 def test_a_sampler_that_ignores_the_request_violates_what_is_not_zero(requests, real):

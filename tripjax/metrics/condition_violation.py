@@ -97,11 +97,16 @@ class UnrequestedDiversity(NamedTuple):
     num_unsatisfied: distinct requests with enough real images but no generated
       image that satisfies them (left out of the means; counted by the violation
       rate).
+    tv_floor: the `tv` of a perfect sampler with as many satisfying images per
+      request: |G| rows drawn from R itself (with replacement, seeded), averaged
+      over draws. Empirical TVs are biased upward by few images; a `tv` near this
+      floor is as close to the real spread as the sample sizes can show.
   """
   tv: float
   marginal_tv: float
   num_requests: int
   num_unsatisfied: int
+  tv_floor: float = float("nan")
 
 
 def total_variation(first, second) -> float:
@@ -128,7 +133,8 @@ def total_variation(first, second) -> float:
 
 
 def unrequested_diversity(requests, generated, reference,
-                          min_reference: int = MIN_REFERENCE) -> UnrequestedDiversity:
+                          min_reference: int = MIN_REFERENCE, floor_draws: int = 10,
+                          seed: int = 0) -> UnrequestedDiversity:
   """The diversity of what is not requested, generated against real.
 
   For each distinct request r that leaves attributes U open: G = the generated images
@@ -144,6 +150,8 @@ def unrequested_diversity(requests, generated, reference,
     generated: (n, a) the attributes the classifier reads on each generated image.
     reference: (N, a) the attributes the same classifier reads on real images.
     min_reference: the fewest real images a request needs to be scored.
+    floor_draws: draws per request of the sampling floor (`tv_floor`).
+    seed: their seed (numpy PCG64).
 
   Returns:
     UnrequestedDiversity.
@@ -160,7 +168,8 @@ def unrequested_diversity(requests, generated, reference,
   distinct, which = np.unique(np.where(asked, requests, -1.0), axis=0,
                               return_inverse=True)
   which = which.reshape(-1)
-  tvs, marginal_tvs, num_unsatisfied = [], [], 0
+  tvs, marginal_tvs, floors, num_unsatisfied = [], [], [], 0
+  rng = np.random.default_rng(seed)
   for index, request in enumerate(distinct):
     given = request >= 0
     if given.all():
@@ -176,10 +185,15 @@ def unrequested_diversity(requests, generated, reference,
     tvs.append(total_variation(mine[:, ~given], real[:, ~given]))
     marginal_tvs.append(np.mean([total_variation(mine[:, [j]], real[:, [j]])
                                  for j in np.flatnonzero(~given)]))
-  return UnrequestedDiversity(
-      float(np.mean(tvs)) if tvs else float("nan"),
-      float(np.mean(marginal_tvs)) if marginal_tvs else float("nan"),
-      len(tvs), num_unsatisfied)
+    floors.append(np.mean([
+        total_variation(real[rng.integers(len(real), size=len(mine))][:, ~given],
+                        real[:, ~given]) for _ in range(floor_draws)]))
+
+  def mean(values):
+    return float(np.mean(values)) if values else float("nan")
+
+  return UnrequestedDiversity(mean(tvs), mean(marginal_tvs), len(tvs), num_unsatisfied,
+                              mean(floors))
 
 
 def random_requests(specs: Sequence[data.AttributeSpec], num_requests: int,
@@ -353,8 +367,9 @@ def violation_metrics(sample_fn: ConditionalSampleFn, predictor: AttributePredic
     f"violation_{kind}_any" (share of images that violate at least one requested
     attribute) and f"violation_{kind}_{attribute}"; with `reference_predicted` also
     f"diversity_{kind}_tv", f"diversity_{kind}_marginal_tv",
-    f"diversity_{kind}_requests" (how many requests qualify) and
-    f"diversity_{kind}_unsatisfied" (`UnrequestedDiversity`).
+    f"diversity_{kind}_requests" (how many requests qualify),
+    f"diversity_{kind}_unsatisfied" and f"diversity_{kind}_tv_floor"
+    (`UnrequestedDiversity`).
   """
   results: dict[str, float] = {}
   for index, (kind, kind_requests) in enumerate(requests.items()):
@@ -375,4 +390,5 @@ def violation_metrics(sample_fn: ConditionalSampleFn, predictor: AttributePredic
       results[f"diversity_{kind}_marginal_tv"] = diversity.marginal_tv
       results[f"diversity_{kind}_requests"] = diversity.num_requests
       results[f"diversity_{kind}_unsatisfied"] = diversity.num_unsatisfied
+      results[f"diversity_{kind}_tv_floor"] = diversity.tv_floor
   return results
