@@ -28,9 +28,10 @@ def get_config() -> ml_collections.ConfigDict:
   # The critic's widths; None: the generator's reversed (conv critic), or
   # PACGAN_CRITIC_WIDTHS (3x200) for the point sets' MLP critic.
   config.model.critic_widths = config_dict.placeholder(tuple)
-  # The critic's norm after every conv but the first: layer | batch | none; None: layer
-  # norm with the gradient penalty (which needs per-example scores), batch norm with
-  # weight clipping (the WGAN paper's critic).
+  # The critic's norm after every conv but the first: layer | layer_per_pixel | batch |
+  # none; None: layer norm (over each example's (H, W, C)) with the gradient penalty
+  # (which needs per-example scores), batch norm with weight clipping (the WGAN paper's
+  # critic). layer_per_pixel: over the channels of each pixel (the TRIP authors').
   config.model.critic_norm = config_dict.placeholder(str)
 
   config.prior = ml_collections.ConfigDict()
@@ -40,6 +41,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.prior.rank = 40  # m, tensor-ring core size (trip only)
   # The prior has its own Adam (as in the authors' code); None: train.learning_rate.
   config.prior.learning_rate = config_dict.placeholder(float)
+  # The prior's Adam betas; None: gan.adam_b1 / gan.adam_b2 (the authors' GAN script
+  # gives the prior torch's defaults, 0.9 / 0.999: configs/paper/).
+  config.prior.adam_b1 = config_dict.placeholder(float)
+  config.prior.adam_b2 = config_dict.placeholder(float)
   # The prior's score-function gradient (paper eq. 10) centres the rewards by their
   # batch mean. True also divides them by their batch standard deviation, as the
   # authors' code does; False is eq. 10 as printed. Under Adam the two differ only in
@@ -58,10 +63,17 @@ def get_config() -> ml_collections.ConfigDict:
   config.gan.n_critic = 5  # critic updates (each on its own real batch) per step
   config.gan.adam_b1 = 0.5
   config.gan.adam_b2 = 0.9
+  # Norm of the penalty's gradient: per_example (WGAN-GP: over all of an example's
+  # pixels and channels) | per_pixel (the TRIP authors': over the channels at each
+  # pixel, (norm - 1)^2 averaged over pixels and examples).
+  config.gan.penalty_norm = "per_example"
 
   config.train.num_epochs = 100
   config.train.batch_size = 256
   config.train.learning_rate = 1e-4
+  # Restart all three Adams every k steps (0: never); the authors recreate their
+  # optimizers every 1,000 iterations.
+  config.train.reset_optimizer_every_steps = 0
 
   config.eval.num_samples = 64  # images in the sample grid (the same z every time)
   # Classifier FD (28x28x1 sets: digits, mnist) of generator samples every k epochs

@@ -317,6 +317,30 @@ def per_example_gradient_norms(critic_fn: Callable[[Array], Array],
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
 
+PENALTY_NORMS = ("per_example", "per_pixel")  # `gradient_penalty_at`'s `norm`
+
+
+def per_pixel_gradient_norms(critic_fn: Callable[[Array], Array],
+                             points: Array) -> Array:
+  """||grad_x D(x_b)[h, w, :]||_2 over the channel axis, for every example and pixel.
+
+  The TRIP authors' penalty takes the norm over the channels only. As
+  `per_example_gradient_norms`, for a critic whose score b depends on example b only;
+  a zero gradient has norm 0 and a finite (zero) derivative.
+
+  Args:
+    critic_fn: images (B, ..., C) -> scores (B,), parameters closed over.
+    points: (B, ..., C) images, e.g. (B, H, W, C).
+
+  Returns:
+    (B, ...) norms, e.g. (B, H, W).
+  """
+  grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(points)
+  squared = jnp.sum(jnp.square(grads), axis=-1)
+  positive = squared > 0
+  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+
+
 def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Array,
                      key: Array, weight: float = 10.0) -> Array:
   """WGAN-GP's weight * E[(||grad_x D(x_hat)||_2 - 1)^2] at random interpolates.
@@ -335,7 +359,7 @@ def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Arr
 
 
 def gradient_penalty_at(critic_fn: Callable[[Array], Array], points: Array,
-                        weight: float = 10.0) -> Array:
+                        weight: float = 10.0, norm: str = "per_example") -> Array:
   """weight * E[(||grad_x D(x_b)||_2 - 1)^2] at given points, e.g. interpolates drawn
   in advance with `random_interpolates`.
 
@@ -343,11 +367,19 @@ def gradient_penalty_at(critic_fn: Callable[[Array], Array], points: Array,
     critic_fn: images (B, ...) -> scores (B,), parameters closed over.
     points: (B, ...) images.
     weight: lambda.
+    norm: "per_example" (WGAN-GP: the norm over all of an example's pixels and
+      channels, the mean over examples) or "per_pixel" (the TRIP authors' code: the
+      norm over the channel axis at each pixel, the mean over examples and pixels).
 
   Returns:
     Scalar penalty.
   """
-  norms = per_example_gradient_norms(critic_fn, points)
+  if norm == "per_example":
+    norms = per_example_gradient_norms(critic_fn, points)
+  elif norm == "per_pixel":
+    norms = per_pixel_gradient_norms(critic_fn, points)
+  else:
+    raise ValueError(f"norm must be one of {PENALTY_NORMS}, got {norm!r}.")
   return weight * jnp.mean(jnp.square(norms - 1.0))
 
 

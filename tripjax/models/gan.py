@@ -37,7 +37,7 @@ import jax.numpy as jnp
 
 from tripjax.models import layers
 
-CRITIC_NORMS = ("layer", "batch", "none")
+CRITIC_NORMS = ("layer", "batch", "none", "layer_per_pixel")
 LEAKY_RELU_SLOPE = 0.2
 KERNEL_SIZE = 5
 PADDING = 2          # of the convs and transposed convs
@@ -119,7 +119,9 @@ class Generator(nn.Module):
 
 
 class _Norm(nn.Module):
-  """Identity, per-example LayerNorm over (H, W, C), or BatchNorm over the channels."""
+  """Identity, per-example LayerNorm over (H, W, C) ("layer"), LayerNorm over the
+  channels of each pixel ("layer_per_pixel", the TRIP authors' critic), or BatchNorm
+  over the channels."""
   norm: str = "layer"
 
   @nn.compact
@@ -131,6 +133,10 @@ class _Norm(nn.Module):
       # gradient penalty's per-example gradients stay per example; scale and bias per
       # channel.
       return nn.LayerNorm(reduction_axes=(-3, -2, -1), feature_axes=-1)(x)
+    if self.norm == "layer_per_pixel":
+      # Statistics of each pixel over its channels (still per example); the same
+      # per-channel scale and bias.
+      return nn.LayerNorm(reduction_axes=-1, feature_axes=-1)(x)
     return nn.BatchNorm(use_running_average=not train, momentum=0.9)(x)
 
 
@@ -144,7 +150,8 @@ class Critic(nn.Module):
 
   Attributes:
     widths: output channels of the stride-2 convs (the generator's, reversed).
-    norm: "layer" (WGAN-GP), "batch" (WGAN) or "none", after every conv but the first.
+    norm: "layer" (WGAN-GP), "layer_per_pixel" (the TRIP authors' WGAN-GP critic),
+      "batch" (WGAN) or "none", after every conv but the first.
   """
   widths: Sequence[int] = tuple(reversed(PAPER_WIDTHS))
   norm: str = "layer"
@@ -230,7 +237,8 @@ class MLPCritic(nn.Module):
 
   Attributes:
     widths: hidden layer sizes.
-    norm: "none", "layer" (per example over the features) or "batch" (running
+    norm: "none", "layer" or "layer_per_pixel" (the same here: per example over the
+      features) or "batch" (running
       statistics in `batch_stats`, as `Critic`).
   """
   widths: Sequence[int] = PACGAN_CRITIC_WIDTHS
@@ -244,7 +252,7 @@ class MLPCritic(nn.Module):
     x = points
     for layer, width in enumerate(self.widths):
       x = nn.Dense(width, name=f"hidden{layer}")(x)
-      if layer > 0 and self.norm == "layer":
+      if layer > 0 and self.norm in ("layer", "layer_per_pixel"):  # one "pixel"
         x = nn.LayerNorm(name=f"norm{layer}")(x)
       elif layer > 0 and self.norm == "batch":
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,

@@ -26,9 +26,12 @@ one critic update on each, then updates the generator and the prior once.
 
 Parameters are one dict {"generator": ..., "critic": ..., "prior": ...}; the critic
 has its own Adam, the generator and the prior share one `optax.multi_transform` (two
-Adams, the prior's with its own learning rate), all with (b1, b2) = (0.5, 0.9) as in
-the authors' code. Every loss is a mean over the global batch (split over devices by
-the loop); the penalty's gradient norms are per example.
+Adams, the prior's with its own learning rate and betas), all with (b1, b2) = (0.5, 0.9)
+by default. Every loss is a mean over the global batch (split over devices by the loop);
+the penalty's gradient norms are per example (`gan.penalty_norm=per_example`, WGAN-GP)
+or, as in the TRIP authors' code, per pixel over the channels (`per_pixel`). With
+`train.reset_optimizer_every_steps` = k > 0 all three Adams restart every k steps (the
+authors recreate their optimizers every 1,000 iterations).
 
 Point data (`data.name` in `data.POINT_DATASETS`, the 2-D mixtures of the mode tests):
 the generator and critic are MLPs (`gan_models.MLPGenerator`/`MLPCritic`, widths
@@ -199,8 +202,16 @@ def _parameter_groups(params: dict) -> dict:
           for part, subtree in params.items()}
 
 
+def prior_adam_betas(config: ml_collections.ConfigDict) -> tuple[float, float]:
+  """(`prior.adam_b1`, `prior.adam_b2`), each None: the nets' `gan.adam_b1/b2`."""
+  b1, b2 = config.prior.get("adam_b1"), config.prior.get("adam_b2")
+  return (config.gan.adam_b1 if b1 is None else b1,
+          config.gan.adam_b2 if b2 is None else b2)
+
+
 def make_optimizers(config: ml_collections.ConfigDict) -> GanOptimizers:
-  """Three Adams with (b1, b2) = (gan.adam_b1, gan.adam_b2), as the authors' code.
+  """Three Adams: the nets' with (b1, b2) = (gan.adam_b1, gan.adam_b2), the prior's
+  with `prior_adam_betas(config)`.
 
   The generator's and the critic's learning rate is `train.learning_rate`, the
   prior's `prior.learning_rate` (None: the same). With `prior.learnable = False` the
@@ -209,11 +220,32 @@ def make_optimizers(config: ml_collections.ConfigDict) -> GanOptimizers:
   def adam(learning_rate):
     return optax.adam(learning_rate, b1=config.gan.adam_b1, b2=config.gan.adam_b2)
 
+  prior_b1, prior_b2 = prior_adam_betas(config)
+
+  def prior_adam(learning_rate):
+    return optax.adam(learning_rate, b1=prior_b1, b2=prior_b2)
+
   prior = optimizers_lib.prior_optimizer(config, learnable=config.prior.learnable,
-                                         adam=adam)
+                                         adam=prior_adam)
   generator = optax.multi_transform(
       {GENERATOR: adam(config.train.learning_rate), PRIOR: prior}, _parameter_groups)
   return GanOptimizers(critic=adam(config.train.learning_rate), generator=generator)
+
+
+def reset_optimizers(optimizers: GanOptimizers, state: GanState) -> GanState:
+  """`state` with all three Adams started afresh (moments and counts), the fresh
+  arrays placed like the ones they replace (the compiled step is not compiled again)."""
+  def placed(fresh, old):
+    return jax.tree.map(lambda new, previous: (jax.device_put(new, previous.sharding)
+                                               if isinstance(previous, jax.Array)
+                                               else new), fresh, old)
+
+  return dataclasses.replace(
+      state, critic_opt_state=placed(optimizers.critic.init(state.params[CRITIC]),
+                              state.critic_opt_state),
+      generator_opt_state=placed(
+          optimizers.generator.init(_generator_and_prior(state.params)),
+          state.generator_opt_state))
 
 
 def init_state(model: GanModel, optimizers: GanOptimizers, key: jax.Array) -> GanState:
@@ -272,7 +304,8 @@ class GanUpdates(NamedTuple):
 def make_updates(model: GanModel, optimizers: GanOptimizers, *,
                  gradient_penalty: float, clip_value: float, learnable_prior: bool,
                  normalize_rewards: bool = False,
-                 gradient_estimator: str = "score") -> GanUpdates:
+                 gradient_estimator: str = "score",
+                 penalty_norm: str = "per_example") -> GanUpdates:
   """One critic update and one generator-and-prior update, as pure functions.
 
   Args:
@@ -284,6 +317,7 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
       batch standard deviation.
     gradient_estimator: "score" or "pathwise" (module docstring); "pathwise" needs a
       TRIP (or GMM) prior, and applies with a learnable prior only.
+    penalty_norm: "per_example" or "per_pixel" (`losses.gradient_penalty_at`'s norm).
 
   Returns:
     critic(carry: CriticCarry, real (B, H, W, C), fake (B, H, W, C), interpolates
@@ -303,7 +337,7 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
     if gradient_penalty > 0:
       penalty = losses.gradient_penalty_at(
           lambda images: model.critic_scores(critic_params, batch_stats, images)[0],
-          interpolates, gradient_penalty)
+          interpolates, gradient_penalty, norm=penalty_norm)
     return loss + penalty, (loss, penalty, batch_stats)
 
   def critic_update(carry: CriticCarry, real, fake, interpolates):
@@ -359,7 +393,8 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
                     gradient_penalty: float, clip_value: float,
                     learnable_prior: bool,
                     normalize_rewards: bool = False,
-                    gradient_estimator: str = "score") -> loop.TrainStepFn:
+                    gradient_estimator: str = "score",
+                    penalty_norm: str = "per_example") -> loop.TrainStepFn:
   """The pure step: n_critic critic updates, then one generator and prior update.
 
   Arguments as `make_updates`.
@@ -375,7 +410,8 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
   updates = make_updates(model, optimizers, gradient_penalty=gradient_penalty,
                          clip_value=clip_value, learnable_prior=learnable_prior,
                          normalize_rewards=normalize_rewards,
-                         gradient_estimator=gradient_estimator)
+                         gradient_estimator=gradient_estimator,
+                         penalty_norm=penalty_norm)
   pathwise = learnable_prior and gradient_estimator == "pathwise"
 
   def train_step(state: GanState, batch: dict, rng: jax.Array):
@@ -449,7 +485,8 @@ def step_settings(config: ml_collections.ConfigDict) -> dict:
               clip_value=config.gan.clip_value,
               learnable_prior=config.prior.learnable and config.prior.kind != "normal",
               normalize_rewards=config.prior.normalize_rewards,
-              gradient_estimator=config.prior.gradient_estimator)
+              gradient_estimator=config.prior.gradient_estimator,
+              penalty_norm=config.gan.get("penalty_norm", "per_example"))
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -467,6 +504,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                              data_lib.DATASETS + data_lib.POINT_DATASETS)
   config_checks.check_bool(config, "data.binarize")
   config_checks.check_int(config, "data.num_train_examples", minimum=1, optional=True)
+  experiment.check_split_fields(config)
   config_checks.check_common_train_fields(config)
   config_checks.check_int(config, "model.latent_dim", minimum=1)
   config_checks.check_int_sequence(config, "model.widths", minimum=1, optional=True)
@@ -492,6 +530,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_int(config, "gan.n_critic", minimum=1)
   config_checks.check_number(config, "gan.adam_b1", minimum=0.0, maximum=1.0)
   config_checks.check_number(config, "gan.adam_b2", minimum=0.0, maximum=1.0)
+  config_checks.check_choice(config, "gan.penalty_norm", losses.PENALTY_NORMS)
+  config_checks.check_number(config, "prior.adam_b1", minimum=0.0, maximum=1.0,
+                             optional=True)
+  config_checks.check_number(config, "prior.adam_b2", minimum=0.0, maximum=1.0,
+                             optional=True)
+  config_checks.check_int(config, "train.reset_optimizer_every_steps", minimum=0)
   if config.gan.gradient_penalty > 0 and config.model.critic_norm == "batch":
     raise config_checks.ConfigError(
         "model.critic_norm", "batch", "the gradient penalty needs per-example critic "
@@ -534,9 +578,12 @@ def setup(config: ml_collections.ConfigDict) -> GanSetup:
 
 
 def _reference_images(config: ml_collections.ConfigDict) -> np.ndarray:
-  """The test split at grey levels, what generator samples are compared with."""
-  return data_lib.load_dataset(config.data.name, "test", data_dir=config.data.data_dir,
-                               binarize=False).images
+  """The test split (of `data.split`) at grey levels, what generator samples are
+  compared with."""
+  return data_lib.load_dataset(
+      config.data.name, "test", data_dir=config.data.data_dir, binarize=False,
+      split_scheme=config.data.get("split", "tfds"),
+      split_seed=config.data.get("split_seed", data_lib.PAPER_SPLIT_SEED)).images
 
 
 def _grid_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
@@ -550,10 +597,20 @@ def _classifier_fd_due(config: ml_collections.ConfigDict,
   return progress.is_due(every_epochs=every, at_end=every > 0)
 
 
+def _reset_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
+  return progress.is_due(every_steps=config.train.reset_optimizer_every_steps,
+                         at_end=False)
+
+
 def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
-                    streams: rng_lib.RandomStreams
+                    streams: rng_lib.RandomStreams,
+                    optimizers: GanOptimizers | None = None
                     ) -> tuple[loop.AfterStepFn, loop.DueFn]:
-  """Sample grids (and the classifier FD) on their schedules, and when either is due.
+  """Optimizer restarts, sample grids (and the classifier FD) on their schedules, and
+  when any of them is due.
+
+  * With `optimizers`, all three Adams restart every `train.reset_optimizer_every_steps`
+    steps (`reset_optimizers`; output "optimizer_reset").
 
   * A grid of `eval.num_samples` generator samples every `eval.every_epochs` epochs,
     every `eval.every_steps` steps and after the last step, always from the same
@@ -583,11 +640,21 @@ def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
         batch_size=config.eval.batch_size, key=streams.key("sample_metric"),
         progress=False)
 
+  def reset_due(progress: loop.Progress) -> bool:
+    return optimizers is not None and _reset_due(config, progress)
+
   def due(progress: loop.Progress) -> bool:
-    return _grid_due(config, progress) or _classifier_fd_due(config, progress)
+    return (reset_due(progress) or _grid_due(config, progress)
+            or _classifier_fd_due(config, progress))
 
   def after_step(state: GanState, progress: loop.Progress):
     outputs: dict[str, Any] = {}
+    if reset_due(progress):
+      assert optimizers is not None
+      state = reset_optimizers(optimizers, state)
+      outputs["optimizer_reset"] = True
+    if not (_grid_due(config, progress) or _classifier_fd_due(config, progress)):
+      return state, outputs
     params = distributed.to_host(state.params)
     if _grid_due(config, progress) and mixture is not None:
       points = np.asarray(sample_images(model, params, streams.key("image_grid"),
@@ -610,7 +677,8 @@ def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
 
 
 def _header(config: ml_collections.ConfigDict, gan_setup: GanSetup) -> str:
-  variant = (f"WGAN-GP (penalty {config.gan.gradient_penalty:g})"
+  variant = (f"WGAN-GP (penalty {config.gan.gradient_penalty:g}, "
+             f"{config.gan.penalty_norm})"
              if config.gan.gradient_penalty > 0 else
              f"WGAN (weight clipping {config.gan.clip_value:g})")
   return (f"{variant} with a {config.prior.kind} prior (learnable="
@@ -622,7 +690,8 @@ def build(config: ml_collections.ConfigDict,
           context: experiment.RunContext) -> experiment.Experiment:
   """The `experiment.Experiment` of a GAN config (`Trainer.build`)."""
   gan_setup = setup(config)
-  after_step, due = make_after_step(config, gan_setup.model, context.streams)
+  after_step, due = make_after_step(config, gan_setup.model, context.streams,
+                                    gan_setup.optimizers)
   task = loop.Task(
       init_state=init_state(gan_setup.model, gan_setup.optimizers,
                             context.streams.init_key()),

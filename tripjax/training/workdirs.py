@@ -36,7 +36,9 @@ ADDED_FIELDS: dict[str, dict[str, object]] = {
     "vae": {"model.likelihood": None, "prior.num_mixture_components": None,
             "prior.flows": 0, "prior.refit_kinds": ["gmm", "trip"],
             "prior.refit_redraws_cores": False},
-    "gan": {"model.critic_widths": None},
+    "gan": {"model.critic_widths": None, "gan.penalty_norm": "per_example",
+            "prior.adam_b1": None, "prior.adam_b2": None,
+            "train.reset_optimizer_every_steps": 0},
 }
 
 
