@@ -23,7 +23,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.num_eval_examples = config_dict.placeholder(int)
   # tfds: the splits of tripjax.data (TFDS's own, validation = the last 10% of train
   # where TFDS has none); random_90_10: every example pooled, a seeded random 90% train
-  # and 10% test, no validation (the TRIP authors' CelebA split, seed 777).
+  # and 10% test, no validation (the TRIP authors' CelebA split, seed 777);
+  # no_validation: TFDS's test, and every other example as train (CIFAR-10's 50,000).
   config.data.split = "tfds"
   config.data.split_seed = 777
   # Training input of the TFDS sets (tripjax.input_pipeline): grain worker processes

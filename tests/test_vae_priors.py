@@ -96,6 +96,9 @@ def test_bad_prior_fields_are_config_errors(field, value, message):
   config = tiny_config("full_gmm")
   section, name = field.split(".")
   config[section][name] = value
+  if field == "prior.refit_redraws_cores":  # ignored unless full_gmm is refit
+    vae.validate_config(config)
+    config.prior.refit_kinds = ("full_gmm",)
   with pytest.raises(config_checks.ConfigError, match=message):
     vae.validate_config(config)
 

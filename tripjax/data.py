@@ -45,6 +45,10 @@ used seed 777): the first 90% are "train", the other 10% "test", and there is no
 TFDS's order is not their file order, so the split is of the same kind, not the same
 images.
 
+`split_scheme="no_validation"` keeps the "test" split above and makes "train" every
+other example (train + validation above: CIFAR-10's 50,000 training images, as the
+TRIP authors' GAN trained on); there is no "validation".
+
 Binarization (digits, mnist and fashion_mnist): a fixed threshold, pixel > 0.5 -> 1
 else 0. The data are then exactly {0, 1}, so a Bernoulli decoder is a proper discrete
 density and the ELBO is in nats. RGB sets keep their 256 intensity levels k/255 for a
@@ -84,7 +88,7 @@ DATASETS = ("digits", "mnist", "fashion_mnist", "cifar10", "celeb_a")
 # Synthetic 2-D mixtures of Gaussians (the GAN mode tests): "examples" are points (2,).
 POINT_DATASETS = ("ring8", "grid25")
 SPLITS = ("train", "validation", "test")
-SPLIT_SCHEMES = ("tfds", "random_90_10")
+SPLIT_SCHEMES = ("tfds", "random_90_10", "no_validation")
 PAPER_SPLIT_SEED = 777  # the TRIP authors' CelebA split
 
 CELEB_A_CROP_SIZE = 160
@@ -225,8 +229,9 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
       TFDS's own if `fashion_mnist` is prepared there, else `FASHION_MNIST_DIR`).
     binarize: threshold pixels at 0.5. None: the dataset's default (True for
       "digits" and "mnist", False for "cifar10" and "celeb_a").
-    split_scheme: "tfds" (the splits above) or "random_90_10" (all examples pooled,
-      a random 90% "train" and 10% "test"; no "validation").
+    split_scheme: "tfds" (the splits above), "random_90_10" (all examples pooled,
+      a random 90% "train" and 10% "test"; no "validation") or "no_validation"
+      ("train" is train + validation above, "test" as above; no "validation").
     split_seed: the seed of the random_90_10 permutation.
 
   Returns:
@@ -260,6 +265,13 @@ def load_dataset(name: str, split: str, *, data_dir: str | os.PathLike | None = 
                      f"{', '.join(SPLIT_SCHEMES)}.")
   if split_scheme == "random_90_10":
     return _random_90_10(name, split, data_dir, binarize, split_seed)
+  if split_scheme == "no_validation" and split != "test":
+    if split == "validation":
+      raise ValueError("the no_validation split scheme has no validation split (only "
+                       "train and test); use split_scheme='tfds'.")
+    return _concatenation([load_dataset(name, part, data_dir=data_dir,
+                                        binarize=binarize)
+                           for part in ("train", "validation")], split)
   if name == "digits":
     return _load_digits(split, binarize)
   if name == "fashion_mnist":

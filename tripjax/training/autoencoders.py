@@ -214,14 +214,16 @@ RING_PRIOR_KINDS = ("gmm", "trip")  # the kinds whose cores `refit_redraws_cores
 def check_refit_kind_fields(config: ml_collections.ConfigDict,
                             kinds: Sequence[str]) -> None:
   """`prior.refit_kinds` (a tuple of `kinds`) and `prior.refit_redraws_cores` (only
-  for gmm and trip)."""
+  for gmm and trip among the refit kinds: a prior that is never refit ignores it, so
+  one preset serves every `prior.kind`)."""
   value = config_checks.get_field(config, "prior.refit_kinds")
   if not isinstance(value, (tuple, list)) or any(kind not in kinds for kind in value):
     raise config_checks.ConfigError(
         "prior.refit_kinds", value,
         f"must be a tuple of prior kinds ({', '.join(kinds)}), e.g. ('trip',).")
   config_checks.check_bool(config, "prior.refit_redraws_cores")
-  if config.prior.refit_redraws_cores and config.prior.kind not in RING_PRIOR_KINDS:
+  if (config.prior.refit_redraws_cores and config.prior.kind not in RING_PRIOR_KINDS
+      and config.prior.kind in value):
     raise config_checks.ConfigError(
         "prior.refit_redraws_cores", True,
         f"only a ring prior has cores ({', '.join(RING_PRIOR_KINDS)}), "

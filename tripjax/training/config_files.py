@@ -1,7 +1,8 @@
 """Configs by file path or by the name of a stock config in `tripjax.configs`.
 
 `--config configs/digits_vae_trip.py` and `--config digits_vae_trip` (which also works
-after a plain `pip install`) load the same ConfigDict.
+after a plain `pip install`) load the same ConfigDict; `--config paper.celeba_vae` is
+configs/paper/celeba_vae.py.
 """
 from __future__ import annotations
 
@@ -20,10 +21,21 @@ class ConfigNotFoundError(FileNotFoundError):
 
 
 def stock_config_names() -> list[str]:
-  """Names of the configs shipped in `tripjax.configs` (base configs excluded)."""
+  """Names of the configs shipped in `tripjax.configs` (base configs excluded), those
+  of its subpackages dotted: "paper.celeba_vae" is configs/paper/celeba_vae.py."""
   package = importlib.import_module(STOCK_CONFIG_PACKAGE)
-  return sorted(module.name for module in pkgutil.iter_modules(package.__path__)
-                if not module.name.startswith(("base", "_")))
+  names = []
+  for module in pkgutil.iter_modules(package.__path__):
+    if module.name.startswith(("base", "_")):
+      continue
+    if not module.ispkg:
+      names.append(module.name)
+      continue
+    subpackage = importlib.import_module(f"{STOCK_CONFIG_PACKAGE}.{module.name}")
+    names += [f"{module.name}.{sub.name}"
+              for sub in pkgutil.iter_modules(subpackage.__path__)
+              if not sub.ispkg and not sub.name.startswith(("base", "_"))]
+  return sorted(names)
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:

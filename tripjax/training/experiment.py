@@ -129,10 +129,10 @@ def check_split_fields(config: ml_collections.ConfigDict) -> None:
   random_90_10."""
   config_checks.check_choice(config, "data.split", data_lib.SPLIT_SCHEMES)
   config_checks.check_int(config, "data.split_seed", minimum=0)
-  if config.data.split == "random_90_10" and config.eval.split == "validation":
+  if config.data.split != "tfds" and config.eval.split == "validation":
     raise config_checks.ConfigError(
-        "eval.split", "validation", "data.split = 'random_90_10' has only train and "
-        "test.")
+        "eval.split", "validation", f"data.split = {config.data.split!r} has only "
+        f"train and test.")
 
 
 def load_split(config: ml_collections.ConfigDict, split: str,
