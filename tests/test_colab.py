@@ -16,6 +16,7 @@ import pytest
 from tripjax.configs import digits_cvae_trip
 from tripjax.configs import digits_vae_trip
 from tripjax.training import cvae
+from tripjax.training import gan
 from tripjax.training import vae
 
 COLAB = pathlib.Path(__file__).resolve().parents[1] / "colab"
@@ -258,13 +259,32 @@ def tiny_trip_run(tmp_path_factory):
   return workdir, config
 
 
-def test_figure4_notebook_runs_on_a_trained_run(tiny_trip_run):
+@pytest.fixture(scope="module")
+def tiny_gan_run(tmp_path_factory):
+  """A workdir with a few-step WGAN-GP-TRIP of the GAN quickstart's kind (latent 4)."""
+  from test_gan_training import tiny_config  # pylint: disable=import-outside-toplevel
+  workdir = str(tmp_path_factory.mktemp("colab_gan") / "run")
+  config = tiny_config()
+  config.train.num_epochs = 1
+  gan.train_and_evaluate(config, workdir)
+  return workdir, config
+
+
+def test_figure4_notebook_runs_on_a_trained_run(tiny_trip_run, tiny_gan_run):
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   workdir, config = tiny_trip_run
+  gan_workdir, gan_config = tiny_gan_run
   namespace = run_notebook("figure4_learned_prior.ipynb",
-                           {"WORKDIR": workdir, "GRID_SIZE": 40})
+                           {"WORKDIR": workdir, "GRID_SIZE": 40,
+                            "GAN_WORKDIR": gan_workdir, "NUM_PRIOR_SAMPLES": 200})
   try:
+    # The WGAN-GP-TRIP's panel (the last figure): its learned prior's exact marginal.
+    assert namespace["gan_model"].position.step == 3  # 96 digits / (16 x 2) per step
+    assert namespace["gan_samples"].shape == (200, gan_config.model.latent_dim)
+    assert namespace["gan_log_density"].shape == (40, 40)
+    assert np.all(np.isfinite(namespace["gan_log_density"]))
+    assert 0.0 < namespace["gan_density_integral"] < 1.0 + 1e-3
     assert namespace["position"].step == 4  # 64 digits / batch 16, one epoch
     assert namespace["z_test"].shape == (500, config.model.latent_dim)
     log_density = namespace["log_density"]
