@@ -1,0 +1,79 @@
+"""benchmarks.paper_tables --smoke (issue 19, item 7): the cells of Table 1 (and the
+CIFAR-10 cell of Table 2) train on TFDS mock data, are scored, and land in a table of
+the paper's shape; a rerun trains nothing again.
+
+Every cell compiles its own programs (about 30 s a cell on a loaded 2-core machine;
+all 16 took 7.5 minutes), so by default the test runs a covering subset (`CELLS`: every
+block and preset, every prior kind, F and L); TRIPJAX_PAPER_SMOKE_ALL_CELLS=1 runs all
+of them, as `python -m benchmarks.paper_tables --smoke` does.
+"""
+import json
+import math
+import os
+
+import pytest
+
+from benchmarks import paper_tables
+
+ALL_CELLS = os.environ.get("TRIPJAX_PAPER_SMOKE_ALL_CELLS") == "1"
+CELLS = ("vae_normal", "vae_gmm_f", "vae_trip_l", "wgan_trip_f", "wgangp_gmm_l")
+
+
+@pytest.fixture(scope="module")
+def smoke_root(tmp_path_factory):
+  root = str(tmp_path_factory.mktemp("paper"))
+  cells = [] if ALL_CELLS else ["--cells", *CELLS]
+  assert paper_tables.main(["--smoke", "--table", "1", "--workdir", root, *cells]) == 0
+  assert paper_tables.main(["--smoke", "--table", "2", "--workdir", root]) == 0
+  return root
+
+
+def _results(root, table):
+  path = os.path.join(root, f"table{table}_smoke", "results", f"paper_table{table}.json")
+  with open(path) as file:
+    return json.load(file)
+
+
+def test_the_cells_of_table_1_run_and_are_scored(smoke_root):
+  results = _results(smoke_root, 1)
+  runs = {(run["block"], run["column"]): run for run in results["runs"]}
+  expected = {(cell.block.label, cell.column.label)
+              for cell in paper_tables.cells(1, flows=False)
+              if ALL_CELLS or cell.name in CELLS}
+  assert len(expected) == (15 if ALL_CELLS else len(CELLS))
+  assert set(runs) == expected
+  for (block, column), run in runs.items():
+    assert run["steps"] == paper_tables.SMOKE_STEPS
+    assert math.isfinite(run["fid"]) and run["fid"] >= 0
+    assert run["fields"]["prior.kind"] == {"N(0, I)": "normal", "GMM F": "full_gmm",
+                                           "GMM L": "full_gmm"}.get(column, "trip")
+    assert run["fields"]["prior.learnable"] == column.endswith("L")
+    if block == "VAE":  # (IWAE-k >= ELBO only in expectation: other draws)
+      assert math.isfinite(run["elbo"]) and math.isfinite(run["iwae"])
+  markdown = results["markdown"]
+  assert markdown.startswith("**SMOKE RUN") and "mean nothing" in markdown
+  assert paper_tables.render(results) == markdown
+  # Our number beside the paper's in every cell: TRIP L's VAE FID is 83.54.
+  vae_row = next(line for line in markdown.splitlines() if line.startswith("| FID | VAE"))
+  assert vae_row.endswith(f"{runs[('VAE', 'TRIP L')]['fid']:.2f} / 83.54 |")
+  assert vae_row.count("not run") == (0 if ALL_CELLS else 2)  # GMM L, TRIP F
+  # The header and 5 rows: FID of the 3 blocks, the VAE's ELBO and IWAE.
+  assert len([line for line in markdown.splitlines() if line.startswith("| ")]) == 6
+
+
+def test_table_2_and_a_rerun_trains_nothing(smoke_root, capsys):
+  results = _results(smoke_root, 2)
+  (run,) = results["runs"]
+  assert (run["block"], run["column"]) == ("WGAN-GP", "TRIP L")
+  assert "| WGAN-GP-TRIP |" in results["markdown"] and "/ 16.72 |" in results["markdown"]
+  capsys.readouterr()
+  assert paper_tables.main(["--smoke", "--table", "2", "--workdir", smoke_root]) == 0
+  out = capsys.readouterr().out
+  assert "cifar10_wgangp_trip_l: finished run" in out and "training" not in out
+  assert _results(smoke_root, 2)["runs"][0]["fid"] == run["fid"]  # the stored FID
+
+
+def test_real_tables_need_inception_weights(capsys):
+  with pytest.raises(SystemExit):
+    paper_tables.main(["--table", "1"])
+  assert "--inception_weights" in capsys.readouterr().err
