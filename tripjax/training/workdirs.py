@@ -24,6 +24,8 @@ RESUMABLE_FIELDS = (
     "train.num_epochs", "train.num_steps", "train.max_steps", "train.progress_bar",
     "train.log_every_steps", "train.checkpoint_every_steps",
     "train.max_checkpoints_to_keep", "train.cpu_devices", "data.data_dir", "eval.*",
+    # how the same batches are read (tripjax.input_pipeline: identical for any value)
+    "data.num_workers", "data.cache_dir",
 )
 
 
@@ -38,7 +40,13 @@ ADDED_FIELDS: dict[str, dict[str, object]] = {
             "prior.refit_redraws_cores": False},
     "gan": {"model.critic_widths": None, "gan.penalty_norm": "per_example",
             "prior.adam_b1": None, "prior.adam_b2": None,
-            "train.reset_optimizer_every_steps": 0},
+            "train.reset_optimizer_every_steps": 0, "prior.gradient_estimator": "score"},
+}
+
+# Groups of fields a run saved before they existed never used (the model kind that
+# reads them did not exist yet), so a rerun may bring any value: shell-style patterns.
+UNUSED_WHEN_ABSENT: dict[str, tuple[str, ...]] = {
+    "cvae": ("imputer.*",),  # read by model.kind=cvae_imputed only
 }
 
 
@@ -89,12 +97,16 @@ def config_differences(saved: ml_collections.ConfigDict,
                        new: ml_collections.ConfigDict) -> list[tuple[str, object, object]]:
   """[(field, saved value, new value)] of the fields that differ, not resumable ones."""
   saved_values, new_values = _as_json_values(saved), _as_json_values(new)
+  unused_when_absent = UNUSED_WHEN_ABSENT.get(saved.get("task", ""), ())
   differences = []
   for field in sorted(set(saved_values) | set(new_values)):
     if any(fnmatch.fnmatchcase(field, pattern) for pattern in RESUMABLE_FIELDS):
       continue
     missing = "<absent>"
     old, value = saved_values.get(field, missing), new_values.get(field, missing)
+    if old is missing and any(fnmatch.fnmatchcase(field, pattern)
+                              for pattern in unused_when_absent):
+      continue
     if old != value:
       differences.append((field, old, value))
   return differences
