@@ -251,7 +251,7 @@ def test_the_first_steps_on_two_devices_equal_the_one_device_run(uninterrupted_r
     ("model.critic_norm=batch", "config field model.critic_norm = 'batch': the "
      "gradient penalty needs per-example critic scores"),
     ("model.critic_norm=group", "config field model.critic_norm = 'group': must be "
-     "one of None, 'layer', 'batch', 'none'."),
+     "one of None, 'layer', 'batch', 'none', 'layer_per_pixel'."),
     ("gan.clip_value=0", "config field gan.clip_value = 0.0: must be a number > 0.0."),
     ("eval.classifier_fd_every_epochs=-1", "eval.classifier_fd_every_epochs = -1: "
      "must be a non-negative integer."),
