@@ -3,9 +3,7 @@ import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
-import contextlib
-
-import jax
+import float64
 import pytest
 
 from tripjax import xla_cpu
@@ -15,18 +13,8 @@ from tripjax import xla_cpu
 xla_cpu.prefer_eigen_convolutions()
 
 
-@contextlib.contextmanager
-def _x64():
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_x64", previous)
-
-
 @pytest.fixture
 def x64():
   """Runs the test with float64 enabled (restored afterwards)."""
-  with _x64():
+  with float64.enabled():
     yield

@@ -6,15 +6,16 @@ linear critic and against per-example jax.grad loops, weight clipping by its def
 """
 import functools
 
+import float64
 import jax
 import jax.numpy as jnp
 import numpy as np
+import prior_reference as ref
 import pytest
 from scipy import stats
 
-import prior_reference as ref
-import tripjax.prior as trip
 from tripjax import losses
+import tripjax.prior as trip
 
 C, D = ref.CONTINUOUS, ref.DISCRETE
 NUM_SE = 4.5
@@ -80,9 +81,7 @@ def _estimates(params, key):
 @pytest.fixture(scope="module")
 def score_function_estimates():
   """Exact gradient and the estimates with and without baseline (float64)."""
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
+  with float64.enabled():
     rng = np.random.default_rng(7)
     ring = ref.random_ring(rng, KINDS, NUM_COMPONENTS, RANK)
     params = ref.to_params(ring, jnp.float64)
@@ -91,8 +90,6 @@ def score_function_estimates():
     estimates, plain = jax.jit(_estimates)(params, jax.random.key(3, impl="rbg"))
     return (_flat(jax.tree.map(lambda leaf: leaf[None], exact))[0], _flat(estimates),
             _flat(plain))
-  finally:
-    jax.config.update("jax_enable_x64", previous)
 
 
 def _z_scores(estimates, expected):

@@ -6,9 +6,9 @@ the ring's exact marginals (`posterior_weights` with nothing observed), and a no
 f on a tiny ring with a discrete variable, by enumerating the lattice. Each estimator's
 mean over many batches must lie within a few standard errors of the exact gradient.
 """
-import contextlib
 import functools
 
+import float64
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -125,19 +125,9 @@ def _case(sizes, f, expectation, seed):
   return case
 
 
-@contextlib.contextmanager
-def _x64():
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
-    yield
-  finally:
-    jax.config.update("jax_enable_x64", previous)
-
-
 @pytest.fixture(scope="module")
 def additive_case():
-  with _x64():
+  with float64.enabled():
     case = _case(ADDITIVE_SIZES, _additive, _additive_expectation, seed=3)
     case["enumerated_gradient"] = _flat(jax.grad(_enumerated_additive_expectation)(
         case["params"]), batched=False)[0][0]
@@ -146,7 +136,7 @@ def additive_case():
 
 @pytest.fixture(scope="module")
 def mixed_case():
-  with _x64():
+  with float64.enabled():
     return _case(MIXED_SIZES, _mixed, _mixed_expectation, seed=5)
 
 
