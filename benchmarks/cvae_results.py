@@ -279,12 +279,9 @@ def summarize(runs: list[dict], models: list[str] | None = None,
 
 
 def _cell(row: dict, metric: str) -> str:
-  if f"{metric}_mean" not in row:
-    return "n/a"
-  mean, sd = row[f"{metric}_mean"], row[f"{metric}_sd"]
   if metric in PERCENT_METRICS:
-    return f"{100 * mean:.1f} ± {100 * sd:.1f}"
-  return f"{mean:.2f} ± {sd:.2f}"
+    return results_files.mean_sd_cell(row, metric, scale=100, decimals=1)
+  return results_files.mean_sd_cell(row, metric)
 
 
 def _classifier_text(runs: list[dict], classifier_dir: str) -> str:

@@ -222,14 +222,7 @@ def markdown_table(rows: list[dict], steps: int, values: dict,
       text = "not implemented" if variant in unavailable else "not run yet"
       lines.append(f"| {label} | 0 | " + " | ".join([text] * len(COLUMNS)) + " |")
       continue
-    cells = []
-    for metric, _ in COLUMNS:
-      if f"{metric}_mean" not in row:
-        cells.append("n/a")
-      elif len(row["seeds"]) == 1:
-        cells.append(f"{row[f'{metric}_mean']:.2f}")
-      else:
-        cells.append(f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}")
+    cells = [results_files.mean_sd_cell(row, metric) for metric, _ in COLUMNS]
     lines.append(f"| {label} | {len(row['seeds'])} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 

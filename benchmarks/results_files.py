@@ -109,6 +109,19 @@ def write(study: str, *, script: str, command: str, markdown: str, runs: list[di
   return json_path, md_path
 
 
+def mean_sd_cell(row: dict, metric: str, *, scale: float = 1.0,
+                 decimals: int = 2) -> str:
+  """A table cell of a summarized row: "mean ± sd" (`row[metric + "_mean"]`, `_sd`,
+  times `scale`) over its seeds, the value alone for one seed (no spread to show), and
+  "n/a" where the row has no such metric."""
+  if f"{metric}_mean" not in row:
+    return "n/a"
+  mean = scale * row[f"{metric}_mean"]
+  if len(row["seeds"]) == 1:
+    return f"{mean:.{decimals}f}"
+  return f"{mean:.{decimals}f} ± {scale * row[f'{metric}_sd']:.{decimals}f}"
+
+
 def read(path: str) -> dict:
   """A `<study>.json` written by `write`."""
   with open(path) as file:

@@ -80,15 +80,17 @@ class Variant:
 
 VARIANTS = {
     "normal": Variant("N(0, I)", (("prior.kind", "normal"),)),
-    "gmm_F": Variant("GMM F", (("prior.kind", "gmm"), ("prior.learnable", False))),
-    "gmm_L": Variant("GMM L", (("prior.kind", "gmm"),)),
+    "gmm_F": Variant("GMM F (factorized)",
+                     (("prior.kind", "gmm"), ("prior.learnable", False))),
+    "gmm_L": Variant("GMM L (factorized)", (("prior.kind", "gmm"),)),
     "trip_F": Variant("TRIP F", (("prior.learnable", False),)),
     "trip_L": Variant("TRIP L", ()),  # the quickstart config as it is
     # The paper's other baselines (issue 19): one diagonal mixture over the whole
     # space (d * N components), a learned full-covariance Gaussian, RealNVP flows.
-    "full_gmm_F": Variant("full GMM F", (("prior.kind", "full_gmm"),
-                                         ("prior.learnable", False))),
-    "full_gmm_L": Variant("full GMM L", (("prior.kind", "full_gmm"),)),
+    "full_gmm_F": Variant("full GMM F (the paper's GMM, d·N = 160 components)",
+                          (("prior.kind", "full_gmm"), ("prior.learnable", False))),
+    "full_gmm_L": Variant("full GMM L (the paper's GMM, d·N = 160 components)",
+                          (("prior.kind", "full_gmm"),)),
     "full_gaussian_L": Variant("full Gaussian L", (("prior.kind", "full_gaussian"),)),
     "trip_L_flows": Variant("TRIP L + 4 flows", (("prior.flows", 4),)),
     "trip_L_refit_off": Variant("TRIP L, no refit",
@@ -122,7 +124,7 @@ ABLATION_ROWS = (
     ("prior learning rate", [("trip_L_prior_lr_0.1", "×0.1 (1e-4)"),
                              ("trip_L", "×1 (1e-3, default)"),
                              ("trip_L_prior_lr_10", "×10 (1e-2)")]),
-    ("rank m", [("gmm_L", "1 (= GMM L)"), ("trip_L_rank_5", "5"),
+    ("rank m", [("gmm_L", "1 (= factorized GMM L)"), ("trip_L_rank_5", "5"),
                 ("trip_L", "20 (default)")]),
     ("components N", [("trip_L_components_3", "3"), ("trip_L", "10 (default)")]),
     ("latent size", [("trip_L", "16 (default)"), ("trip_L_latent_32", "32"),
@@ -240,15 +242,7 @@ def _columns(rows: list[dict]) -> list[tuple[str, str]]:
 
 def _cells(row: dict, columns: list[tuple[str, str]]) -> list[str]:
   """'mean ± sd' per column; the value alone for one seed (no spread to show)."""
-  cells = []
-  for metric, _ in columns:
-    if f"{metric}_mean" not in row:
-      cells.append("n/a")
-    elif len(row["seeds"]) == 1:
-      cells.append(f"{row[f'{metric}_mean']:.2f}")
-    else:
-      cells.append(f"{row[f'{metric}_mean']:.2f} ± {row[f'{metric}_sd']:.2f}")
-  return cells
+  return [results_files.mean_sd_cell(row, metric) for metric, _ in columns]
 
 
 def _caption(steps: int, what: str) -> str:
@@ -259,14 +253,21 @@ def _caption(steps: int, what: str) -> str:
 
 
 def markdown_table(rows: list[dict], steps: int) -> str:
-  """The main table (one row per prior) as markdown."""
+  """The main table (one row per prior of `MAIN_ROWS`; "not run" where no run of it
+  has finished) as markdown."""
+  by_variant = {row["variant"]: row for row in rows}
   columns = _columns(rows)
   lines = [_caption(steps, "Priors"), "",
            "| prior | seeds | " + " | ".join(title for _, title in columns) + " |",
            "|---" * (len(columns) + 2) + "|"]
-  for row in rows:
-    lines.append(f"| {row['label']} | {len(row['seeds'])} | "
-                 + " | ".join(_cells(row, columns)) + " |")
+  for variant in MAIN_ROWS:
+    row = by_variant.get(variant)
+    if row is None:
+      lines.append(f"| {VARIANTS[variant].label} | 0 | "
+                   + " | ".join(["not run"] * len(columns)) + " |")
+    else:
+      lines.append(f"| {row['label']} | {len(row['seeds'])} | "
+                   + " | ".join(_cells(row, columns)) + " |")
   return "\n".join(lines) + "\n"
 
 

@@ -120,7 +120,7 @@ def test_ablation_table_reuses_default_runs_and_marks_rows_not_run():
   table = vae_results.ablation_table(rows, steps=100)
   assert "| refits | off | 1 | -104.00 | -99.00 |" in table
   assert "| refits | once, after epoch 1 | 0 | not run | not run |" in table
-  assert "| rank m | 1 (= GMM L) | 1 | -103.00 | -98.00 |" in table
+  assert "| rank m | 1 (= factorized GMM L) | 1 | -103.00 | -98.00 |" in table
   # The default TRIP L row appears once per ablation group, from the same runs.
   assert table.count("| 1 | -100.00 | -95.00 |") == sum(
       1 for _, entries in vae_results.ABLATION_ROWS
@@ -205,7 +205,9 @@ def test_table_has_a_classifier_fd_column_when_measured():
            "classifier_fd": fd} for seed, fd in ((0, 30.0), (1, 34.0))]
   table = vae_results.markdown_table(vae_results.summarize(runs), steps=10)
   assert "classifier FD (5,000 samples)" in table
-  assert "| GMM L | 2 | -100.00 ± 0.00 | -95.00 ± 0.00 | 32.00 ± 2.83 |" in table
+  assert "| GMM L (factorized) | 2 | -100.00 ± 0.00 | -95.00 ± 0.00 | 32.00 ± 2.83 |" in table
+  # every other prior of the main table is a row that says it has not run
+  assert "| TRIP L + 4 flows | 0 | not run | not run | not run |" in table
 
 
 def test_classifier_fd_of_a_run_is_read_back_from_its_metrics(tmp_path):
