@@ -29,6 +29,19 @@ steps of 4 critic updates each (batch 256): configs/paper/.
 The table prints our number and the paper's in each cell ("ours / paper") and is
 written to `<results-dir>/paper_table<T>.{json,md}` (`results_files`).
 
+`--the_same_num_params` (Table 1; the authors' `train_vaes.py --the_same_num_params`)
+trains the VAE cells again, in `<workdir>/table1_same_num_params`, with each learned
+prior's encoder and decoder narrowed so that the trainable parameters (networks plus
+prior) are as many as N(0, I)'s networks at the preset's widths
+(`same_num_params_widths`). The authors hard-code base widths for their nets (TRIP 60,
+GMM 63, Normal 64; with `--add_flows` 61 / 62 / 63, a branch of their script that never
+sets the width and so cannot run); here the width is found by counting this project's
+networks (`tripjax.training.vae.num_trainable_params`), where one unit of base width is
+about 320,000 parameters: TRIP L (402,000 prior parameters at d = 100, N = 10, m = 20)
+and the full GMM L (201,000) get 63; with flows (137,000 more) 62 and 63. Fixed priors
+(F) train no prior parameters (nor flows) and keep the preset's widths, as theirs do. Results:
+`paper_table1_same_num_params.{json,md}`.
+
 `--smoke` runs every cell for `SMOKE_STEPS` steps on TFDS mock data
 (`tfds.testing.mock_data`) with shrunken networks (`SMOKE_OVERRIDES`), FID of
 `SMOKE_FID_SAMPLES` samples from random Inception weights (its first
@@ -164,9 +177,48 @@ SMOKE_OVERRIDES = {
 }
 
 
-def cell_config(cell: Cell, *, data_dir: str | None, smoke: bool
-                ) -> ml_collections.ConfigDict:
-  """The preset of the cell's block with its prior (and the smoke's shrinking)."""
+# The images of Table 1's VAE (CelebA 64x64) and their likelihood in the presets.
+TABLE1_IMAGE_SHAPE = (64, 64, 3)
+
+
+def same_num_params_widths(config: ml_collections.ConfigDict,
+                           image_shape: tuple[int, ...] = TABLE1_IMAGE_SHAPE
+                           ) -> tuple[int, ...]:
+  """The VAE widths for `config`'s prior under `--the_same_num_params`: the preset's
+  `model.widths` scaled by w / widths[0] for the base width w <= widths[0] whose
+  trainable parameter count (`vae.num_trainable_params`) is nearest to that of N(0, I)
+  (no prior parameters, no flows) at the preset's widths; the nearer of the two widths
+  around it, the wider on a tie."""
+  from tripjax.training import vae
+  likelihood = config.model.likelihood
+  base_widths = tuple(config.model.widths)
+
+  def scaled(width: int) -> tuple[int, ...]:
+    return tuple(max(1, round(w * width / base_widths[0])) for w in base_widths)
+
+  def count(widths: tuple[int, ...], prior_config: ml_collections.ConfigDict) -> int:
+    trial = prior_config.copy_and_resolve_references()
+    trial.model.widths = widths
+    return vae.num_trainable_params(trial, image_shape, likelihood)
+
+  reference_config = config.copy_and_resolve_references()
+  reference_config.prior.kind = "normal"
+  reference_config.prior.flows = 0
+  reference_config.prior.learnable = False
+  target = count(base_widths, reference_config)
+  width, above = base_widths[0], count(base_widths, config)
+  while above > target and width > 1:  # the count grows with the width
+    below = count(scaled(width - 1), config)
+    if below <= target:
+      return scaled(width) if above - target <= target - below else scaled(width - 1)
+    width, above = width - 1, below
+  return scaled(width)
+
+
+def cell_config(cell: Cell, *, data_dir: str | None, smoke: bool,
+                same_num_params: bool = False) -> ml_collections.ConfigDict:
+  """The preset of the cell's block with its prior (and the smoke's shrinking; with
+  `same_num_params`, the VAE's widths of `same_num_params_widths`)."""
   from tripjax.training import config_files
   config = config_files.load_config(cell.block.path)
   config.data.data_dir = data_dir
@@ -181,6 +233,10 @@ def cell_config(cell: Cell, *, data_dir: str | None, smoke: bool
       overrides += SMOKE_OVERRIDES[f"gan{side}"]
     for field, value in overrides:
       _set(config, field, value)
+  if same_num_params:
+    if cell.block.task != "vae":
+      raise ValueError(f"--the_same_num_params is for the VAE cells, not {cell.name}")
+    config.model.widths = same_num_params_widths(config)
   return config
 
 
@@ -262,10 +318,11 @@ class FidScorer:
 
 
 def run_cell(cell: Cell, root: str, *, data_dir: str | None, smoke: bool,
-             fid: FidScorer, log=print) -> dict:
+             fid: FidScorer, same_num_params: bool = False, log=print) -> dict:
   """Trains (or resumes, or skips) one cell, scores it; returns its record."""
   from tripjax.training import trainers
-  config = cell_config(cell, data_dir=data_dir, smoke=smoke)
+  config = cell_config(cell, data_dir=data_dir, smoke=smoke,
+                       same_num_params=same_num_params)
   workdir = os.path.join(root, cell.name)
   start = time.perf_counter()
   if _finished(workdir, config):
@@ -280,7 +337,8 @@ def run_cell(cell: Cell, root: str, *, data_dir: str | None, smoke: bool,
                             "column": cell.column.label, "steps": config.train.num_steps,
                             "fields": {"prior.kind": config.prior.kind,
                                        "prior.learnable": config.prior.learnable,
-                                       "prior.flows": config.prior.get("flows", 0)},
+                                       "prior.flows": config.prior.get("flows", 0),
+                                       "model.widths": list(config.model.widths)},
                             "fid": fid(workdir, config),
                             "commits": results_files.run_commits(workdir)}
   if config.task == "vae":
@@ -363,13 +421,18 @@ def main(argv: list[str] | None = None) -> int:
                       help="every cell for a few steps on mock data (the plumbing)")
   parser.add_argument("--cells", nargs="*", default=None,
                       help="only these cells (names as <block>_<column>, e.g. vae_trip_l)")
+  parser.add_argument("--the_same_num_params", action="store_true",
+                      help="Table 1's VAE cells with the networks narrowed so that every "
+                           "prior trains as many parameters as N(0, I)")
   args = parser.parse_args(argv)
   if not args.smoke and not args.inception_weights:
     parser.error("--inception_weights is required (python -m "
                  "tripjax.metrics.convert_inception makes the file); or --smoke")
-
-  root = os.path.join(args.workdir, f"table{args.table}" + ("_smoke" if args.smoke
-                                                              else ""))
+  if args.the_same_num_params and args.table != 1:
+    parser.error("--the_same_num_params is for Table 1 (its VAE cells)")
+  study = f"table{args.table}" + ("_same_num_params" if args.the_same_num_params
+                                   else "")
+  root = os.path.join(args.workdir, study + ("_smoke" if args.smoke else ""))
   os.makedirs(root, exist_ok=True)
   import jax
   jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir,
@@ -385,9 +448,11 @@ def main(argv: list[str] | None = None) -> int:
                     args.fid_samples, 100)
 
   table_cells = [cell for cell in cells(args.table, args.flows)
-                 if not args.cells or cell.name in args.cells]
+                 if (not args.cells or cell.name in args.cells)
+                 and (not args.the_same_num_params or cell.block.task == "vae")]
   with _smoke_data() if args.smoke else contextlib.nullcontext():
-    runs = [run_cell(cell, root, data_dir=args.data_dir, smoke=args.smoke, fid=fid)
+    runs = [run_cell(cell, root, data_dir=args.data_dir, smoke=args.smoke, fid=fid,
+                     same_num_params=args.the_same_num_params)
             for cell in table_cells]
   results = {
       "table": args.table, "smoke": args.smoke,
@@ -395,7 +460,10 @@ def main(argv: list[str] | None = None) -> int:
       "protocol": ("The TRIP authors' protocol (configs/paper/): VAE 80,000 steps, "
                    "WGAN / WGAN-GP 20,000 generator steps at 4:1; GMM = one "
                    "full-space diagonal mixture; FID of "
-                   f"{fid.num_samples:,} samples against the test split."),
+                   f"{fid.num_samples:,} samples against the test split."
+                   + (" Networks narrowed so that every prior trains as many "
+                      "parameters as N(0, I) (--the_same_num_params; the widths are in "
+                      "the results file)." if args.the_same_num_params else "")),
       "steps_note": f"{SMOKE_STEPS} steps a cell",
   }
   markdown = render({**results, "runs": runs})
@@ -403,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
   command = "python -m benchmarks.paper_tables " + " ".join(
       argv if argv is not None else sys.argv[1:])
   results_dir = os.path.join(root, "results") if args.smoke else args.results_dir
-  paths = results_files.write(f"paper_table{args.table}", script="benchmarks.paper_tables",
+  paths = results_files.write(f"paper_{study}", script="benchmarks.paper_tables",
                               command=command, markdown=markdown, runs=runs,
                               results_dir=results_dir, **results)
   print("wrote " + ", ".join(paths))

@@ -77,3 +77,66 @@ def test_real_tables_need_inception_weights(capsys):
   with pytest.raises(SystemExit):
     paper_tables.main(["--table", "1"])
   assert "--inception_weights" in capsys.readouterr().err
+
+
+def test_num_trainable_params_counts_what_training_updates():
+  from tripjax.configs import digits_vae_trip
+  from tripjax.training import vae
+  import jax
+  config = digits_vae_trip.get_config()
+  config.prior.flows = 2
+  model = vae.build_model(config, (28, 28, 1), "bernoulli")
+  params = vae.init_params(model, jax.random.key(0))
+  sizes = {name: sum(leaf.size for leaf in jax.tree.leaves(tree))
+           for name, tree in params.items()}
+  assert sizes["prior"] > 0
+  assert vae.num_trainable_params(config, (28, 28, 1), "bernoulli") == sum(sizes.values())
+  config.prior.learnable = False  # F: neither the prior nor its flows train
+  assert vae.num_trainable_params(config, (28, 28, 1), "bernoulli") == (
+      sizes["encoder"] + sizes["decoder"])
+
+
+@pytest.mark.parametrize("block", ["vae", "vae_flows"])
+def test_the_same_num_params_width_is_the_nearest_count_to_n01(block):
+  from tripjax.training import vae
+  columns = {column.label: column for column in paper_tables.COLUMNS}
+
+  def config_of(label, same):
+    return paper_tables.cell_config(
+        paper_tables.Cell(paper_tables.BLOCKS[block], columns[label]), data_dir=None,
+        smoke=False, same_num_params=same)
+
+  def count(config, base_width):
+    config = config.copy_and_resolve_references()
+    config.model.widths = tuple(w * base_width // 64 for w in (64, 128, 256, 512))
+    return vae.num_trainable_params(config, paper_tables.TABLE1_IMAGE_SHAPE,
+                                    config.model.likelihood)
+
+  target = count(config_of("N(0, I)", False), 64)
+  assert config_of("N(0, I)", True).model.widths == (64, 128, 256, 512)
+  assert config_of("TRIP F", True).model.widths == (64, 128, 256, 512)  # trains no prior
+  for label in ("GMM L", "TRIP L"):
+    config = config_of(label, True)
+    width = config.model.widths[0]
+    assert width < 64 and config.model.widths == tuple(
+        width * k for k in (1, 2, 4, 8))
+    gaps = {w: abs(count(config, w) - target) for w in (width - 1, width, width + 1)}
+    assert gaps[width] == min(gaps.values()), (label, gaps)
+    assert gaps[width] < abs(count(config, 64) - target)
+
+
+def test_the_same_num_params_runs_only_the_vae_cells(tmp_path, capsys):
+  root = str(tmp_path)
+  assert paper_tables.main(["--smoke", "--table", "1", "--workdir", root,
+                            "--the_same_num_params", "--cells", "vae_trip_l",
+                            "wgan_trip_l"]) == 0
+  path = os.path.join(root, "table1_same_num_params_smoke", "results",
+                      "paper_table1_same_num_params.json")
+  with open(path) as file:
+    results = json.load(file)
+  (run,) = results["runs"]  # the WGAN cell is not a VAE cell: not trained
+  assert run["cell"] == "vae_trip_l"
+  assert "--the_same_num_params" in results["protocol"]
+  with pytest.raises(SystemExit):
+    paper_tables.main(["--smoke", "--table", "2", "--the_same_num_params"])
+  assert "Table 1" in capsys.readouterr().err

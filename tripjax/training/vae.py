@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Any, Sequence, cast
 
 import flax
@@ -131,17 +132,32 @@ def init_state(model: VaeModel, optimizer: optax.GradientTransformation,
 
   @jax.jit
   def initialize(key):
-    encoder_key, decoder_key, prior_key = jax.random.split(key, 3)
-    images = jnp.zeros((1,) + model.image_shape, jnp.float32)
-    z = jnp.zeros((1, model.latent_dim), jnp.float32)
-    params = {
-        "encoder": model.encoder.init(encoder_key, images)["params"],
-        "decoder": model.decoder.init(decoder_key, z)["params"],
-        "prior": model.prior.init(prior_key),
-    }
+    params = init_params(model, key)
     return VaeState(params=params, opt_state=optimizer.init(params))
 
   return initialize(key)
+
+
+def init_params(model: VaeModel, key: jax.Array) -> dict:
+  """Fresh parameters {"encoder", "decoder", "prior"} (traceable)."""
+  encoder_key, decoder_key, prior_key = jax.random.split(key, 3)
+  images = jnp.zeros((1,) + model.image_shape, jnp.float32)
+  z = jnp.zeros((1, model.latent_dim), jnp.float32)
+  return {"encoder": model.encoder.init(encoder_key, images)["params"],
+          "decoder": model.decoder.init(decoder_key, z)["params"],
+          "prior": model.prior.init(prior_key)}
+
+
+def num_trainable_params(config: ml_collections.ConfigDict,
+                         image_shape: Sequence[int], likelihood: str) -> int:
+  """How many numbers training updates: the encoder's and decoder's, plus the
+  prior's (its flows included) when `prior.learnable`. From shapes alone (no
+  parameters are made)."""
+  model = build_model(config, image_shape, likelihood)
+  shapes = jax.eval_shape(lambda key: init_params(model, key), jax.random.key(0))
+  if not config.prior.learnable:
+    shapes = {name: tree for name, tree in shapes.items() if name != "prior"}
+  return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
 
 
 def make_train_step(model: VaeModel, optimizer: optax.GradientTransformation,
