@@ -80,9 +80,10 @@ def test_real_tables_need_inception_weights(capsys):
 
 
 def test_num_trainable_params_counts_what_training_updates():
+  import jax
+
   from tripjax.configs import digits_vae_trip
   from tripjax.training import vae
-  import jax
   config = digits_vae_trip.get_config()
   config.prior.flows = 2
   model = vae.build_model(config, (28, 28, 1), "bernoulli")
