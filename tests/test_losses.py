@@ -153,6 +153,32 @@ def test_iwae_chunking_does_not_change_the_result():
   np.testing.assert_allclose(chunked, unchunked, rtol=1e-6)
 
 
+def test_iwae_evaluates_the_prior_once_on_every_sample_outside_the_chunks():
+  # A prior that branches on its whole input (full_gaussian: "no entry missing") must
+  # see all k samples in one call, not a vmapped chunk, or its lax.cond runs both sides.
+  seen = []
+
+  def prior_log_prob(z):
+    seen.append(z.shape)
+    return _standard_normal_log_prob(z)
+
+  mean, log_scale = jnp.zeros((4, 3)), jnp.zeros((4, 3))
+  log_likelihood_fn = lambda z: -jnp.sum(z**2, axis=-1)
+  terms = losses.log_importance_weights(jax.random.key(0), mean, log_scale,
+                                        log_likelihood_fn, prior_log_prob, 10,
+                                        samples_per_chunk=5)
+  assert seen == [(10, 4, 3)]
+  z = losses.sample_gaussian(jax.random.key(0), mean, log_scale, 10)
+  np.testing.assert_allclose(terms.log_prior, _standard_normal_log_prob(z), rtol=1e-6)
+  jaxpr = jax.make_jaxpr(lambda z: losses.iwae_bound(
+      jax.random.key(0), z, log_scale, log_likelihood_fn,
+      lambda z: jax.lax.cond(jnp.all(jnp.isfinite(z)), _standard_normal_log_prob,
+                             lambda z: jnp.full(z.shape[:-1], jnp.nan), z),
+      10, samples_per_chunk=5))(mean)
+  primitives = {equation.primitive.name for equation in jaxpr.jaxpr.eqns}
+  assert "cond" in primitives  # still a branch, not a select of both sides
+
+
 def test_log_mean_exp_is_stable():
   values = jnp.array([[-1000.0, -1001.0], [1000.0, 1000.0]])
   result = losses.log_mean_exp(values, axis=1)

@@ -197,7 +197,13 @@ def _full_gaussian_marginal_log_prob(params: dict, z: Array, present: Array) -> 
 def full_gaussian_log_prob(params: dict, z: Array,
                            observed: Optional[Array] = None) -> Array:
   """log N(z_O; mean_O, S_OO) (...) of z (..., d): NaN (or unobserved) entries summed
-  out by dropping their rows and columns."""
+  out by dropping their rows and columns.
+
+  One `lax.cond` on the whole of z: distrax's density when no entry is missing, else
+  the masked marginal (a batched Cholesky). Under `vmap` the cond becomes a select that
+  runs both sides, and jaxlib 0.10's batched LAPACK kernels can deadlock XLA:CPU's
+  thread pool (`losses.log_importance_weights` calls priors outside its vmap for that
+  reason)."""
   z, present = checks.values_and_mask(z, observed, params["mean"].shape[-1], "z")
   z_safe = jnp.where(present, z, 0.0)
   return jax.lax.cond(

@@ -113,11 +113,16 @@ def log_importance_weights(key: Array, mean: Array, log_scale: Array,
   """
   z = sample_gaussian(key, mean, log_scale, num_samples)  # (k, batch, d)
 
-  def terms_for_one_sample(z_sample):  # (batch, d) -> 3 x (batch,)
-    return (log_likelihood_fn(z_sample), prior_log_prob_fn(z_sample),
-            gaussian_log_prob(z_sample, mean, log_scale))
+  def terms_for_one_sample(z_sample):  # (batch, d) -> 2 x (batch,)
+    return (log_likelihood_fn(z_sample), gaussian_log_prob(z_sample, mean, log_scale))
 
-  return LogWeights(*_map_over_samples(terms_for_one_sample, z, samples_per_chunk))
+  log_likelihood, log_posterior = _map_over_samples(terms_for_one_sample, z,
+                                                    samples_per_chunk)
+  # The prior sees all k samples at once, not under the chunks' vmap: a prior that
+  # branches on its whole input (full_gaussian's `lax.cond` on "no entry missing")
+  # keeps that a branch, where vmap would run both sides (a batched Cholesky there,
+  # which deadlocks XLA:CPU's thread pool in jaxlib 0.10: see full_space_priors).
+  return LogWeights(log_likelihood, prior_log_prob_fn(z), log_posterior)
 
 
 def _map_over_samples(terms_fn: Callable, z: Array,
