@@ -54,6 +54,9 @@ def get_config() -> ml_collections.ConfigDict:
   # score function for every prior parameter, as printed) or "pathwise" (means and
   # scales through z = mu_s + sigma_s * eps, the cores by eq. 10's score function).
   config.prior.gradient_estimator = "score"
+  # RealNVP coupling layers on top of the prior (0: none; the authors' --add_flows):
+  # the flow by the generator's pathwise gradient, the base prior by the estimator.
+  config.prior.flows = 0
 
   config.gan = ml_collections.ConfigDict()
   # lambda of WGAN-GP's penalty on the per-example gradient norm (all pixels and

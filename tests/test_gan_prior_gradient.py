@@ -137,3 +137,60 @@ def test_bad_gradient_estimators_fail_clearly():
   config.prior.kind = "normal"
   with pytest.raises(config_checks.ConfigError, match="needs a mixture prior"):
     gan.validate_config(config)
+
+
+@pytest.mark.parametrize("estimator", trip.ESTIMATORS)
+def test_under_a_flow_the_flow_is_pathwise_and_the_base_by_the_estimator(setup,
+                                                                         estimator):
+  """prior.flows = 2: z = f(z0). The flow's gradient is the generator loss's pathwise
+  one through z; the base prior's is `expectation_gradient`'s for z0 -> f(G(f(z0)))."""
+  _, _, params, key = setup
+  config = _config(estimator)
+  config.prior.flows = 2
+  model = gan.build_model(config, (28, 28, 1))
+  flow_params = _filled(jax.eval_shape(model.prior.init, key)["flow"], seed=5)
+  params = {**params, "prior": {"base": params["prior"], "flow": flow_params}}
+  draws = trip.draw(params["prior"]["base"], key, BATCH)
+  base_z = trip.reparameterize(params["prior"]["base"], draws)
+  latents = draws if estimator == "pathwise" else base_z
+  trainer = _trainer_gradients(config, model, params, latents)
+  f = _generator_loss_per_example(model, params)
+  pushed = lambda flow, z0: model.push({**params["prior"], "flow": flow}, z0)
+  flow_expected = jax.grad(lambda flow: jnp.mean(f(pushed(flow, base_z))))(flow_params)
+  for actual, wanted in zip(jax.tree.leaves(trainer["prior"]["flow"]),
+                            jax.tree.leaves(flow_expected), strict=True):
+    _assert_close(actual, wanted)
+  assert max(np.abs(np.asarray(leaf)).max()
+             for leaf in jax.tree.leaves(flow_expected)) > 1e-4
+  base_expected = jax.jit(lambda base: trip.expectation_gradient(
+      base, key, lambda z0: f(pushed(flow_params, z0)), BATCH,
+      estimator=estimator))(params["prior"]["base"]).gradient
+  shrink = (BATCH - 1) / BATCH
+  _assert_close(trainer["prior"]["base"].core_roots, shrink * base_expected.core_roots)
+  factor = shrink if estimator == "score" else 1.0
+  _assert_close(trainer["prior"]["base"].means, factor * base_expected.means)
+  _assert_close(trainer["prior"]["base"].log_scales, factor * base_expected.log_scales)
+
+
+def test_a_gan_with_flows_trains_samples_and_validates():
+  config = _config()
+  config.prior.flows = 2
+  gan.validate_config(config)
+  model = gan.build_model(config, (28, 28, 1))
+  optimizers = gan.make_optimizers(config)
+  state = gan.init_state(model, optimizers, jax.random.key(0))
+  step = jax.jit(gan.make_train_step(model, optimizers, **gan.step_settings(config)))
+  images = jnp.asarray(np.random.default_rng(3).uniform(0, 1, (BATCH, 28, 28, 1)),
+                       jnp.float32)
+  new_state, metrics = step(state, {"image": images}, jax.random.key(1))
+  assert all(np.isfinite(float(value)) for value in metrics.values()), metrics
+  for part in ("base", "flow"):
+    moved = [not np.allclose(a, b) for a, b in zip(
+        jax.tree.leaves(state.params["prior"][part]),
+        jax.tree.leaves(new_state.params["prior"][part]))]
+    assert any(moved), part
+  z = model.sample_latents(new_state.params["prior"], jax.random.key(2), 5)
+  assert z.shape == (5, 4) and np.all(np.isfinite(z))
+  config.prior.flows = -1
+  with pytest.raises(config_checks.ConfigError, match="prior.flows"):
+    gan.validate_config(config)

@@ -23,6 +23,12 @@ one critic update on each, then updates the generator and the prior once.
   score term (`trip.score_log_prob`, means and scales held).
   With `prior.learnable = False` (the paper's "F") it keeps its initial parameters
   (means uniform in [-1, 1], scales 1/N).
+* Flows (`prior.flows` = K > 0, the authors' `--add_flows`): z = f(z0), z0 drawn from
+  the base prior and f a RealNVP of K coupling layers (`tripjax.flows`). The flow's
+  parameters get the generator loss's pathwise gradient through z; the base prior's
+  get the estimator above, on z0 (eq. 10's score function of log p_base(z0), or the
+  path z0 = mu_s + sigma_s * eps); both estimate the gradient of E[r(f(z0))] without
+  bias. With `prior.learnable = False` neither moves.
 
 Parameters are one dict {"generator": ..., "critic": ..., "prior": ...}; the critic
 has its own Adam, the generator and the prior share one `optax.multi_transform` (two
@@ -137,6 +143,22 @@ class GanModel:
     """z ~ p(z), (num_samples, latent_dim), as constants (no gradient to the prior)."""
     return jax.lax.stop_gradient(self.prior.sample(prior_params, key, (num_samples,)))
 
+  @property
+  def base_prior(self) -> Any:
+    """The prior under the flow (`prior.flows` > 0), else the prior itself."""
+    return priors.base_prior(self.prior)
+
+  def base_params(self, prior_params: Any) -> Any:
+    """The base prior's part of the prior's parameters."""
+    return prior_params["base"] if self.base_prior is not self.prior else prior_params
+
+  def push(self, prior_params: Any, base_z: jax.Array) -> jax.Array:
+    """z = f(z0) (B, latent_dim) through the flow (differentiable in its parameters);
+    z0 itself without one."""
+    if self.base_prior is self.prior:
+      return base_z
+    return self.prior.forward(prior_params, base_z)
+
   def decode(self, params: dict, z: jax.Array) -> jax.Array:
     """z (B, latent_dim) -> images (B, H, W, C) in [0, 1] to look at or score (points
     (B, 2) as they are)."""
@@ -178,9 +200,11 @@ def build_model(config: ml_collections.ConfigDict,
         tuple(image_shape), widths=None if widths is None else tuple(widths),
         critic_widths=None if critic_widths is None else tuple(critic_widths),
         critic_norm=critic_norm(config))
-  prior = priors.make_prior(config.prior.kind, config.model.latent_dim,
-                            num_components=config.prior.num_components,
-                            rank=config.prior.rank)
+  prior = priors.with_flows(
+      priors.make_prior(config.prior.kind, config.model.latent_dim,
+                        num_components=config.prior.num_components,
+                        rank=config.prior.rank),
+      config.prior.get("flows", 0))
   return GanModel(generator=generator, critic=critic, prior=prior,
                   image_shape=tuple(image_shape), latent_dim=config.model.latent_dim,
                   points=points)
@@ -325,8 +349,9 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
       interpolates constants (the penalty is taken at the interpolates);
     generator(trainable {"generator", "prior"}, opt_state, critic_params,
       batch_stats, latents) -> (trainable, opt_state, batch_stats, GeneratorTerms),
-      latents z (B, latent_dim) constants, or with "pathwise" (and a learnable prior)
-      the `trip.Draws` of the batch, reparameterized by the prior's params.
+      latents z (B, latent_dim) constants (under a flow: the base draws z0), or with
+      "pathwise" (and a learnable prior) the `trip.Draws` of the batch,
+      reparameterized by the (base) prior's params.
   """
 
   def critic_loss_fn(critic_params, batch_stats, real, fake, interpolates):
@@ -357,7 +382,9 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
   pathwise = learnable_prior and gradient_estimator == "pathwise"
 
   def generator_loss_fn(trainable, critic_params, batch_stats, latents):
-    z = trip.reparameterize(trainable[PRIOR], latents) if pathwise else latents
+    base_params = model.base_params(trainable[PRIOR])
+    base_z = trip.reparameterize(base_params, latents) if pathwise else latents
+    z = model.push(trainable[PRIOR], base_z)  # the flow's pathwise gradient
     fake = model.generate(trainable, z)
     scores, batch_stats = model.critic_scores(critic_params, batch_stats, fake)
     generator_loss = losses.wgan_generator_loss(scores)
@@ -367,9 +394,9 @@ def make_updates(model: GanModel, optimizers: GanOptimizers, *,
       # log p(z) at constant z, so the surrogate's gradient is eq. 10's score-function
       # estimate: in every prior parameter, or in the cores only with "pathwise".
       if pathwise:
-        log_probs = trip.score_log_prob(trainable[PRIOR], z, "pathwise")
+        log_probs = trip.score_log_prob(base_params, base_z, "pathwise")
       else:
-        log_probs = model.prior.log_prob(trainable[PRIOR], z)
+        log_probs = model.base_prior.log_prob(base_params, base_z)
       loss = loss + losses.score_function_surrogate(log_probs, rewards,
                                                     normalize_rewards)
       log_prob = jnp.mean(log_probs)
@@ -428,16 +455,18 @@ def make_train_step(model: GanModel, optimizers: GanOptimizers, *,
     # the fakes are drawn at once: the same distribution as one draw per update, and
     # one random-number program to compile instead of n_critic + 1.
     num_latents = (num_critic_updates + 1) * batch_size
+    base_params = model.base_params(params[PRIOR])
     if pathwise:  # the generator's batch as draws, reparameterized in its update
       draws = jax.tree.map(
           lambda leaf: leaf.reshape(num_critic_updates + 1, batch_size, -1),
-          trip.draw(params[PRIOR], latent_key, num_latents))
-      z = jax.lax.stop_gradient(trip.reparameterize(params[PRIOR], draws))
+          trip.draw(base_params, latent_key, num_latents))
+      base_z = trip.reparameterize(base_params, draws)
       generator_latents = jax.tree.map(lambda leaf: leaf[-1], draws)
     else:
-      z = model.sample_latents(params[PRIOR], latent_key, num_latents)
-      z = z.reshape(num_critic_updates + 1, batch_size, model.latent_dim)
-      generator_latents = z[-1]
+      base_z = model.base_prior.sample(base_params, latent_key, (num_latents,))
+      base_z = base_z.reshape(num_critic_updates + 1, batch_size, model.latent_dim)
+      generator_latents = jax.lax.stop_gradient(base_z[-1])
+    z = jax.lax.stop_gradient(model.push(params[PRIOR], base_z))
     fake = jax.lax.stop_gradient(model.generate(params, z[:-1].reshape(
         num_critic_updates * batch_size, model.latent_dim))).reshape(real.shape)
     interpolates: Any = [None] * num_critic_updates
@@ -516,6 +545,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
                              priors.PRIOR_KINDS + priors.FULL_SPACE_PRIOR_KINDS)
   config_checks.check_bool(config, "prior.learnable")
   config_checks.check_prior_size_fields(config)
+  config_checks.check_int(config, "prior.flows", minimum=0)
   config_checks.check_bool(config, "prior.normalize_rewards")
   config_checks.check_choice(config, "prior.gradient_estimator", trip.ESTIMATORS)
   if config.prior.gradient_estimator == "pathwise" and config.prior.kind not in (

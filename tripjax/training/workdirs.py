@@ -40,7 +40,8 @@ ADDED_FIELDS: dict[str, dict[str, object]] = {
             "prior.refit_redraws_cores": False},
     "gan": {"model.critic_widths": None, "gan.penalty_norm": "per_example",
             "prior.adam_b1": None, "prior.adam_b2": None,
-            "train.reset_optimizer_every_steps": 0, "prior.gradient_estimator": "score"},
+            "train.reset_optimizer_every_steps": 0, "prior.gradient_estimator": "score",
+            "prior.flows": 0},
 }
 
 # Groups of fields a run saved before they existed never used (the model kind that
