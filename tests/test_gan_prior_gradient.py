@@ -155,7 +155,10 @@ def test_under_a_flow_the_flow_is_pathwise_and_the_base_by_the_estimator(setup,
   latents = draws if estimator == "pathwise" else base_z
   trainer = _trainer_gradients(config, model, params, latents)
   f = _generator_loss_per_example(model, params)
-  pushed = lambda flow, z0: model.push({**params["prior"], "flow": flow}, z0)
+
+  def pushed(flow, z0):
+    return model.push({**params["prior"], "flow": flow}, z0)
+
   flow_expected = jax.grad(lambda flow: jnp.mean(f(pushed(flow, base_z))))(flow_params)
   for actual, wanted in zip(jax.tree.leaves(trainer["prior"]["flow"]),
                             jax.tree.leaves(flow_expected), strict=True):
