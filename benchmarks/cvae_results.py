@@ -409,20 +409,15 @@ def main(argv=None) -> int:
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
                       help="training epochs per run (the quickstart's by default)")
-  parser.add_argument("--workdir", default="runs/cvae_results",
-                      help="root of the run workdirs, the classifier and the outputs")
+  results_files.add_sweep_arguments(
+      parser, workdir="runs/cvae_results",
+      workdir_help="root of the run workdirs, the classifier and the outputs")
   parser.add_argument("--classifier-workdir",
                       help="the classifier every run uses (default: <workdir>/"
                            f"{CLASSIFIER_DIRNAME}; trained there first if missing)")
-  parser.add_argument("--parallel", type=int, default=1,
-                      help="runs at a time, each on one CPU device when > 1")
   parser.add_argument("--extra", nargs="+", default=[], metavar="FIELD=VALUE",
                       help="more config overrides for every run, e.g. "
                            "eval.violation_num_samples=200 (use a fresh --workdir)")
-  parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
-                      help="train missing runs (--no-train: report the finished ones)")
-  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
-                      help="where the committed results files go (<study>.json, .md)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.epochs < 1:
     parser.error("--parallel and --epochs must be positive")

@@ -330,13 +330,7 @@ def main(argv=None) -> int:
   parser.add_argument("--seeds", type=int, nargs="+", default=list(DEFAULT_SEEDS))
   parser.add_argument("--steps", type=int, default=DEFAULT_STEPS,
                       help="generator steps per run")
-  parser.add_argument("--workdir", default="runs/gan_modes",
-                      help="root of the run workdirs")
-  parser.add_argument("--parallel", type=int, default=1,
-                      help="runs at a time, each on one CPU device when > 1")
-  parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
-                      help="train missing runs (--no-train: report the finished ones)")
-  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR)
+  results_files.add_sweep_arguments(parser, workdir="runs/gan_modes")
   parser.add_argument("--figure", default=DEFAULT_FIGURE)
   parser.add_argument("--figure-seed", type=int, default=0)
   parser.add_argument("--figure-latent", type=int, default=2)

@@ -26,6 +26,7 @@ Runs trained before these files existed have no `commits.jsonl` ("commits": []).
 """
 from __future__ import annotations
 
+import argparse
 import datetime
 import json
 import os
@@ -107,6 +108,19 @@ def write(study: str, *, script: str, command: str, markdown: str, runs: list[di
   with open(md_path, "w") as file:
     file.write(markdown)
   return json_path, md_path
+
+
+def add_sweep_arguments(parser: argparse.ArgumentParser, *, workdir: str,
+                        workdir_help: str = "root of the run workdirs") -> None:
+  """The options every resumable results script shares: --workdir (default
+  `workdir`), --parallel, --train / --no-train and --results-dir."""
+  parser.add_argument("--workdir", default=workdir, help=workdir_help)
+  parser.add_argument("--parallel", type=int, default=1,
+                      help="runs at a time, each on one CPU device when > 1")
+  parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
+                      help="train missing runs (--no-train: report the finished ones)")
+  parser.add_argument("--results-dir", default=RESULTS_DIR,
+                      help="where the committed results files go (<study>.json, .md)")
 
 
 def mean_sd_cell(row: dict, metric: str, *, scale: float = 1.0,

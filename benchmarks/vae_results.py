@@ -513,18 +513,12 @@ def main(argv=None) -> int:
                       help="training steps per run")
   parser.add_argument("--eval-every", type=int, default=DEFAULT_EVAL_EVERY,
                       help="test ELBO every this many steps (the curves)")
-  parser.add_argument("--workdir", default="runs/results",
-                      help="root of the run workdirs and of the outputs")
-  parser.add_argument("--parallel", type=int, default=1,
-                      help="runs at a time, each on one CPU device when > 1")
-  parser.add_argument("--train", action=argparse.BooleanOptionalAction, default=True,
-                      help="train missing runs (--no-train: report the finished ones)")
+  results_files.add_sweep_arguments(parser, workdir="runs/results",
+                                    workdir_help="root of the run workdirs and outputs")
   parser.add_argument("--classifier-fd", action=argparse.BooleanOptionalAction,
                       default=True, help="add the classifier FD of prior samples")
   parser.add_argument("--classifier-workdir", default="runs/classifier",
                       help="cached FD classifier (python -m train.train_classifier)")
-  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
-                      help="where the committed results files go (<study>.json, .md)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.steps < 1 or args.eval_every < 1:
     parser.error("--parallel, --steps and --eval-every must be positive")
