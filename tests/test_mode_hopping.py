@@ -4,13 +4,14 @@ Bookkeeping (which coordinates move) for every prior kind, and exactness of each
 a tiny float64 ring: the probability integral transform of the re-drawn coordinates
 through the brute-force conditional CDFs (Rosenblatt) must be uniform.
 """
+import float64
 import jax
 import jax.numpy as jnp
 import numpy as np
+import prior_reference as ref
 import pytest
 from scipy import stats
 
-import prior_reference as ref
 from tripjax import priors
 
 C = ref.CONTINUOUS
@@ -59,9 +60,7 @@ NUM_TRAJECTORIES, NUM_HOPS = 4000, 5
 @pytest.fixture(scope="module")
 def trip_hops():
   """(ring, path (T, H + 1, 3)), float64."""
-  previous = jax.config.jax_enable_x64
-  jax.config.update("jax_enable_x64", True)
-  try:
+  with float64.enabled():
     ring = _coupled_ring()
     prior = priors.make_prior("trip", 3, num_components=2, rank=2, dtype=jnp.float64)
     params = ref.to_params(ring, jnp.float64)
@@ -69,8 +68,6 @@ def trip_hops():
     path = _hopping(prior, params, jax.random.key(3, impl="rbg"), NUM_TRAJECTORIES,
                     NUM_HOPS, 2)
     return ring, np.asarray(path)
-  finally:
-    jax.config.update("jax_enable_x64", previous)
 
 
 def test_trip_prior_hops(trip_hops):
