@@ -24,18 +24,9 @@ run evaluates the same images, so the priors are compared on a paired basis.
 
 The latent size and the length were chosen on the validation split (the last 6,000
 training images; the test split is used only for the table), from two N(0, I) runs of
-this config (latent 16 and 32) evaluated every 250 steps on it (ELBO, nats per image):
-
-  step       250     500     750    1000    1250    1500    1750    2000    2250
-  latent 16 -159.21 -144.07 -138.02 -134.87 -132.43 -131.21 -130.14 -129.54 -128.54
-  latent 32 -167.12 -149.53 -141.88 -137.40 -134.57 -132.29 -130.52 -129.33 -129.11
-
-The two end level (within 0.6 nats from step 1,750 on); latent 32 puts more of the bound
-in the KL (28.8 vs 25.2 nats at step 2,250: the prior carries more of it), so it is the
-size. The length, 2,500 steps (5.9 epochs), is where the gain per 250 steps has fallen
-to about 1 nat (from 15 at the start): not a plateau (the curve still rises slowly; the
-4,000 digits overfit, 54,000 images do not yet), but the length this study's compute
-allows (2 shared CPU cores: about 20-45 minutes per run).
+this config (latent 16 and 32) evaluated every 250 steps on it: `--selection` trains
+(or resumes) them in `<workdir>/selection/normal_latent<d>` and writes their validation
+curves to `<results-dir>/fashion_mnist_selection.{json,md}` (README's selection table).
 
 Runs live in `<workdir>/steps_<S>/<variant>_seed<k>`; a finished run (its final
 evaluation with IWAE-100 in metrics.jsonl) is skipped, an interrupted one resumes from
@@ -107,6 +98,95 @@ def variant_available(variant: str) -> bool:
   except config_checks.ConfigError:
     return False
   return True
+
+
+# The validation runs that chose the latent size and the length (`--selection`).
+SELECTION_STUDY = "fashion_mnist_selection"
+SELECTION_LATENTS = (16, 32)
+SELECTION_STEPS = 2500
+SELECTION_EVAL_EVERY = 250
+
+
+def selection_workdir(root: str, latent: int) -> str:
+  return os.path.join(root, "selection", f"normal_latent{latent}")
+
+
+def selection_command(latent: int, workdir: str, data_dir: str = DATA_DIR) -> list[str]:
+  """N(0, I) at latent size `latent`, its ELBO on the validation split every
+  `SELECTION_EVAL_EVERY` steps (no IWAE)."""
+  return [sys.executable, "-m", "train.vae", f"--config={CONFIG_PATH}",
+          f"--workdir={workdir}", "--config.prior.kind=normal",
+          f"--config.model.latent_dim={latent}", f"--config.data.data_dir={data_dir}",
+          "--config.eval.split=validation", "--config.eval.every_epochs=0",
+          f"--config.eval.every_steps={SELECTION_EVAL_EVERY}",
+          "--config.eval.iwae_samples=1", f"--config.train.num_steps={SELECTION_STEPS}",
+          "--config.train.progress_bar=False"]
+
+
+def selection_curve(workdir: str) -> list[dict]:
+  """[{"step", "validation_elbo", "validation_kl"}] of every evaluation, step order."""
+  points = {record["step"]: {"step": record["step"],
+                             "validation_elbo": record["validation_elbo"],
+                             "validation_kl": record["validation_kl"]}
+            for record in vae_results._read_records(workdir)
+            if record.get("split") == "eval" and "validation_elbo" in record}
+  return [points[step] for step in sorted(points)]
+
+
+def render_selection(results: dict) -> str:
+  """The selection table: validation ELBO per evaluated step, and the last KL."""
+  runs = results["runs"]
+  steps = sorted(set.intersection(*({point["step"] for point in run["curve"]}
+                                    for run in runs)))
+  lines = [f"N(0, I) on Fashion-MNIST, {CONFIG_PATH} with latent 16 or 32: ELBO on the "
+           f"validation split (the last 6,000 training images), nats per image, every "
+           f"{SELECTION_EVAL_EVERY} steps of batch 128; and the KL term at the last "
+           f"step.", "",
+           "| latent | " + " | ".join(f"{step:,}" for step in steps)
+           + f" | KL at step {steps[-1]:,} |",
+           "|---" * (len(steps) + 2) + "|"]
+  for run in sorted(runs, key=lambda run: run["latent_dim"]):
+    by_step = {point["step"]: point for point in run["curve"]}
+    lines.append(f"| {run['latent_dim']} | "
+                 + " | ".join(f"{by_step[step]['validation_elbo']:.2f}" for step in steps)
+                 + f" | {by_step[steps[-1]]['validation_kl']:.2f} |")
+  return "\n".join(lines) + "\n"
+
+
+def run_selection(args: argparse.Namespace) -> str:
+  """Trains (or resumes) the selection runs, writes their results files."""
+  jobs = [(latent, 0) for latent in SELECTION_LATENTS]
+
+  def final(workdir):
+    curve = selection_curve(workdir)
+    return curve[-1] if curve and curve[-1]["step"] == SELECTION_STEPS else None
+
+  if args.train:
+    vae_results.run_jobs(
+        jobs, workdir_of=lambda job: selection_workdir(args.workdir, job[0]),
+        command_of=lambda job, workdir: selection_command(job[0], workdir,
+                                                          args.data_dir),
+        finished=final,
+        summary=lambda record: f"validation ELBO {record['validation_elbo']:.2f}",
+        cache_dir=os.path.join(args.workdir, "jax_cache"), parallel=args.parallel)
+  runs = []
+  for latent, _ in jobs:
+    workdir = selection_workdir(args.workdir, latent)
+    if final(workdir) is not None:
+      runs.append({"latent_dim": latent, "fields": {"prior.kind": "normal",
+                                                   "model.latent_dim": latent},
+                   "seed": 0, "steps": SELECTION_STEPS,
+                   "curve": selection_curve(workdir),
+                   "commits": results_files.run_commits(workdir)})
+  if not runs:
+    raise SystemExit("no finished selection run")
+  markdown = render_selection({"runs": runs})
+  results_files.write(SELECTION_STUDY, script="benchmarks.fashion_results",
+                      command="python -m benchmarks.fashion_results --selection "
+                              "--parallel 2",
+                      markdown=markdown, results_dir=args.results_dir,
+                      table="selection", config=CONFIG_PATH, runs=runs)
+  return markdown
 
 
 def run_workdir(root: str, variant: str, seed: int, steps: int) -> str:
@@ -229,6 +309,8 @@ def markdown_table(rows: list[dict], steps: int, values: dict,
 
 def render(results: dict) -> str:
   """The table of a results file (`results_files.write`) from its runs: its .md."""
+  if results.get("table") == "selection":
+    return render_selection(results)
   return markdown_table(summarize(results["runs"]), results["steps"],
                         results["setting"], tuple(results.get("unavailable", ())))
 
@@ -285,10 +367,16 @@ def main(argv=None) -> int:
                       default=True, help="add the classifier FD of prior samples")
   parser.add_argument("--classifier-workdir", default="runs/fashion_classifier",
                       help="cached FD classifier (configs/fashion_mnist_classifier.py)")
+  parser.add_argument("--selection", action="store_true",
+                      help="the validation runs that chose the latent size and the "
+                           "length (N(0, I), latent 16 and 32) instead of the table")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.steps < 1 or args.eval_every < 1:
     parser.error("--parallel, --steps and --eval-every must be positive")
   signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+  if args.selection:
+    print(run_selection(args))
+    return 0
   all_jobs = make_jobs(list(ROWS), args.seeds)
   if args.train:
     variants = args.variants or [name for name in ROWS if variant_available(name)]

@@ -174,3 +174,30 @@ def test_the_recorded_command_names_only_what_changes_the_table():
       "nice -n 10 python -m benchmarks.fashion_results --parallel 2")
   changed = argparse.Namespace(**dict(defaults, seeds=[3], steps=10))
   assert fashion_results.regenerate_command(changed).endswith("--seeds 3 --steps 10")
+
+
+def test_selection_table_renders_the_validation_curves_from_its_results(tmp_path):
+  from benchmarks import vae_results
+  runs = []
+  for latent, offset in ((32, -2.0), (16, 0.0)):
+    workdir = fashion_results.selection_workdir(str(tmp_path), latent)
+    os.makedirs(workdir)
+    with open(os.path.join(workdir, vae_results.METRICS_FILENAME), "w") as file:
+      for step in (250, 500):
+        file.write(json.dumps({"step": step, "epoch": 1, "split": "eval",
+                               "validation_elbo": -150.0 + step / 50 + offset,
+                               "validation_kl": 20.0 + latent / 8}) + "\n")
+      file.write(json.dumps({"step": 500, "epoch": 1, "split": "train",
+                             "elbo": 0.0}) + "\n")
+    runs.append({"latent_dim": latent,
+                 "curve": fashion_results.selection_curve(workdir)})
+  assert runs[0]["curve"][-1] == {"step": 500, "validation_elbo": -142.0,
+                                  "validation_kl": 24.0}
+  table = fashion_results.render({"table": "selection", "runs": runs})
+  assert "| latent | 250 | 500 | KL at step 500 |" in table
+  lines = table.splitlines()
+  assert lines[-2:] == ["| 16 | -145.00 | -140.00 | 22.00 |",
+                        "| 32 | -147.00 | -142.00 | 24.00 |"]  # latent order
+  command = fashion_results.selection_command(16, "w")
+  assert "--config.eval.split=validation" in command
+  assert "--config.model.latent_dim=16" in command
