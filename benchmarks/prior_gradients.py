@@ -30,12 +30,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import results_files
 import tripjax.prior as trip
 
 SETTINGS = ((4, 10, 4), (16, 10, 8))  # (d, N, m)
 FUNCTIONS = ("cos", "mlp")
 GROUPS = ("core_roots", "means", "log_scales")
 LOG_P_OF_S = "pathwise, log p(s)"
+STUDY = "prior_gradients"  # results/prior_gradients.json and .md
 
 
 def test_function(name: str, d: int):
@@ -100,11 +102,36 @@ def gan_function(workdir: str):
   return prior, f, config.train.batch_size, label
 
 
-def print_rows(label: str, rows: dict) -> None:
-  for estimator, variances in rows.items():
-    ratios = [score / value for score, value in zip(rows["score"], variances)]
-    print(f"| {label} | {estimator} | " + " | ".join(f"{v:.3g}" for v in variances)
-          + " | " + " | ".join(f"{r:.2f}" for r in ratios) + " |")
+def records(setting: str, function: str, rows: dict) -> list[dict]:
+  """One results record per estimator: {"setting", "function", "estimator",
+  "variances" (per group of `GROUPS`)}."""
+  return [{"setting": setting, "function": function, "estimator": estimator,
+           "variances": variances} for estimator, variances in rows.items()]
+
+
+def _number(value: float) -> str:
+  return f"{value:.3g}" if value >= 1e-2 else f"{value:.2e}"
+
+
+def render(results: dict) -> str:
+  """The table of a results file: per (setting, f) the summed variance of each group
+  and score's variance over this row's for the means and scales."""
+  lines = [f"Variance of one estimate of the gradient of E_p[f] from B = {results['batch']} "
+           f"draws, summed over each parameter group, {results['estimates']:,} estimates "
+           f"per row ({results.get('gan_estimates', 0):,} and the run's B for the GAN "
+           f"rows); ratio = score's variance / this row's. Rings: `trip.init` with "
+           f"core_noise 0.5, seeded.", "",
+           "| d, N, m | f | estimator | cores | means | scales | ratio means | "
+           "ratio scales |", "|---|---|---|---|---|---|---|---|"]
+  score = {(run["setting"], run["function"]): run["variances"]
+           for run in results["runs"] if run["estimator"] == "score"}
+  for run in results["runs"]:
+    reference = score[(run["setting"], run["function"])]
+    ratios = [reference[index] / run["variances"][index] for index in (1, 2)]
+    lines.append(f"| {run['setting']} | {run['function']} | {run['estimator']} | "
+                 + " | ".join(_number(value) for value in run["variances"]) + " | "
+                 + " | ".join(f"{ratio:.1f}" for ratio in ratios) + " |")
+  return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> None:
@@ -117,31 +144,44 @@ def main(argv=None) -> None:
                       help="estimates per GAN row (default 200)")
   parser.add_argument("--skip-rings", action="store_true",
                       help="only the GAN rows")
+  parser.add_argument("--results-dir", default=results_files.RESULTS_DIR,
+                      help="where the results files go (prior_gradients.{json,md}); "
+                           "only with the default --estimates and --batch")
   args = parser.parse_args(argv)
   estimators = (*trip.ESTIMATORS, LOG_P_OF_S)
-  print(f"Variance of one gradient estimate of E_p[f] from B = {args.batch} draws, summed "
-        f"over each group ({args.estimates} estimates; GAN rows: the run's B, "
-        f"{args.gan_estimates} estimates; ratio = score's / this row's)\n")
-  print("| d, N, m, f | estimator | cores | means | scales | ratio cores | ratio means "
-        "| ratio scales |")
-  print("|---|---|---|---|---|---|---|---|")
+  runs = []
   start = time.perf_counter()
   for d, num_components, rank in () if args.skip_rings else SETTINGS:
     params = trip.init(jax.random.key(d), [trip.Continuous(num_components)] * d, rank,
                        core_noise=0.5)
     for name in FUNCTIONS:
       f = test_function(name, d)
-      rows = {estimator: group_variances(params, f, estimator, args.estimates, args.batch,
-                                         seed=100 + d)
-              for estimator in estimators}
-      print_rows(f"{d}, {num_components}, {rank}, {name}", rows)
+      runs += records(f"{d}, {num_components}, {rank}", name, {
+          estimator: group_variances(params, f, estimator, args.estimates, args.batch,
+                                     seed=100 + d) for estimator in estimators})
   if args.gan_workdir:
     prior, f, batch, label = gan_function(args.gan_workdir)
-    print_rows(f"{label}, B = {batch}, -D(G(z))",
-               {estimator: group_variances(prior, f, estimator, args.gan_estimates, batch,
-                                           seed=7, chunk=10)
-                for estimator in estimators})
-  print(f"\n{time.perf_counter() - start:.0f} s on {jax.devices()[0].platform}")
+    runs += records(f"{label}, B = {batch}", "GAN: −D(G(z))", {
+        estimator: group_variances(prior, f, estimator, args.gan_estimates, batch,
+                                   seed=7, chunk=10) for estimator in estimators})
+  results = {"batch": args.batch, "estimates": args.estimates,
+             "gan_estimates": args.gan_estimates if args.gan_workdir else 0,
+             "gan_workdir": args.gan_workdir,
+             "runs": [dict(run, fields={}, seed=0, commits=[]) for run in runs]}
+  markdown = render(results)
+  print(markdown)
+  print(f"{time.perf_counter() - start:.0f} s on {jax.devices()[0].platform}")
+  defaults = parser.parse_args([])
+  if (args.estimates, args.batch, args.skip_rings) == (
+      defaults.estimates, defaults.batch, False):
+    command = "python -m benchmarks.prior_gradients" + (
+        f" --gan-workdir {args.gan_workdir}" if args.gan_workdir else "")
+    paths = results_files.write(STUDY, script="benchmarks.prior_gradients",
+                                command=command, markdown=markdown,
+                                results_dir=args.results_dir, **{
+                                    key: value for key, value in results.items()
+                                    if key != "runs"}, runs=results["runs"])
+    print("wrote " + ", ".join(paths))
 
 
 if __name__ == "__main__":

@@ -104,3 +104,16 @@ def test_gan_results_files_render_back(tmp_path):
   assert gan_results.render(results) == markdown == results["markdown"]
   assert "| TRIP L | 2 | 52.00 ± 2.83 |" in markdown
   assert (tmp_path / "gan_digits.md").read_text() == markdown
+
+
+def test_prior_gradients_table_has_scores_variance_over_each_row():
+  from benchmarks import prior_gradients
+  runs = (prior_gradients.records("4, 10, 4", "cos", {"score": [1e-3, 2.0, 0.5],
+                                                      "pathwise": [1e-3, 0.5, 0.01]})
+          + prior_gradients.records("16, 10, 8", "mlp", {"score": [3.0, 6.0, 9.0]}))
+  table = prior_gradients.render({"batch": 64, "estimates": 1000, "gan_estimates": 0,
+                                  "runs": runs})
+  assert "from B = 64 draws" in table and "1,000 estimates" in table
+  assert "| 4, 10, 4 | cos | score | 1.00e-03 | 2 | 0.5 | 1.0 | 1.0 |" in table
+  assert "| 4, 10, 4 | cos | pathwise | 1.00e-03 | 0.5 | 0.01 | 4.0 | 50.0 |" in table
+  assert "| 16, 10, 8 | mlp | score | 3 | 6 | 9 | 1.0 | 1.0 |" in table
