@@ -196,9 +196,13 @@ def _run_config(workdir: str) -> dict:
 
 
 def _summary(record: dict) -> str:
+  """The done line of a run; its bound on the run's `eval.split` (e.g. validation
+  with `--extra eval.split=validation`)."""
+  bounds = [key for key in record if key.endswith("_bound_x_given_y")]
+  bound = (f", {bounds[0][:-len('_bound_x_given_y')]} bound log p(x|y) "
+           f"{record[bounds[0]]:.2f}" if bounds else "")
   return (f"violation rate single {record[VIOLATION_SINGLE]:.3f}, subsets "
-          f"{record[VIOLATION_SUBSET]:.3f}, test bound log p(x|y) "
-          f"{record[BOUND_METRIC]:.2f}")
+          f"{record[VIOLATION_SUBSET]:.3f}{bound}")
 
 
 def run_all(jobs: list[Job], *, root: str, epochs: int, parallel: int,
