@@ -154,7 +154,8 @@ def num_trainable_params(config: ml_collections.ConfigDict,
   prior's (its flows included) when `prior.learnable`. From shapes alone (no
   parameters are made)."""
   model = build_model(config, image_shape, likelihood)
-  shapes = jax.eval_shape(lambda key: init_params(model, key), jax.random.key(0))
+  shapes = jax.eval_shape(lambda key: init_params(model, key),
+                          rng_lib.RandomStreams(0).init_key())
   if not config.prior.learnable:
     shapes = {name: tree for name, tree in shapes.items() if name != "prior"}
   return sum(math.prod(leaf.shape) for leaf in jax.tree.leaves(shapes))
