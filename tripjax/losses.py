@@ -317,7 +317,12 @@ def per_example_gradient_norms(critic_fn: Callable[[Array], Array],
     (B,) norms.
   """
   grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(points)
-  squared = jnp.sum(jnp.square(grads).reshape(points.shape[0], -1), axis=-1)
+  return _norm_of_squared(jnp.sum(jnp.square(grads).reshape(points.shape[0], -1),
+                                  axis=-1))
+
+
+def _norm_of_squared(squared: Array) -> Array:
+  """sqrt(squared), with 0 (and a finite, zero derivative) where squared is 0."""
   positive = squared > 0
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
 
@@ -341,9 +346,7 @@ def per_pixel_gradient_norms(critic_fn: Callable[[Array], Array],
     (B, ...) norms, e.g. (B, H, W).
   """
   grads = jax.grad(lambda x: jnp.sum(critic_fn(x)))(points)
-  squared = jnp.sum(jnp.square(grads), axis=-1)
-  positive = squared > 0
-  return jnp.where(positive, jnp.sqrt(jnp.where(positive, squared, 1.0)), 0.0)
+  return _norm_of_squared(jnp.sum(jnp.square(grads), axis=-1))
 
 
 def gradient_penalty(critic_fn: Callable[[Array], Array], real: Array, fake: Array,

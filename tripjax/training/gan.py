@@ -259,15 +259,10 @@ def make_optimizers(config: ml_collections.ConfigDict) -> GanOptimizers:
 def reset_optimizers(optimizers: GanOptimizers, state: GanState) -> GanState:
   """`state` with all three Adams started afresh (moments and counts), the fresh
   arrays placed like the ones they replace (the compiled step is not compiled again)."""
-  def placed(fresh, old):
-    return jax.tree.map(lambda new, previous: (jax.device_put(new, previous.sharding)
-                                               if isinstance(previous, jax.Array)
-                                               else new), fresh, old)
-
   return dataclasses.replace(
-      state, critic_opt_state=placed(optimizers.critic.init(state.params[CRITIC]),
-                              state.critic_opt_state),
-      generator_opt_state=placed(
+      state, critic_opt_state=optimizers_lib.placed_like(
+          optimizers.critic.init(state.params[CRITIC]), state.critic_opt_state),
+      generator_opt_state=optimizers_lib.placed_like(
           optimizers.generator.init(_generator_and_prior(state.params)),
           state.generator_opt_state))
 
@@ -627,11 +622,6 @@ def _classifier_fd_due(config: ml_collections.ConfigDict,
   return progress.is_due(every_epochs=every, at_end=every > 0)
 
 
-def _reset_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
-  return progress.is_due(every_steps=config.train.reset_optimizer_every_steps,
-                         at_end=False)
-
-
 def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
                     streams: rng_lib.RandomStreams,
                     optimizers: GanOptimizers | None = None
@@ -671,7 +661,7 @@ def make_after_step(config: ml_collections.ConfigDict, model: GanModel,
         progress=False)
 
   def reset_due(progress: loop.Progress) -> bool:
-    return optimizers is not None and _reset_due(config, progress)
+    return optimizers is not None and optimizers_lib.reset_due(config, progress)
 
   def due(progress: loop.Progress) -> bool:
     return (reset_due(progress) or _grid_due(config, progress)

@@ -67,8 +67,22 @@ def reset_optimizer_state(optimizer: optax.GradientTransformation, opt_state: An
   fresh = optimizer.init(params)
   inner_states = dict(opt_state.inner_states)
   for group in groups:
-    inner_states[group] = jax.tree.map(
-        lambda new, old: (jax.device_put(new, old.sharding)
-                          if isinstance(old, jax.Array) else new),
-        fresh.inner_states[group], opt_state.inner_states[group])
+    inner_states[group] = placed_like(fresh.inner_states[group],
+                                      opt_state.inner_states[group])
   return opt_state._replace(inner_states=inner_states)
+
+
+def placed_like(fresh: Any, old: Any) -> Any:
+  """`fresh` (a fresh optimizer state) with every array placed like its counterpart in
+  `old`, so that a compiled step sees the same input types (and is not compiled
+  again)."""
+  return jax.tree.map(lambda new, previous: (jax.device_put(new, previous.sharding)
+                                             if isinstance(previous, jax.Array)
+                                             else new), fresh, old)
+
+
+def reset_due(config: ml_collections.ConfigDict, progress: Any) -> bool:
+  """Whether the optimizers restart after this step (a `loop.Progress`): every
+  `train.reset_optimizer_every_steps` steps (0: never), not after the last one."""
+  return progress.is_due(every_steps=config.train.reset_optimizer_every_steps,
+                         at_end=False)

@@ -347,11 +347,6 @@ def _evaluation_due(config: ml_collections.ConfigDict, progress: loop.Progress) 
                          every_epochs=config.eval.every_epochs)
 
 
-def _reset_due(config: ml_collections.ConfigDict, progress: loop.Progress) -> bool:
-  return progress.is_due(every_steps=config.train.reset_optimizer_every_steps,
-                         at_end=False)
-
-
 def make_after_step(config: ml_collections.ConfigDict, vae_setup: VaeSetup,
                     mesh: jax.sharding.Mesh, streams: rng_lib.RandomStreams
                     ) -> tuple[loop.AfterStepFn, loop.DueFn]:
@@ -373,7 +368,7 @@ def make_after_step(config: ml_collections.ConfigDict, vae_setup: VaeSetup,
   def due(progress: loop.Progress) -> bool:
     refit = (autoencoders.refits_prior(config, model.prior)
              and autoencoders.refit_due(config, progress))
-    return (refit or _reset_due(config, progress)
+    return (refit or optimizers.reset_due(config, progress)
             or _evaluation_due(config, progress))
 
   def after_step(state: VaeState, progress: loop.Progress):
@@ -383,7 +378,7 @@ def make_after_step(config: ml_collections.ConfigDict, vae_setup: VaeSetup,
         streams)
     if refitted:
       outputs["prior_refit"] = True
-    if _reset_due(config, progress):
+    if optimizers.reset_due(config, progress):
       state = dataclasses.replace(state, opt_state=optimizers.reset_optimizer_state(
           optimizer, state.opt_state, state.params))
       outputs["optimizer_reset"] = True
