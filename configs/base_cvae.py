@@ -65,6 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.train.grad_clip_norm = 0.0  # of the network's gradient; 0: no clipping
   config.train.elbo_samples = 1  # z samples per example in the bound
+  # model.kind = "trip": the weight w of the attribute term in the trained objective
+  # E_q[log p(x|z)] + w E_q[log p(y_obs|z)] - KL; 1.0 is eq. 14's bound (the bound is
+  # what every metric reports, whatever w).
+  config.train.attribute_weight = 1.0
 
   config.eval.num_prior_samples = 64  # unconditional samples in the image grid
   # Rows of the conditional sample grid, each a request "NAME=VALUE[,NAME=VALUE]"

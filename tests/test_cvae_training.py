@@ -14,7 +14,9 @@ import sys
 import textwrap
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 from PIL import Image
 import pytest
 import tensorflow_datasets as tfds
@@ -35,6 +37,7 @@ from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
 from tripjax.models import vae as vae_models
 from tripjax.training import classifier
+from tripjax.training import config_checks
 from tripjax.training import cvae
 from tripjax.training import loop
 from tripjax.training import metric_writer
@@ -372,6 +375,8 @@ def test_cvae_imputed_trains_on_imputed_labels_that_keep_the_visible_ones():
      "'celeb_a'."),
     ("data.hide_attribute_fraction=1.5", "must be a number >= 0.0 and <= 1.0."),
     ("eval.grid_requests=('digit=11',)", "attribute 'digit' has no value '11'"),
+    ("train.attribute_weight=-1.0", "train.attribute_weight = -1.0: must be a number "
+     ">= 0.0."),
     ("eval.violation_subset_sizes=(2,4)", "must be sizes in [1, 3] (the digits "
      "attributes: digit, even, at_least_5)."),
 ])
@@ -383,6 +388,44 @@ def test_bad_configs_fail_in_one_line_and_write_nothing(tmp_path, capsys, overri
   error = capsys.readouterr().err
   assert message in error and len(error.strip().splitlines()) == 1, error
   assert not workdir.exists()
+
+
+def test_the_attribute_weight_scales_only_the_attribute_term_of_the_objective():
+  """train.attribute_weight w: the step minimizes -(log p(x|z) + w log p(y_obs|z) -
+  KL); with plain SGD the update is linear in w and w = 1 is eq. 14's bound."""
+  config = tiny_config()
+  model = cvae.build_model(config, (28, 28, 1), "bernoulli")
+  optimizer = optax.sgd(1.0)
+  state = cvae.init_state(model, optimizer, rng_lib.RandomStreams(0).init_key())
+  images = jnp.asarray(data_lib.load_dataset("digits", "train")[:8])
+  batch = {"image": images,
+           "attributes": jnp.asarray([[3, 0, 0], [np.nan, 1, 1]] * 4, jnp.float32)}
+  rng = rng_lib.RandomStreams(0).key("train_step")
+  updates, losses = {}, {}
+  for weight in (0.0, 1.0, 3.0):
+    step = jax.jit(cvae.make_train_step(model, optimizer, attribute_weight=weight))
+    new_state, metrics = step(state, batch, rng)
+    updates[weight] = jax.tree.map(lambda new, old: new - old, new_state.params,
+                                   state.params)
+    losses[weight] = metrics
+  bound = losses[1.0]["bound"]
+  attribute = losses[1.0]["attribute_log_likelihood"]
+  assert attribute < -0.1  # the term is there to weigh
+  for weight, metrics in losses.items():
+    np.testing.assert_allclose(metrics["bound"], bound, rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss"], -(bound + (weight - 1) * attribute),
+                               rtol=1e-5)
+  # update(3) - update(1) = 2 (update(1) - update(0)), and it is not zero.
+  for three, one, zero in zip(*(jax.tree.leaves(updates[w]) for w in (3.0, 1.0, 0.0)),
+                              strict=True):
+    np.testing.assert_allclose(three - one, 2 * (one - zero), atol=2e-5)
+  prior_change = [np.abs(one - zero).max() for one, zero in zip(
+      jax.tree.leaves(updates[1.0]["prior"]), jax.tree.leaves(updates[0.0]["prior"]),
+      strict=True)]
+  assert max(prior_change) > 1e-4
+  baseline = tiny_config(kind="cvae", attribute_weight=2.0)
+  with pytest.raises(config_checks.ConfigError, match="the other kinds have none"):
+    cvae.validate_config(baseline)
 
 
 def _three_steps_config():

@@ -521,27 +521,32 @@ def impute_hidden_labels(config: ml_collections.ConfigDict,
 
 
 def make_train_step(model: CvaeModel, optimizer: optax.GradientTransformation,
-                    elbo_samples: int = 1) -> loop.TrainStepFn:
+                    elbo_samples: int = 1,
+                    attribute_weight: float = 1.0) -> loop.TrainStepFn:
   """The pure step: maximize the batch mean of the model's bound (`bound_terms`).
+
+  With `attribute_weight` w != 1 ("trip" only, `train.attribute_weight`) it maximizes
+  E_q[log p(x|z)] + w E_q[log p(y_obs|z)] - KL instead (eq. 14 is w = 1); the metrics
+  still report the bound itself, and loss is what is minimized.
 
   Returns:
     train_step(state, batch {"image" (B, H, W, C), "attributes" (B, a)}, rng) ->
-    (state, metrics) with scalar metrics loss (= -bound), bound, log_likelihood, kl,
-    the variant's own (`train_metrics`; "trip": attribute_log_likelihood), nats per
-    example, and grad_norm.
+    (state, metrics) with scalar metrics loss (what is minimized: -bound at w = 1),
+    bound, log_likelihood, kl, the variant's own (`train_metrics`; "trip":
+    attribute_log_likelihood), nats per example, and grad_norm.
   """
 
   def loss_fn(params, images, attributes, rng):
     terms = jax.tree.map(jnp.mean, model.bound_terms(params, images, attributes, rng,
                                                      elbo_samples))
-    return -terms.bound, terms
+    return -(terms.bound + (attribute_weight - 1.0) * terms.attribute_log_likelihood), terms
 
   def train_step(state: CvaeState, batch: dict, rng: jax.Array):
-    grads, terms = jax.grad(loss_fn, has_aux=True)(state.params, batch["image"],
-                                                   batch["attributes"], rng)
+    (loss, terms), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.params, batch["image"], batch["attributes"], rng)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": -terms.bound, "bound": terms.bound,
+    metrics = {"loss": loss, "bound": terms.bound,
                "log_likelihood": terms.log_likelihood, "kl": terms.kl,
                **model.variant.train_metrics(terms),
                "grad_norm": optax.tree.norm(grads)}
@@ -769,6 +774,12 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
   config_checks.check_choice(config, "model.kind", MODEL_KINDS)
   autoencoders.check_autoencoder_fields(config)
   config_checks.check_int(config, "prior.permutation_seed", minimum=0)
+  config_checks.check_number(config, "train.attribute_weight", minimum=0.0)
+  if config.model.kind != "trip" and config.train.attribute_weight != 1.0:
+    raise config_checks.ConfigError(
+        "train.attribute_weight", config.train.attribute_weight,
+        "weights the attribute term log p(y_obs|z) of model.kind=trip; the other "
+        f"kinds have none (model.kind={config.model.kind!r}): leave it at 1.0.")
   if config.model.kind == "cvae_imputed":
     imputation.check_fields(config)
   specs = data_lib.attribute_specs(config.data.name)
@@ -957,7 +968,8 @@ def build(config: ml_collections.ConfigDict,
       init_state=init_state(cvae_setup.model, cvae_setup.optimizer,
                             context.streams.init_key()),
       train_step=make_train_step(cvae_setup.model, cvae_setup.optimizer,
-                                 config.train.elbo_samples),
+                                 config.train.elbo_samples,
+                                 config.train.attribute_weight),
       after_step=after_step, after_step_due=due, shown_metrics=("loss", "bound"),
       prepare_batch=make_prepare_batch(config, cvae_setup.train_dataset, imputed))
   return experiment.Experiment(task, cvae_setup.train_dataset, header)

@@ -42,6 +42,7 @@ ADDED_FIELDS: dict[str, dict[str, object]] = {
             "prior.adam_b1": None, "prior.adam_b2": None,
             "train.reset_optimizer_every_steps": 0, "prior.gradient_estimator": "score",
             "prior.flows": 0},
+    "cvae": {"train.attribute_weight": 1.0},
 }
 
 # Groups of fields a run saved before they existed never used (the model kind that
