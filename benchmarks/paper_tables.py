@@ -47,11 +47,13 @@ and the full GMM L (201,000) get 63; with flows (137,000 more) 62 and 63. Fixed 
 `SMOKE_FID_SAMPLES` samples from random Inception weights (its first
 `SMOKE_FEATURE_DIMS` features), and writes its table under `<workdir>`: it checks the
 plumbing (training, resuming, FID, ELBO / IWAE, the table), and its numbers mean
-nothing (the table says so). Every cell still compiles its own programs (the trainers
-build them per run); the runs share one persistent XLA compilation cache
-(`<workdir>/jax_cache`), so identical programs (evaluation, Inception) compile once and
-a second smoke run reuses the first one's. All 16 smoke cells took 7.5 minutes on a
-loaded 2-core machine; `--cells` runs some of them.
+nothing (the table says so). Every cell compiles its own programs (the trainers build
+them per run, and the programs of two prior kinds differ); the runs share one
+persistent XLA compilation cache (`<workdir>/jax_cache`), so identical programs
+(Inception) compile once and a second smoke run reuses the first one's. A smoke cell's
+time is almost all compiling, which XLA does on one thread, so the smoke trains two
+cells at a time in worker processes (`--jobs`, default 2 with `--smoke`), compiled
+without LLVM's optimizations (`SMOKE_XLA_FLAGS`). `--cells` runs some of the cells.
 """
 from __future__ import annotations
 
@@ -405,6 +407,86 @@ def _smoke_data() -> Iterator[None]:
     yield
 
 
+@dataclasses.dataclass(frozen=True)
+class Scoring:
+  """How a process scores its cells: the compilation cache under `workdir` and the FID
+  (random Inception weights with `smoke`, else the converted ones)."""
+  workdir: str
+  smoke: bool
+  inception_weights: str | None
+  fid_samples: int
+
+  def start(self) -> FidScorer:
+    """Points JAX at the shared compilation cache; the process's `FidScorer`."""
+    import jax
+    jax.config.update("jax_compilation_cache_dir",
+                      os.path.join(self.workdir, CACHE_DIRNAME))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    from tripjax.metrics import inception
+    if self.smoke:
+      return FidScorer(inception.random_inception_variables(0), SMOKE_FID_SAMPLES,
+                       SMOKE_FID_SAMPLES, feature_dims=SMOKE_FEATURE_DIMS)
+    return FidScorer(inception.load_inception_variables(self.inception_weights),
+                     self.fid_samples, 100)
+
+
+@dataclasses.dataclass(frozen=True)
+class CellJob:
+  """`run_cell`'s arguments for one cell (picklable, for a worker process)."""
+  cell: Cell
+  root: str
+  data_dir: str | None
+  smoke: bool
+  same_num_params: bool
+
+  def run(self, fid: FidScorer) -> dict:
+    return run_cell(self.cell, self.root, data_dir=self.data_dir, smoke=self.smoke,
+                    fid=fid, same_num_params=self.same_num_params)
+
+
+# A worker process's FidScorer and the mock data it keeps open (`_start_worker`).
+_WORKER: dict[str, Any] = {}
+
+
+# XLA:CPU flags of the smoke's worker processes: a smoke cell runs 2 steps, so its time
+# is compiling; without LLVM's optimizations XLA compiles about a third faster.
+SMOKE_XLA_FLAGS = ("--xla_backend_optimization_level=0",
+                   "--xla_llvm_disable_expensive_passes=true")
+
+
+def _start_worker(scoring: Scoring) -> None:
+  stack = contextlib.ExitStack()
+  if scoring.smoke:  # before JAX starts its backend in this fresh process
+    os.environ["XLA_FLAGS"] = " ".join(
+        [os.environ.get("XLA_FLAGS", ""), *SMOKE_XLA_FLAGS]).strip()
+    stack.enter_context(_smoke_data())
+  _WORKER.update(fid=scoring.start(), stack=stack)
+
+
+def _run_in_worker(job: CellJob) -> dict:
+  return job.run(_WORKER["fid"])
+
+
+def run_cells(jobs: list[CellJob], scoring: Scoring, num_processes: int) -> list[dict]:
+  """Each job's `run_cell` record, in order. With `num_processes` > 1 the cells train
+  at once in fresh ("spawn") worker processes that share the compilation cache: on a
+  CPU, where the smoke's time is mostly XLA compiling each cell's own programs, this
+  is what uses more than one core (XLA compiles a program on one thread)."""
+  if num_processes == 1 or len(jobs) <= 1:
+    fid = scoring.start()
+    with _smoke_data() if scoring.smoke else contextlib.nullcontext():
+      return [job.run(fid) for job in jobs]
+  import multiprocessing
+  context = multiprocessing.get_context("spawn")
+  pool = context.Pool(min(num_processes, len(jobs)), initializer=_start_worker,
+                      initargs=(scoring,))
+  try:
+    return pool.map(_run_in_worker, jobs, chunksize=1)
+  finally:  # (not terminate(): the workers exit on their own, releasing their locks)
+    pool.close()
+    pool.join()
+
+
 def main(argv: list[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="python -m benchmarks.paper_tables",
                                    description=__doc__.split("\n\n")[0])
@@ -421,6 +503,9 @@ def main(argv: list[str] | None = None) -> int:
                       help="every cell for a few steps on mock data (the plumbing)")
   parser.add_argument("--cells", nargs="*", default=None,
                       help="only these cells (names as <block>_<column>, e.g. vae_trip_l)")
+  parser.add_argument("--jobs", type=int, default=None,
+                      help="cells trained at once, each in its own process (default: "
+                           "1, or 2 with --smoke)")
   parser.add_argument("--the_same_num_params", action="store_true",
                       help="Table 1's VAE cells with the networks narrowed so that every "
                            "prior trains as many parameters as N(0, I)")
@@ -428,39 +513,30 @@ def main(argv: list[str] | None = None) -> int:
   if not args.smoke and not args.inception_weights:
     parser.error("--inception_weights is required (python -m "
                  "tripjax.metrics.convert_inception makes the file); or --smoke")
+  if args.jobs is not None and args.jobs < 1:
+    parser.error(f"--jobs must be at least 1, got {args.jobs}")
   if args.the_same_num_params and args.table != 1:
     parser.error("--the_same_num_params is for Table 1 (its VAE cells)")
   study = f"table{args.table}" + ("_same_num_params" if args.the_same_num_params
                                    else "")
   root = os.path.join(args.workdir, study + ("_smoke" if args.smoke else ""))
   os.makedirs(root, exist_ok=True)
-  import jax
-  jax.config.update("jax_compilation_cache_dir", os.path.join(args.workdir,
-                                                              CACHE_DIRNAME))
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-  from tripjax.metrics import inception
-  if args.smoke:
-    variables = inception.random_inception_variables(0)
-    fid = FidScorer(variables, SMOKE_FID_SAMPLES, SMOKE_FID_SAMPLES,
-                    feature_dims=SMOKE_FEATURE_DIMS)
-  else:
-    fid = FidScorer(inception.load_inception_variables(args.inception_weights),
-                    args.fid_samples, 100)
-
+  scoring = Scoring(args.workdir, args.smoke, args.inception_weights, args.fid_samples)
   table_cells = [cell for cell in cells(args.table, args.flows)
                  if (not args.cells or cell.name in args.cells)
                  and (not args.the_same_num_params or cell.block.task == "vae")]
-  with _smoke_data() if args.smoke else contextlib.nullcontext():
-    runs = [run_cell(cell, root, data_dir=args.data_dir, smoke=args.smoke, fid=fid,
-                     same_num_params=args.the_same_num_params)
-            for cell in table_cells]
+  jobs = [CellJob(cell, root, args.data_dir, args.smoke, args.the_same_num_params)
+          for cell in table_cells]
+  num_processes = args.jobs if args.jobs is not None else (2 if args.smoke else 1)
+  runs = run_cells(jobs, scoring, num_processes)
+  fid_samples = SMOKE_FID_SAMPLES if args.smoke else args.fid_samples
   results = {
       "table": args.table, "smoke": args.smoke,
       "dataset": "CelebA 64x64" if args.table == 1 else "CIFAR-10",
       "protocol": ("The TRIP authors' protocol (configs/paper/): VAE 80,000 steps, "
                    "WGAN / WGAN-GP 20,000 generator steps at 4:1; GMM = one "
                    "full-space diagonal mixture; FID of "
-                   f"{fid.num_samples:,} samples against the test split."
+                   f"{fid_samples:,} samples against the test split."
                    + (" Networks narrowed so that every prior trains as many "
                       "parameters as N(0, I) (--the_same_num_params; the widths are in "
                       "the results file)." if args.the_same_num_params else "")),
