@@ -195,7 +195,7 @@ def _run_config(workdir: str) -> dict:
     return json.load(file)
 
 
-def _summary(record: dict) -> str:
+def summary_line(record: dict) -> str:
   """The done line of a run; its bound on the run's `eval.split` (e.g. validation
   with `--extra eval.split=validation`)."""
   bounds = [key for key in record if key.endswith("_bound_x_given_y")]
@@ -221,7 +221,7 @@ def run_all(jobs: list[Job], *, root: str, epochs: int, parallel: int,
       jobs, workdir_of=lambda job: run_workdir(root, *job, epochs),
       command_of=lambda job, workdir: train_command(*job, epochs, workdir,
                                                     classifier_dir, extra),
-      finished=final_eval, summary=_summary, cache_dir=cache_dir, parallel=parallel,
+      finished=final_eval, summary=summary_line, cache_dir=cache_dir, parallel=parallel,
       quiet_file=quiet_file, poll_seconds=poll_seconds)
 
 

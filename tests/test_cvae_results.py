@@ -244,5 +244,5 @@ def test_main_without_training_writes_the_table(tmp_path, capsys):
 def test_a_run_evaluated_on_validation_reports_its_own_split():
   record = {"violation_single_mean": 0.125, "violation_subset_mean": 0.25,
             "validation_bound_x_given_y": -90.5}
-  assert cvae_results._summary(record) == (
+  assert cvae_results.summary_line(record) == (
       "violation rate single 0.125, subsets 0.250, validation bound log p(x|y) -90.50")
