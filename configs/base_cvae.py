@@ -67,7 +67,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.elbo_samples = 1  # z samples per example in the bound
   # model.kind = "trip": the weight w of the attribute term in the trained objective
   # E_q[log p(x|z)] + w E_q[log p(y_obs|z)] - KL; 1.0 is eq. 14's bound (the bound is
-  # what every metric reports, whatever w).
+  # what every metric reports, whatever w). The baselines have no such term.
   config.train.attribute_weight = 1.0
 
   config.eval.num_prior_samples = 64  # unconditional samples in the image grid
