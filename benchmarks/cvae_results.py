@@ -3,6 +3,16 @@
   python -m benchmarks.cvae_results                       # 4 models x 2 x 3 seeds
   python -m benchmarks.cvae_results --seeds 0 --epochs 1 --workdir /tmp/cvae_smoke \
       --extra eval.violation_num_samples=200              # a quick smoke check
+  python -m benchmarks.cvae_results --config configs/celeba_cvae_trip.py \
+      --data-dir ~/tensorflow_datasets --classifier-workdir runs/attr_classifier \
+      --workdir runs/cvae_celeba                          # the same table on CelebA
+
+With `--config configs/celeba_cvae_trip.py` the runs are that config's (CelebA 64x64,
+the 14 attributes of `tripjax.data.CELEB_A_CONDITIONS`, latent 100), the violations are
+read by the CelebA attribute classifier, which must be trained first (`python -m
+train.train_classifier --config celeba_attribute_classifier --workdir DIR
+--config.data.data_dir=...`; `--classifier-workdir DIR`), and the table goes to
+`<results-dir>/cvae_celeba.{json,md}`. The rest of this docstring describes the digits.
 
 CVAE-TRIP (`model.kind=trip`: one tensor ring over the latents z and the attributes
 y, trained by eq. 14) against the textbook CVAE (`cvae`: q(z|x, y), p(x|z, y), N(0, I),
@@ -56,8 +66,11 @@ benchmarking on this machine). With `--parallel` > 1 every run uses one CPU devi
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import json
 import os
+import re
 import signal
 import sys
 
@@ -66,10 +79,12 @@ from benchmarks import vae_results
 from benchmarks.vae_results import mean_and_sd
 from tripjax import data as data_lib
 from tripjax.configs import digits_classifier
-from tripjax.configs import digits_cvae_trip
+from tripjax.training import config_files
 
 CONFIG_PATH = "configs/digits_cvae_trip.py"
-DEFAULT_EPOCHS = digits_cvae_trip.get_config().train.num_epochs
+# The attribute classifier of CelebA (`tripjax.metrics.attribute_classifier`).
+ATTRIBUTE_CLASSIFIER_FILENAMES = ("attribute_classifier.json",
+                                  "attribute_classifier.msgpack")
 CACHE_DIRNAME = "jax_cache"
 CLASSIFIER_DIRNAME = "classifier"
 # What `tripjax.metrics.classifier_fd.save_classifier` writes (read here without JAX).
@@ -97,12 +112,59 @@ TABLE_METRICS = (
     (BOUND_METRIC, r"test bound log p(x \| y)"),  # "\|": not a cell border
     (ELBO_METRIC, "test ELBO log p(x)"),
     (ACCURACY_METRIC, "classifier accuracy on real test digits, mean of attributes (%)"),
-)
+)  # ("digits" as the digits say it; `_columns` names another dataset's examples)
 PERCENT_METRICS = (VIOLATION_SINGLE, VIOLATION_SUBSET, ACCURACY_METRIC)
 # Every field of the final record kept in results.json.
 KEPT_PREFIXES = ("test_", "violation_", "diversity_", "classifier_accuracy")
 
 Job = tuple  # (model, hidden fraction, seed)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """How the table names a dataset (`DATASETS`, by `config.data.name`)."""
+  study: str  # its results files: <results-dir>/<study>.{json,md}
+  description: str  # what the caption says the data are
+  noun: str  # one example: "digit", "image"
+  classifier: str  # what reads the attributes
+  constant_example: str  # a request under which nothing is left to vary, or ""
+
+
+DATASETS = {
+    "digits": Dataset(
+        "cvae_digits", "the offline digits (4,000 train / 500 test binarized MNIST "
+        "digits; attributes digit, even, at_least_5)", "digit", "digit classifier",
+        "digit=3 leaves nothing to vary"),
+    "celeb_a": Dataset(
+        "cvae_celeba", "CelebA 64x64 (TFDS's splits; the 14 attributes of "
+        "tripjax.data.CELEB_A_CONDITIONS)", "image", "attribute classifier", ""),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def _config(config_path: str):
+  return config_files.load_config(config_path)
+
+
+def dataset_of(config_path: str) -> Dataset:
+  """The `Dataset` of a CVAE config file.
+
+  Raises:
+    ValueError: not a CVAE config, or a dataset without a table here.
+  """
+  config = _config(config_path)
+  if config.get("task") != "cvae":
+    raise ValueError(f"{config_path} is not a CVAE config (task = "
+                     f"{config.get('task')!r}); use one for python -m train.cvae.")
+  name = config.data.name
+  if name not in DATASETS:
+    raise ValueError(f"{config_path}: data.name = {name!r} has no table here; "
+                     f"choose a config of {', '.join(DATASETS)}.")
+  return DATASETS[name]
+
+
+def default_epochs(config_path: str = CONFIG_PATH) -> int:
+  return int(_config(config_path).train.num_epochs)
 
 
 def hidden_token(fraction: float) -> str:
@@ -125,9 +187,12 @@ def classifier_workdir(root: str) -> str:
   return os.path.join(root, CLASSIFIER_DIRNAME)
 
 
-def final_step(epochs: int) -> int:
-  """The last step of an `epochs`-epoch run of the quickstart config."""
-  config = digits_cvae_trip.get_config()
+def final_step(epochs: int, config_path: str = CONFIG_PATH) -> int | None:
+  """The last step of an `epochs`-epoch run of the config on the digits (whose split
+  sizes are known without reading the data); None for another dataset."""
+  config = _config(config_path)
+  if config.data.name != "digits":
+    return None
   return epochs * (data_lib.DIGITS_SPLIT_SIZES["train"] // config.train.batch_size)
 
 
@@ -140,11 +205,12 @@ def _override(field: str) -> str:
 
 
 def train_command(model: str, hidden: float, seed: int, epochs: int, workdir: str,
-                  classifier_dir: str, extra: tuple[str, ...] = ()) -> list[str]:
+                  classifier_dir: str, extra: tuple[str, ...] = (),
+                  config_path: str = CONFIG_PATH) -> list[str]:
   """The `python -m train.cvae` command of one run (the same command resumes it)."""
   if model not in MODELS:
     raise ValueError(f"Unknown model {model!r}; choose from {', '.join(MODELS)}.")
-  return [sys.executable, "-m", "train.cvae", f"--config={CONFIG_PATH}",
+  return [sys.executable, "-m", "train.cvae", f"--config={config_path}",
           f"--workdir={workdir}", f"--config.model.kind={model}",
           f"--config.data.hide_attribute_fraction={float(hidden)!r}",
           f"--config.train.seed={seed}", f"--config.train.num_epochs={epochs}",
@@ -205,22 +271,36 @@ def summary_line(record: dict) -> str:
           f"{record[VIOLATION_SUBSET]:.3f}{bound}")
 
 
+def attribute_classifier_ready(classifier_dir: str) -> bool:
+  """Whether CelebA's attribute classifier has been trained in `classifier_dir`."""
+  return all(os.path.exists(os.path.join(classifier_dir, name))
+             for name in ATTRIBUTE_CLASSIFIER_FILENAMES)
+
+
 def run_all(jobs: list[Job], *, root: str, epochs: int, parallel: int,
             classifier_dir: str, extra: tuple[str, ...] = (),
-            quiet_file: str = vae_results.QUIET_FILE, poll_seconds: float = 2.0) -> None:
-  """Trains the shared classifier if missing, then every unfinished run."""
+            quiet_file: str = vae_results.QUIET_FILE, poll_seconds: float = 2.0,
+            config_path: str = CONFIG_PATH) -> None:
+  """Trains the shared digit classifier if missing (CelebA's must exist), then every
+  unfinished run."""
   cache_dir = os.path.join(root, CACHE_DIRNAME)
-  vae_results.run_jobs(
-      [("classifier",)], workdir_of=lambda job: classifier_dir,
-      command_of=lambda job, workdir: classifier_command(workdir),
-      finished=classifier_ready,
-      summary=lambda metadata: f"test accuracy {metadata['test_accuracy']:.4f}",
-      cache_dir=cache_dir, parallel=1, quiet_file=quiet_file,
-      poll_seconds=poll_seconds)
+  if dataset_of(config_path).study == DATASETS["digits"].study:
+    vae_results.run_jobs(
+        [("classifier",)], workdir_of=lambda job: classifier_dir,
+        command_of=lambda job, workdir: classifier_command(workdir),
+        finished=classifier_ready,
+        summary=lambda metadata: f"test accuracy {metadata['test_accuracy']:.4f}",
+        cache_dir=cache_dir, parallel=1, quiet_file=quiet_file,
+        poll_seconds=poll_seconds)
+  elif not attribute_classifier_ready(classifier_dir):
+    raise FileNotFoundError(
+        f"no attribute classifier in {classifier_dir}: train it first with python -m "
+        f"train.train_classifier --config celeba_attribute_classifier --workdir "
+        f"{classifier_dir} --config.data.data_dir=... (or pass --classifier-workdir).")
   vae_results.run_jobs(
       jobs, workdir_of=lambda job: run_workdir(root, *job, epochs),
       command_of=lambda job, workdir: train_command(*job, epochs, workdir,
-                                                    classifier_dir, extra),
+                                                    classifier_dir, extra, config_path),
       finished=final_eval, summary=summary_line, cache_dir=cache_dir, parallel=parallel,
       quiet_file=quiet_file, poll_seconds=poll_seconds)
 
@@ -329,8 +409,20 @@ def _diversity_text(runs: list[dict]) -> str:
           f"some generated digit satisfies{scored}{floor}. ")
 
 
+def _for_dataset(text: str, dataset: Dataset) -> str:
+  """Text written for the digits, said of `dataset`'s examples."""
+  if dataset.noun == "digit":
+    return text
+  text = text.replace("digit classifier", dataset.classifier)
+  text = text.replace(": digit=3 leaves nothing to vary", (
+      f": {dataset.constant_example}" if dataset.constant_example else ""))
+  return re.sub(r"\bdigit(s?)\b", dataset.noun + r"\1", text)
+
+
 def markdown_table(rows: list[dict], runs: list[dict], epochs: int,
-                   classifier_dir: str, extra: tuple[str, ...] = ()) -> str:
+                   classifier_dir: str, extra: tuple[str, ...] = (),
+                   config_path: str = CONFIG_PATH,
+                   dataset: Dataset = DATASETS["digits"]) -> str:
   """The results as markdown: a caption and one row per (hidden fraction, model)."""
   requests = sorted({run.get("violation_num_samples") for run in runs
                      if run.get("violation_num_samples") is not None})
@@ -340,23 +432,26 @@ def markdown_table(rows: list[dict], runs: list[dict], epochs: int,
                   "per kind" if requests else "random requests")
   size_text = (" or ".join("-".join(map(str, size)) for size in sizes)
                if sizes else "2-3")
-  columns = [(metric, title.replace("2-3", size_text)) for metric, title
-             in TABLE_METRICS]
-  steps = sorted({run["step"] for run in runs}) or [final_step(epochs)]
+  columns = [(metric, _for_dataset(title.replace("2-3", size_text), dataset))
+             for metric, title in TABLE_METRICS]
+  steps = sorted({run["step"] for run in runs})
+  if not steps and final_step(epochs, config_path) is not None:
+    steps = [final_step(epochs, config_path)]
+  step_text = (f" ({'/'.join(f'{step:,}' for step in steps)} steps)" if steps else "")
   caption = (
-      f"Conditional VAEs on the offline digits (4,000 train / 500 test binarized "
-      f"MNIST digits; attributes digit, even, at_least_5), {CONFIG_PATH}"
+      f"Conditional VAEs on {dataset.description}, {config_path}"
       + (f" with {' '.join(_override(field) for field in extra)}" if extra else "")
-      + f", {epochs} epoch{'s' if epochs != 1 else ''} "
-      f"({'/'.join(f'{step:,}' for step in steps)} steps); mean ± sd over seeds. "
-      f"Hidden labels: the share of training attribute labels hidden. "
+      + f", {epochs} epoch{'s' if epochs != 1 else ''}{step_text}; mean ± sd over "
+      f"seeds. Hidden labels: the share of training attribute labels hidden. "
       f"Violation rate (lower is better): the share of requested attributes that "
       f"the classifier reads differently on the images generated for {request_text} "
       f"(one attribute; a random subset of {size_text}), mean over the attributes. "
-      f"Test bounds in nats per digit (higher is better), every test label observed: "
-      f"the bound on log p(x | y) compares the models; the ELBO on log p(x) sums y "
-      f"out of CVAE-TRIP's prior (n/a for the baselines). "
-      + _diversity_text(runs) + _classifier_text(runs, classifier_dir))
+      + _for_dataset(
+          "Test bounds in nats per digit (higher is better), every test label "
+          "observed: the bound on log p(x | y) compares the models; the ELBO on "
+          "log p(x) sums y out of CVAE-TRIP's prior (n/a for the baselines). "
+          + _diversity_text(runs), dataset)
+      + _for_dataset(_classifier_text(runs, classifier_dir), dataset))
   lines = [caption, "",
            "| model | hidden labels | seeds | "
            + " | ".join(title for _, title in columns) + " |",
@@ -368,7 +463,7 @@ def markdown_table(rows: list[dict], runs: list[dict], epochs: int,
   return "\n".join(lines) + "\n"
 
 
-STUDY = "cvae_digits"  # results/cvae_digits.json and .md
+STUDY = DATASETS["digits"].study  # results/cvae_digits.json and .md
 
 
 def render(results: dict) -> str:
@@ -376,23 +471,29 @@ def render(results: dict) -> str:
   runs = results["runs"]
   rows = summarize(runs, results["models"], results["hidden_fractions"])
   return markdown_table(rows, runs, results["epochs"], results["classifier_workdir"],
-                        tuple(results["extra"]))
+                        tuple(results["extra"]), results.get("config", CONFIG_PATH),
+                        DATASETS[results.get("dataset", "digits")])
 
 
 def write_results_files(runs: list[dict], *, epochs: int, models: list[str],
                         hidden_fractions: list[float], classifier_dir: str,
                         extra: tuple[str, ...], command: str,
-                        results_dir: str = results_files.RESULTS_DIR) -> str:
-  """Writes results/cvae_digits.json and .md; returns the markdown."""
+                        results_dir: str = results_files.RESULTS_DIR,
+                        config_path: str = CONFIG_PATH) -> str:
+  """Writes <results_dir>/<the dataset's study>.json and .md (results/cvae_digits.*
+  for the digits); returns the markdown."""
   chosen = [{key: value for key, value in run.items() if key != "workdir"}
             for run in runs]
+  dataset = _config(config_path).data.name
   fields = {"epochs": epochs, "models": list(models),
             "hidden_fractions": list(hidden_fractions),
-            "classifier_workdir": classifier_dir, "extra": list(extra)}
+            "classifier_workdir": classifier_dir, "extra": list(extra),
+            "config": config_path, "dataset": dataset}
   markdown = render({**fields, "runs": chosen})
-  results_files.write(STUDY, script="benchmarks.cvae_results", command=command,
-                      markdown=markdown, results_dir=results_dir, config=CONFIG_PATH,
-                      final_step=final_step(epochs), **fields, runs=chosen)
+  results_files.write(dataset_of(config_path).study, script="benchmarks.cvae_results",
+                      command=command, markdown=markdown, results_dir=results_dir,
+                      final_step=final_step(epochs, config_path), **fields,
+                      runs=chosen)
   return markdown
 
 
@@ -411,8 +512,14 @@ def main(argv=None) -> int:
                       default=list(HIDDEN_FRACTIONS),
                       help="shares of the training labels hidden (rows)")
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-  parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,
-                      help="training epochs per run (the quickstart's by default)")
+  parser.add_argument("--config", default=CONFIG_PATH,
+                      help="the CVAE config of every run: the digits quickstart, or "
+                           "configs/celeba_cvae_trip.py (needs --data-dir and a trained "
+                           "attribute classifier)")
+  parser.add_argument("--data-dir", default=None,
+                      help="TFDS data_dir of the runs (CelebA)")
+  parser.add_argument("--epochs", type=int, default=None,
+                      help="training epochs per run (the config's by default)")
   results_files.add_sweep_arguments(
       parser, workdir="runs/cvae_results",
       workdir_help="root of the run workdirs, the classifier and the outputs")
@@ -423,33 +530,45 @@ def main(argv=None) -> int:
                       help="more config overrides for every run, e.g. "
                            "eval.violation_num_samples=200 (use a fresh --workdir)")
   args = parser.parse_args(argv)
+  try:
+    dataset_of(args.config)
+    if args.epochs is None:
+      args.epochs = default_epochs(args.config)
+  except (ValueError, FileNotFoundError) as error:
+    parser.error(str(error))
   if args.parallel < 1 or args.epochs < 1:
     parser.error("--parallel and --epochs must be positive")
   try:
     extra = tuple(_override(field).removeprefix("--config.") for field in args.extra)
   except ValueError as error:
     parser.error(str(error))
+  if args.data_dir is not None:
+    extra += (f"data.data_dir={args.data_dir}",)
   classifier_dir = args.classifier_workdir or classifier_workdir(args.workdir)
   jobs = make_jobs(args.models, args.hidden, args.seeds)
   # `kill` stops the runs too (they resume next time), as Ctrl-C does.
   signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
   if args.train:
-    run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel,
-            classifier_dir=classifier_dir, extra=extra)
+    try:
+      run_all(jobs, root=args.workdir, epochs=args.epochs, parallel=args.parallel,
+              classifier_dir=classifier_dir, extra=extra, config_path=args.config)
+    except FileNotFoundError as error:
+      parser.error(str(error))
   runs = collect(jobs, root=args.workdir, epochs=args.epochs)
   rows = summarize(runs, args.models, args.hidden)
   table = write_results_files(
       runs, epochs=args.epochs, models=args.models, hidden_fractions=args.hidden,
       classifier_dir=classifier_dir, extra=extra,
       command="python -m benchmarks.cvae_results " + " ".join(
-          sys.argv[1:] if argv is None else argv), results_dir=args.results_dir)
+          sys.argv[1:] if argv is None else argv), results_dir=args.results_dir,
+      config_path=args.config)
   print(table)
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, "results.md"), "w") as file:
     file.write(table)
   with open(os.path.join(args.workdir, "results.json"), "w") as file:
-    json.dump({"config": CONFIG_PATH, "epochs": args.epochs,
-               "final_step": final_step(args.epochs), "seeds": args.seeds,
+    json.dump({"config": args.config, "epochs": args.epochs,
+               "final_step": final_step(args.epochs, args.config), "seeds": args.seeds,
                "models": args.models, "hidden_fractions": args.hidden,
                "extra": list(extra), "classifier_workdir": classifier_dir,
                "rows": rows, "runs": runs}, file, indent=2)

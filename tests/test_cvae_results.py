@@ -196,10 +196,11 @@ def test_run_all_trains_the_classifier_first_and_each_run_once(tmp_path, monkeyp
   classifier_dir = str(tmp_path / "classifier")
 
   def run_records(args):
-    model, hidden, seed, epochs, workdir, classifier, extra = args
+    model, hidden, seed, epochs, workdir, classifier, extra, config_path = args
     # The classifier is there before any run starts.
     assert cvae_results.classifier_ready(classifier) is not None
     assert classifier == classifier_dir and extra == ("eval.x=1",)
+    assert config_path == cvae_results.CONFIG_PATH
     return json.dumps(_final_record(model, seed, 0.1, 0.2, -90.0 - seed)) + "\n"
 
   monkeypatch.setattr(cvae_results, "train_command", _fake_command("run", run_records))
@@ -246,3 +247,48 @@ def test_a_run_evaluated_on_validation_reports_its_own_split():
             "validation_bound_x_given_y": -90.5}
   assert cvae_results.summary_line(record) == (
       "violation rate single 0.125, subsets 0.250, validation bound log p(x|y) -90.50")
+
+
+CELEBA_CONFIG = "configs/celeba_cvae_trip.py"
+
+
+def test_the_celeba_table_runs_its_config_and_names_its_images(tmp_path, capsys):
+  command = cvae_results.train_command("cvae", 0.5, 1, 30, "w", "attr",
+                                       ("data.data_dir=/tfds",), CELEBA_CONFIG)
+  rest, overrides = cli.split_overrides(command[3:])
+  assert rest == [f"--config={CELEBA_CONFIG}", "--workdir=w"]
+  config = cli.load_config(CELEBA_CONFIG)
+  for field, raw in overrides:
+    cli.apply_override(config, field, raw)
+  assert (config.data.name, config.data.data_dir, config.model.kind) == (
+      "celeb_a", "/tfds", "cvae")
+  assert cvae_results.default_epochs(CELEBA_CONFIG) == 30
+  assert cvae_results.final_step(30, CELEBA_CONFIG) is None  # not known offline
+  # Without its (hand-trained) attribute classifier: a one-line error, nothing runs.
+  root = str(tmp_path)
+  with pytest.raises(SystemExit):
+    cvae_results.main(["--config", CELEBA_CONFIG, "--workdir", root, "--seeds", "0",
+                       "--models", "trip", "--hidden", "0.5"])
+  assert "train.train_classifier --config celeba_attribute_classifier" in (
+      capsys.readouterr().err)
+  assert not os.path.exists(cvae_results.run_workdir(root, "trip", 0.5, 0, 30))
+  # The table of finished runs: CelebA's files, its images and classifier named.
+  workdir = cvae_results.run_workdir(root, "trip", 0.5, 0, 30)
+  _write_metrics(workdir, [dict(_final_record("trip", 0, 0.1, 0.2, -5000.0),
+                                step=38130)])
+  results_dir = os.path.join(root, "results")
+  assert cvae_results.main(["--config", CELEBA_CONFIG, "--workdir", root, "--seeds",
+                            "0", "--no-train", "--results-dir", results_dir,
+                            "--classifier-workdir", "attr"]) == 0
+  committed = results_files.read(os.path.join(results_dir, "cvae_celeba.json"))
+  table = committed["markdown"]
+  assert cvae_results.render(committed) == table
+  assert table.startswith("Conditional VAEs on CelebA 64x64")
+  assert "30 epochs (38,130 steps)" in table and "nats per image" in table
+  assert "one attribute classifier (attr" in table
+  assert "digit" not in table.replace("digit=", "")  # (the digits' requests: none)
+  assert "classifier accuracy on real test images" in table
+  with pytest.raises(SystemExit):
+    cvae_results.main(["--config", "configs/digits_vae_trip.py", "--no-train",
+                       "--workdir", root, "--results-dir", results_dir])
+  assert "is not a CVAE config" in capsys.readouterr().err
