@@ -35,6 +35,7 @@ from tripjax.configs import digits_classifier
 from tripjax.configs import digits_cvae_trip
 from tripjax.metrics import attribute_classifier
 from tripjax.metrics import classifier_fd
+from tripjax.metrics import condition_violation
 from tripjax.models import vae as vae_models
 from tripjax.training import classifier
 from tripjax.training import cvae
@@ -121,7 +122,11 @@ def test_run_writes_bounds_grids_violation_rates_and_its_ring_order(uninterrupte
     np.testing.assert_allclose(record["bound"], record["log_likelihood"]
                                + record["attribute_log_likelihood"] - record["kl"],
                                rtol=1e-4)
-    assert record["attribute_log_likelihood"] <= 0 and record["loss"] == -record["bound"]
+    # The loss weighs the attribute term by the config's w (train.attribute_weight).
+    weight = tiny_config().train.attribute_weight
+    assert record["attribute_log_likelihood"] <= 0
+    np.testing.assert_allclose(record["loss"], -(
+        record["bound"] + (weight - 1) * record["attribute_log_likelihood"]), rtol=1e-5)
   evals = _records(workdir, "eval")
   assert [(r["step"], r["epoch"]) for r in evals] == [(4, 1), (8, 2)]
   assert evals[0]["prior_refit"] and "prior_refit" not in evals[1]
@@ -429,6 +434,34 @@ def test_the_attribute_weight_scales_only_the_attribute_term_of_the_objective():
       state, batch, rng) for w in (1.0, 3.0)]
   for one, three in zip(*(jax.tree.leaves(result) for result in results), strict=True):
     np.testing.assert_array_equal(one, three)
+
+
+def test_the_diagnosis_stages_of_a_run(uninterrupted_run, classifier_workdir):
+  """benchmarks.cvae_diagnosis on a trained run: every stage is an error rate, the
+  classifier's is its error on the real validation digits, and the prior's classifier
+  is the argmax of log p(digit = k | z) at the posterior means."""
+  from benchmarks import cvae_diagnosis
+  workdir, _ = uninterrupted_run
+  errors = cvae_diagnosis.digit_errors(workdir, classifier_workdir)
+  assert set(errors) == {stage for stage, _ in cvae_diagnosis.STAGES}
+  assert all(0.0 <= value <= 1.0 for value in errors.values())
+  predictor = condition_violation.load_attribute_predictor("digits",
+                                                           classifier_workdir, 250)
+  real = condition_violation.real_attributes(
+      predictor, data_lib.load_dataset("digits", "validation", binarize=False), 250)
+  assert errors["classifier"] == pytest.approx(
+      1 - real.accuracy["classifier_accuracy_digit"])
+  sampler = cvae.load_sampler(workdir)
+  validation = data_lib.load_dataset("digits", "validation")
+  means = sampler.model.posterior(sampler.params, jnp.asarray(validation.images))[0]
+  scores = np.stack([np.asarray(sampler.model.variant.joint_log_prob_fn(
+      sampler.params["prior"], jnp.asarray(
+          np.tile([[value, np.nan, np.nan]], (len(means), 1)), jnp.float32))(means)[1])
+      for value in range(10)], axis=1)
+  # log p(digit = k | z): a distribution over k at every z.
+  np.testing.assert_allclose(np.exp(scores).sum(axis=1), 1.0, rtol=1e-4)
+  assert errors["prior_on_validation"] == pytest.approx(
+      np.mean(scores.argmax(axis=1) != validation.labels))
 
 
 def _three_steps_config():
