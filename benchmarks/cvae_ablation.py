@@ -46,11 +46,15 @@ class Variant:
   overrides: tuple[str, ...]
   runs: tuple[tuple[float, int], ...]
 
+  def fields(self) -> dict[str, str]:
+    """{field: value} of every override its runs get (the split, w pinned)."""
+    fields = {"eval.split": SPLIT, "train.attribute_weight": "1.0"}
+    fields.update(field.split("=", 1) for field in self.overrides)
+    return fields
+
   def extra(self) -> tuple[str, ...]:
-    pinned = {"train.attribute_weight": "1.0"}
-    pinned.update(field.split("=", 1) for field in self.overrides)
-    return (f"eval.split={SPLIT}",
-            *(f"{field}={value}" for field, value in pinned.items()))
+    """`fields` as FIELD=VALUE overrides (`cvae_results.train_command`'s extra)."""
+    return tuple(f"{field}={value}" for field, value in self.fields().items())
 
 
 def _seeds(*seeds: int, hidden: float = 0.0) -> tuple[tuple[float, int], ...]:
@@ -115,7 +119,8 @@ def jobs(variants=VARIANTS) -> list[tuple[str, float, int]]:
   return sorted(chosen, key=lambda job: job[2])
 
 
-def _workdir(root: str, job: tuple[str, float, int]) -> str:
+def run_workdir(root: str, job: tuple[str, float, int]) -> str:
+  """The workdir of a job (variant slug, hidden fraction, seed)."""
   slug, hidden, seed = job
   return cvae_results.run_workdir(os.path.join(root, slug), "trip", hidden, seed,
                                   VARIANTS_BY_SLUG[slug].epochs)
@@ -124,7 +129,7 @@ def _workdir(root: str, job: tuple[str, float, int]) -> str:
 def run_all(job_list, *, root: str, parallel: int, classifier_dir: str) -> None:
   """Trains every unfinished run of `job_list` (the classifier must exist)."""
   vae_results.run_jobs(
-      job_list, workdir_of=lambda job: _workdir(root, job),
+      job_list, workdir_of=lambda job: run_workdir(root, job),
       command_of=lambda job, workdir: cvae_results.train_command(
           "trip", job[1], job[2], VARIANTS_BY_SLUG[job[0]].epochs, workdir,
           classifier_dir, VARIANTS_BY_SLUG[job[0]].extra()),
@@ -136,13 +141,13 @@ def collect(job_list, *, root: str) -> list[dict]:
   """The final validation record of every finished run."""
   runs = []
   for job in job_list:
-    workdir = _workdir(root, job)
+    workdir = run_workdir(root, job)
     record = cvae_results.final_eval(workdir)
     if record is None:
       continue
     slug, hidden, seed = job
     variant = VARIANTS_BY_SLUG[slug]
-    fields = dict(field.split("=", 1) for field in variant.extra())
+    fields: dict = dict(variant.fields())
     fields.update({"model.kind": "trip", "data.hide_attribute_fraction": hidden,
                    "train.num_epochs": variant.epochs})
     run = {"variant": slug, "hidden": hidden, "fields": fields, "seed": seed,
@@ -218,8 +223,8 @@ def main(argv=None) -> int:
   runs = collect(job_list, root=args.workdir)
   markdown = render({"runs": runs})
   results_files.write(STUDY, script="benchmarks.cvae_ablation",
-                      command="python -m benchmarks.cvae_ablation " + " ".join(
-                          sys.argv[1:] if argv is None else argv),
+                      command=results_files.command_line(
+                          "benchmarks.cvae_ablation", argv),
                       markdown=markdown, runs=runs, results_dir=args.results_dir,
                       config=cvae_results.CONFIG_PATH,
                       classifier_workdir=args.classifier_workdir)

@@ -83,9 +83,10 @@ def digit_errors(workdir: str, classifier_dir: str, batch_size: int = 250
   means = np.asarray(posterior(params, jnp.asarray(validation.images))[0])
   reconstructions = np.asarray(decode(params, jnp.asarray(means), jnp.asarray(
       np.repeat(nothing, len(means), axis=0))))
-  train = data_lib.load_dataset("digits", "train").take(len(validation))
-  train_truth = data_lib.attributes_from_labels("digits", train.labels)[:, 0]
-  train_means = np.asarray(posterior(params, jnp.asarray(train.images))[0])
+  train_images, train_labels = data_lib.load_dataset("digits", "train").read(
+      np.arange(len(validation)))
+  train_truth = data_lib.attributes_from_labels("digits", train_labels)[:, 0]
+  train_means = np.asarray(posterior(params, jnp.asarray(train_images))[0])
   requests = np.repeat(nothing, num_values * SAMPLES_PER_DIGIT, axis=0)
   requests[:, 0] = np.repeat(np.arange(num_values), SAMPLES_PER_DIGIT)
   samples = cvae.sample_images_in_chunks(
@@ -123,9 +124,8 @@ def render(results: dict) -> str:
     for stage, _ in STAGES:
       row[f"{stage}_mean"], row[f"{stage}_sd"] = mean_and_sd(
           [run[stage] for run in chosen])
-    weight = dict(field.split("=", 1) for field in
-                  cvae_ablation.VARIANTS_BY_SLUG[variant].extra())[
-                      "train.attribute_weight"]
+    weight = cvae_ablation.VARIANTS_BY_SLUG[variant].fields()[
+        "train.attribute_weight"]
     lines.append(f"| {float(weight):g} | {len(chosen)} | " + " | ".join(
         results_files.mean_sd_cell(row, stage, scale=100, decimals=1)
         for stage, _ in STAGES) + " |")
@@ -146,22 +146,22 @@ def main(argv=None) -> int:
   runs = []
   for variant in args.variants:
     for seed in args.seeds:
-      workdir = cvae_ablation._workdir(args.workdir, (variant, 0.0, seed))
+      workdir = cvae_ablation.run_workdir(args.workdir, (variant, 0.0, seed))
       if cvae_results.final_eval(workdir) is None:
         print(f"{workdir}: not finished, left out")
         continue
       errors = digit_errors(workdir, args.classifier_workdir)
       print(f"{variant} seed {seed}: " + ", ".join(
           f"{stage} {100 * value:.1f}%" for stage, value in errors.items()))
-      fields = dict(field.split("=", 1) for field in
-                    cvae_ablation.VARIANTS_BY_SLUG[variant].extra())
-      runs.append({"variant": variant, "fields": fields, "seed": seed, **errors,
+      runs.append({"variant": variant,
+                   "fields": cvae_ablation.VARIANTS_BY_SLUG[variant].fields(),
+                   "seed": seed, **errors,
                    "commits": results_files.run_commits(workdir)})
   results = {"variants": args.variants, "runs": runs}
   markdown = render(results)
   results_files.write(STUDY, script="benchmarks.cvae_diagnosis",
-                      command="python -m benchmarks.cvae_diagnosis " + " ".join(
-                          sys.argv[1:] if argv is None else argv),
+                      command=results_files.command_line(
+                          "benchmarks.cvae_diagnosis", argv),
                       markdown=markdown, runs=runs, results_dir=args.results_dir,
                       variants=args.variants,
                       classifier_workdir=args.classifier_workdir)

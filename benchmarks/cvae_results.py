@@ -284,7 +284,7 @@ def run_all(jobs: list[Job], *, root: str, epochs: int, parallel: int,
   """Trains the shared digit classifier if missing (CelebA's must exist), then every
   unfinished run."""
   cache_dir = os.path.join(root, CACHE_DIRNAME)
-  if dataset_of(config_path).study == DATASETS["digits"].study:
+  if _config(config_path).data.name == "digits":
     vae_results.run_jobs(
         [("classifier",)], workdir_of=lambda job: classifier_dir,
         command_of=lambda job, workdir: classifier_command(workdir),
@@ -559,8 +559,8 @@ def main(argv=None) -> int:
   table = write_results_files(
       runs, epochs=args.epochs, models=args.models, hidden_fractions=args.hidden,
       classifier_dir=classifier_dir, extra=extra,
-      command="python -m benchmarks.cvae_results " + " ".join(
-          sys.argv[1:] if argv is None else argv), results_dir=args.results_dir,
+      command=results_files.command_line("benchmarks.cvae_results", argv),
+      results_dir=args.results_dir,
       config_path=args.config)
   print(table)
   os.makedirs(args.workdir, exist_ok=True)

@@ -370,8 +370,7 @@ def main(argv=None) -> int:
                                 f"high quality, reverse KL {record['reverse_kl']}"),
         cache_dir=os.path.join(args.workdir, CACHE_DIRNAME), parallel=args.parallel)
   runs = collect(jobs, root=args.workdir, steps=args.steps)
-  command = "python -m benchmarks.gan_modes " + " ".join(
-      sys.argv[1:] if argv is None else argv)
+  command = results_files.command_line("benchmarks.gan_modes", argv)
   print(write_results_files(runs, args.steps, command, args.results_dir))
   if plot_panels(runs, args.figure, seed=args.figure_seed, latent_dim=args.figure_latent):
     print(f"figure: {args.figure}")

@@ -198,8 +198,8 @@ def main(argv=None) -> int:
                  classifier_params=classifier_params)
   rows = summarize(runs)
   table = write_results_files(
-      runs, args.epochs, "python -m benchmarks.gan_results " + " ".join(
-          sys.argv[1:] if argv is None else argv), args.results_dir)
+      runs, args.epochs, results_files.command_line("benchmarks.gan_results", argv),
+      args.results_dir)
   print(table)
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, "results.md"), "w") as file:

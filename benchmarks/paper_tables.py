@@ -416,6 +416,11 @@ class Scoring:
   inception_weights: str | None
   fid_samples: int
 
+  @property
+  def num_samples(self) -> int:
+    """How many samples each FID scores."""
+    return SMOKE_FID_SAMPLES if self.smoke else self.fid_samples
+
   def start(self) -> FidScorer:
     """Points JAX at the shared compilation cache; the process's `FidScorer`."""
     import jax
@@ -424,10 +429,10 @@ class Scoring:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
     from tripjax.metrics import inception
     if self.smoke:
-      return FidScorer(inception.random_inception_variables(0), SMOKE_FID_SAMPLES,
+      return FidScorer(inception.random_inception_variables(0), self.num_samples,
                        SMOKE_FID_SAMPLES, feature_dims=SMOKE_FEATURE_DIMS)
     return FidScorer(inception.load_inception_variables(self.inception_weights),
-                     self.fid_samples, 100)
+                     self.num_samples, 100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -529,14 +534,13 @@ def main(argv: list[str] | None = None) -> int:
           for cell in table_cells]
   num_processes = args.jobs if args.jobs is not None else (2 if args.smoke else 1)
   runs = run_cells(jobs, scoring, num_processes)
-  fid_samples = SMOKE_FID_SAMPLES if args.smoke else args.fid_samples
   results = {
       "table": args.table, "smoke": args.smoke,
       "dataset": "CelebA 64x64" if args.table == 1 else "CIFAR-10",
       "protocol": ("The TRIP authors' protocol (configs/paper/): VAE 80,000 steps, "
                    "WGAN / WGAN-GP 20,000 generator steps at 4:1; GMM = one "
                    "full-space diagonal mixture; FID of "
-                   f"{fid_samples:,} samples against the test split."
+                   f"{scoring.num_samples:,} samples against the test split."
                    + (" Networks narrowed so that every prior trains as many "
                       "parameters as N(0, I) (--the_same_num_params; the widths are in "
                       "the results file)." if args.the_same_num_params else "")),
@@ -544,8 +548,7 @@ def main(argv: list[str] | None = None) -> int:
   }
   markdown = render({**results, "runs": runs})
   print(markdown)
-  command = "python -m benchmarks.paper_tables " + " ".join(
-      argv if argv is not None else sys.argv[1:])
+  command = results_files.command_line("benchmarks.paper_tables", argv)
   results_dir = os.path.join(root, "results") if args.smoke else args.results_dir
   paths = results_files.write(f"paper_{study}", script="benchmarks.paper_tables",
                               command=command, markdown=markdown, runs=runs,

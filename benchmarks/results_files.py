@@ -31,6 +31,7 @@ import datetime
 import json
 import os
 import subprocess
+import sys
 from typing import Any
 
 RESULTS_DIR = "results"
@@ -108,6 +109,12 @@ def write(study: str, *, script: str, command: str, markdown: str, runs: list[di
   with open(md_path, "w") as file:
     file.write(markdown)
   return json_path, md_path
+
+
+def command_line(module: str, argv: list[str] | None = None) -> str:
+  """The command that regenerates a study, as its json records it:
+  "python -m <module> <the arguments>" (`argv`, or this process's own)."""
+  return f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
 
 
 def add_sweep_arguments(parser: argparse.ArgumentParser, *, workdir: str,

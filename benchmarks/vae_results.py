@@ -554,8 +554,7 @@ def main(argv=None) -> int:
                   ylim=(-130, -90))
     text = write_results_files(
         table, runs, args.steps,
-        "python -m benchmarks.vae_results " + " ".join(sys.argv[1:] if argv is None
-                                                       else argv),
+        results_files.command_line("benchmarks.vae_results", argv),
         args.results_dir)
     outputs.append(text + (f"\n![test ELBO versus steps]({png})\n" if curves else ""))
   report = "\n".join(outputs)

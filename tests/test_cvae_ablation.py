@@ -48,7 +48,7 @@ def test_collect_and_render(tmp_path):
   numbers = {("epochs_40", 0.0, 0): 0.10, ("epochs_40", 0.0, 1): 0.14,
              ("epochs_40_weight_16", 0.5, 0): 0.07}
   for (slug, hidden, seed), rate in numbers.items():
-    workdir = cvae_ablation._workdir(root, (slug, hidden, seed))
+    workdir = cvae_ablation.run_workdir(root, (slug, hidden, seed))
     os.makedirs(workdir)
     record = {"step": 2480, "epoch": 40, "split": "eval",
               "violation_single_mean": rate, "violation_single_digit": 2 * rate,

@@ -223,8 +223,9 @@ def test_main_without_training_writes_the_table(tmp_path, capsys):
   workdir = cvae_results.run_workdir(root, "concat", 0.5, 3, 2)
   _write_metrics(workdir, [_final_record("concat", 3, 0.3, 0.4, -91.0)])
   results_dir = os.path.join(root, "results")
-  assert cvae_results.main(["--workdir", root, "--epochs", "2", "--seeds", "3",
-                            "--no-train", "--results-dir", results_dir]) == 0
+  argv = ["--workdir", root, "--epochs", "2", "--seeds", "3", "--no-train",
+          "--results-dir", results_dir]
+  assert cvae_results.main(argv) == 0
   with open(os.path.join(root, "results.md")) as file:
     table = file.read()
   assert "| decoder-only conditioning (concat) | 50% | 1 | 30.0 |" in table
@@ -237,6 +238,7 @@ def test_main_without_training_writes_the_table(tmp_path, capsys):
   with open(os.path.join(results_dir, "cvae_digits.md")) as file:
     assert file.read() == table == committed["markdown"]
   assert cvae_results.render(committed) == table
+  assert committed["command"] == "python -m benchmarks.cvae_results " + " ".join(argv)
   (run,) = committed["runs"]
   assert run["fields"] == {"model.kind": "concat", "data.hide_attribute_fraction": 0.5}
   assert run["seed"] == 3 and run["commits"] == [] and "workdir" not in run
