@@ -221,6 +221,8 @@ def main(argv=None) -> int:
     run_all(job_list, root=args.workdir, parallel=args.parallel,
             classifier_dir=args.classifier_workdir)
   runs = collect(job_list, root=args.workdir)
+  if not runs:
+    parser.error(f"no finished run under {args.workdir}; nothing written")
   markdown = render({"runs": runs})
   results_files.write(STUDY, script="benchmarks.cvae_ablation",
                       command=results_files.command_line(

@@ -143,6 +143,9 @@ def main(argv=None) -> int:
   parser.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
   parser.add_argument("--results-dir", default=results_files.RESULTS_DIR)
   args = parser.parse_args(argv)
+  if cvae_results.classifier_ready(args.classifier_workdir) is None:
+    parser.error(f"no digit classifier in {args.classifier_workdir} (--classifier-"
+                 "workdir: the one the runs were scored with)")
   runs = []
   for variant in args.variants:
     for seed in args.seeds:
@@ -157,6 +160,9 @@ def main(argv=None) -> int:
                    "fields": cvae_ablation.VARIANTS_BY_SLUG[variant].fields(),
                    "seed": seed, **errors,
                    "commits": results_files.run_commits(workdir)})
+  if not runs:
+    parser.error(f"no finished run of {', '.join(args.variants)} under "
+                 f"{args.workdir}; nothing written")
   results = {"variants": args.variants, "runs": runs}
   markdown = render(results)
   results_files.write(STUDY, script="benchmarks.cvae_diagnosis",

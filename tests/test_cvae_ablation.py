@@ -7,6 +7,7 @@ import pytest
 
 from benchmarks import cvae_ablation
 from benchmarks import cvae_results
+from tripjax.configs import digits_classifier
 from tripjax.training import cli
 from tripjax.training import cvae
 
@@ -66,3 +67,29 @@ def test_collect_and_render(tmp_path):
   assert "| 40 epochs, attribute weight w | 16 | 50% | 40 | 0 | 7.0 | 14.0 | 8.0 |" \
          in table
   assert table.count("\n| ") == 3  # the header and two rows
+
+
+def test_the_ablation_and_diagnosis_refuse_to_write_an_empty_table(tmp_path, capsys):
+  from benchmarks import cvae_diagnosis
+  results_dir = tmp_path / "results"
+  classifier = tmp_path / "classifier"
+  classifier.mkdir()
+  with pytest.raises(SystemExit):  # no classifier there
+    cvae_diagnosis.main(["--workdir", str(tmp_path), "--classifier-workdir",
+                         str(classifier), "--results-dir", str(results_dir)])
+  assert "no digit classifier" in capsys.readouterr().err
+  with pytest.raises(SystemExit):
+    cvae_ablation.main(["--workdir", str(tmp_path), "--no-train", "--classifier-workdir",
+                        str(classifier), "--results-dir", str(results_dir)])
+  assert "no digit classifier" in capsys.readouterr().err
+  metadata = {"config": json.loads(json.dumps(digits_classifier.get_config().to_dict())),
+              "test_accuracy": 0.9}
+  (classifier / "classifier.json").write_text(json.dumps(metadata))
+  (classifier / "classifier.msgpack").write_text("")
+  for main in (cvae_ablation.main, cvae_diagnosis.main):
+    args = ["--workdir", str(tmp_path), "--classifier-workdir", str(classifier),
+            "--results-dir", str(results_dir)]
+    with pytest.raises(SystemExit):
+      main(args + (["--no-train"] if main is cvae_ablation.main else []))
+    assert "nothing written" in capsys.readouterr().err
+  assert not results_dir.exists()
