@@ -18,21 +18,11 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 TARGETS = "targets (issue 20): classifier FD <= 15, confident >= 80%, class TV <= 0.1"
 
 
 def _other(split: str) -> str:
   return "test" if split == "validation" else "validation"
-
-
-def sample_images(sample_fn, num_samples: int, batch_size: int, seed: int) -> np.ndarray:
-  """`num_samples` images (N, 28, 28, 1) in [0, 1], in batches of fixed size."""
-  import jax
-  keys = jax.random.split(jax.random.key(seed), -(-num_samples // batch_size))
-  batches = [np.asarray(sample_fn(key, batch_size)) for key in keys]
-  return np.concatenate(batches)[:num_samples]
 
 
 def row(name: str, step, quality) -> str:
@@ -71,10 +61,9 @@ def main(argv=None) -> int:
       params, other, reference, batch_size=args.batch_size)))
   for workdir in args.workdirs:
     sampler = trainers.load_checkpoint_sampler(workdir, args.step)
-    images = sample_images(sampler.sample_fn, args.num_samples, args.batch_size,
-                           args.seed)
-    quality = digit_quality.digit_quality(params, images, reference,
-                                          batch_size=args.batch_size)
+    quality = digit_quality.digit_quality_of_sampler(
+        sampler.sample_fn, reference, params, num_samples=args.num_samples,
+        batch_size=args.batch_size, seed=args.seed)
     print(row(workdir, sampler.position.step, quality))
   return 0
 

@@ -1,4 +1,4 @@
-"""Regenerates the GAN results table on the offline digits (issue 8): classifier FD.
+"""Regenerates the GAN results table on the offline digits: FD, confident share, class TV.
 
   python -m benchmarks.gan_results                      # 5 priors x 3 seeds
   python -m benchmarks.gan_results --epochs 10 --seeds 0 1 --priors normal trip_L
@@ -18,14 +18,19 @@ Priors: "normal" (N(0, I)); "gmm_F"/"gmm_L" (factorized GMM, N = 10 per variable
 its initialization (means uniform in [-1, 1], scales 1/N), as the paper's "fixed
 randomly initialized" priors; L = trained by the score-function gradient of eq. 10.
 
-Output: a markdown table of mean ± sd (sample sd, ddof = 1) over seeds of the
-classifier FD of 5,000 generator samples of the final checkpoint (`train.fid`'s metric:
-samples vs the grey-level test split in the feature space of the cached digit
-classifier of `--classifier-workdir`, trained first if missing; lower is better),
-printed and written to `<workdir>/results.md`, plus every run's numbers in
-`<workdir>/results.json`; and the committed results files README's table is,
-`<results-dir>/gan_digits.{json,md}` (`benchmarks.results_files`). Each run's FD is
-appended to its metrics.jsonl and reused by later calls.
+Output: a markdown table of mean ± sd (sample sd, ddof = 1) over seeds of three scores
+of the same 5,000 samples of each run's final generator against the grey-level test
+digits, by the cached digit classifier of `--classifier-workdir` (trained first if
+missing; `tripjax.metrics.digit_quality`): the classifier FD (`train.fid`'s metric;
+lower is better), the share of samples the classifier gives >= 0.9 probability (higher
+is better) and the total variation between the samples' and the test digits'
+predicted-class histograms (lower is better; confident samples of a few classes do not
+pass), with a first row of the real validation digits' scores (the floor). Printed and
+written to `<workdir>/results.md`, every run's numbers to `<workdir>/results.json`; and
+the committed results files README's table is, `<results-dir>/<study>.{json,md}`
+(`benchmarks.results_files`), where <study> is gan_digits at the quickstart's epochs and
+gan_digits_<E>epochs at any other `--epochs`. Each run's scores are appended to its
+metrics.jsonl and reused by later calls.
 
 Before starting each run the script waits while /tmp/tripjax_quiet exists (someone is
 benchmarking on this machine).
@@ -41,7 +46,6 @@ from benchmarks import results_files
 from benchmarks import vae_results
 from benchmarks.vae_results import FD_METRIC
 from benchmarks.vae_results import FD_NUM_SAMPLES
-from benchmarks.vae_results import classifier_fd_of_run
 from benchmarks.vae_results import mean_and_sd
 from tripjax import data as data_lib
 from tripjax.configs import digits_wgangp_trip
@@ -85,35 +89,55 @@ def train_command(prior: str, seed: int, epochs: int, workdir: str) -> list[str]
           f"--config.train.num_epochs={epochs}", "--config.train.progress_bar=False"]
 
 
+QUALITY_SPLIT = "digit_quality"  # the metrics.jsonl records of `digit_quality_of_run`
+CONFIDENT_METRIC = "confident_share"
+TV_METRIC = "class_tv"
+METRICS = (FD_METRIC, CONFIDENT_METRIC, TV_METRIC)
+
+
 def summarize(runs: list[dict]) -> list[dict]:
-  """Per prior (in PRIOR_VARIANTS order): seeds, mean, sd, lowest and highest of the
-  classifier FD."""
+  """Per prior (in PRIOR_VARIANTS order): seeds, mean and sd of each metric (a run
+  without one, from before it was scored, leaves it out), lowest and highest FD."""
   rows = []
   for prior in PRIOR_VARIANTS:
     chosen = [run for run in runs if run["prior"] == prior]
-    if chosen:
-      values = [run[FD_METRIC] for run in chosen]
-      mean, sd = mean_and_sd(values)
-      rows.append({"prior": prior, "label": PRIOR_VARIANTS[prior][2],
-                   "seeds": sorted(run["seed"] for run in chosen),
-                   f"{FD_METRIC}_mean": mean, f"{FD_METRIC}_sd": sd,
-                   f"{FD_METRIC}_min": min(values), f"{FD_METRIC}_max": max(values)})
+    if not chosen:
+      continue
+    row = {"prior": prior, "label": PRIOR_VARIANTS[prior][2],
+           "seeds": sorted(run["seed"] for run in chosen)}
+    for metric in METRICS:
+      if all(metric in run for run in chosen):
+        row[f"{metric}_mean"], row[f"{metric}_sd"] = mean_and_sd(
+            [run[metric] for run in chosen])
+    values = [run[FD_METRIC] for run in chosen]
+    row[f"{FD_METRIC}_min"], row[f"{FD_METRIC}_max"] = min(values), max(values)
+    rows.append(row)
   return rows
 
 
-def markdown_table(rows: list[dict], epochs: int) -> str:
-  """The results as a markdown table (lower FD is better)."""
+def markdown_table(rows: list[dict], epochs: int, floor: dict | None = None) -> str:
+  """The results as a markdown table; `floor`: the scores of real validation digits."""
   lines = [f"Offline digits (4,000 train grey-level MNIST digits), WGAN-GP, "
-           f"{CONFIG_PATH}, {epochs} epochs ({final_step(epochs)} generator steps); "
-           f"mean ± sd over seeds of the classifier FD of {FD_NUM_SAMPLES:,} generator "
-           f"samples vs the test split (lower is better).",
+           f"{CONFIG_PATH}, {epochs} epochs ({final_step(epochs):,} generator steps); "
+           f"mean ± sd over seeds of {FD_NUM_SAMPLES:,} samples of the final generator "
+           f"scored against the 500 test digits by the digit classifier: classifier FD "
+           f"(lower is better), the share of samples whose top class has probability "
+           f">= 0.9 (higher is better), the total variation between the samples' and "
+           f"the test digits' predicted-class histograms (lower is better).",
            "",
-           "| prior | seeds | classifier FD | lowest – highest seed |",
-           "|---|---|---|---|"]
+           "| prior | seeds | classifier FD | lowest – highest FD | confident (>= 0.9) "
+           "| class TV |",
+           "|---|---|---|---|---|---|"]
+  if floor is not None:
+    lines.append(f"| real validation digits (floor) | - | {floor[FD_METRIC]:.2f} | - | "
+                 f"{100 * floor[CONFIDENT_METRIC]:.1f}% | {floor[TV_METRIC]:.3f} |")
   for row in rows:
+    confident = results_files.mean_sd_cell(row, CONFIDENT_METRIC, scale=100, decimals=1)
     lines.append(f"| {row['label']} | {len(row['seeds'])} | "
                  f"{results_files.mean_sd_cell(row, FD_METRIC)} | "
-                 f"{row[f'{FD_METRIC}_min']:.2f} – {row[f'{FD_METRIC}_max']:.2f} |")
+                 f"{row[f'{FD_METRIC}_min']:.2f} – {row[f'{FD_METRIC}_max']:.2f} | "
+                 f"{confident}{'%' if confident != 'n/a' else ''} | "
+                 f"{results_files.mean_sd_cell(row, TV_METRIC, decimals=3)} |")
   return "\n".join(lines) + "\n"
 
 
@@ -133,35 +157,83 @@ def _final_record(workdir: str, epochs: int) -> dict | None:
   return {"step": final_step(epochs)} if is_finished(workdir, epochs) else None
 
 
-def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int,
-            classifier_params) -> list[dict]:
-  """The classifier FD of the final checkpoint of every run in `jobs`."""
+def digit_quality_of_run(workdir: str, step: int, classifier_params,
+                        reference_images) -> dict:
+  """Classifier FD, confident share and class TV of FD_NUM_SAMPLES samples of the
+  checkpoint at `step` against `reference_images` (cached in the run's metrics.jsonl).
+
+  The samples are those of `vae_results.classifier_fd_of_run` (sampling seed 0, batches
+  of 500), so the FD is that function's."""
+  for record in vae_results._read_records(workdir):
+    if (record.get("split") == QUALITY_SPLIT and record.get("step") == step
+        and record.get("num_samples") == FD_NUM_SAMPLES and record.get("seed") == 0):
+      return {metric: record[metric] for metric in METRICS}
+  from tripjax.metrics import digit_quality
+  from tripjax.training import metric_writer
+  from tripjax.training import trainers
+
+  sampler = trainers.load_checkpoint_sampler(workdir, step=step)
+  quality = digit_quality.digit_quality_of_sampler(
+      sampler.sample_fn, reference_images, classifier_params,
+      num_samples=FD_NUM_SAMPLES, batch_size=500, seed=0)
+  values = dict(zip(METRICS, map(float, quality)))
+  writer = metric_writer.MetricWriter(workdir)
+  writer.write(sampler.position.step, sampler.position.epoch, QUALITY_SPLIT,
+               {**values, "num_samples": FD_NUM_SAMPLES, "seed": 0})
+  writer.close()
+  return values
+
+
+def real_digits_floor(classifier_params, reference_images) -> dict:
+  """The three scores of the 500 real validation digits against `reference_images`."""
+  from tripjax.metrics import digit_quality
+  validation = data_lib.load_dataset("digits", "validation", binarize=False).images
+  quality = digit_quality.digit_quality(classifier_params, validation, reference_images)
+  return dict(zip(METRICS, map(float, quality)))
+
+
+def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int, classifier_params,
+            reference_images) -> list[dict]:
+  """The digit-quality scores of the final checkpoint of every finished run in `jobs`."""
   runs = []
   for prior, seed in jobs:
     workdir = run_workdir(root, prior, seed, epochs)
     step = final_step(epochs)
-    value = classifier_fd_of_run(workdir, step, classifier_params)
-    print(f"{prior} seed {seed}: classifier FD {value:.3f}", flush=True)
+    if not is_finished(workdir, epochs):
+      continue
+    values = digit_quality_of_run(workdir, step, classifier_params, reference_images)
+    print(f"{prior} seed {seed}: classifier FD {values[FD_METRIC]:.3f}, confident "
+          f"{100 * values[CONFIDENT_METRIC]:.1f}%, class TV {values[TV_METRIC]:.3f}",
+          flush=True)
     kind, learnable, _ = PRIOR_VARIANTS[prior]
     runs.append({"prior": prior,
                  "fields": {"prior.kind": kind, "prior.learnable": learnable},
-                 "seed": seed, "workdir": workdir, "step": step, FD_METRIC: value,
+                 "seed": seed, "workdir": workdir, "step": step, **values,
                  "commits": results_files.run_commits(workdir)})
   return runs
 
 
 def render(results: dict) -> str:
   """The table of a results file (`results_files.write`) from its runs: its .md."""
-  return markdown_table(summarize(results["runs"]), results["epochs"])
+  return markdown_table(summarize(results["runs"]), results["epochs"],
+                        results.get("floor"))
+
+
+def study_name(epochs: int) -> str:
+  """The results file stem: gan_digits at the quickstart's epochs, else
+  gan_digits_<E>epochs."""
+  return STUDY if epochs == DEFAULT_EPOCHS else f"{STUDY}_{epochs}epochs"
 
 
 def write_results_files(runs: list[dict], epochs: int, command: str,
-                        results_dir: str = results_files.RESULTS_DIR) -> str:
-  """Writes results/gan_digits.json and .md; returns the markdown."""
+                        results_dir: str = results_files.RESULTS_DIR,
+                        floor: dict | None = None) -> str:
+  """Writes results/<study_name(epochs)>.json and .md; returns the markdown."""
   chosen = [{key: value for key, value in run.items() if key != "workdir"}
             for run in runs]
-  markdown = render({"epochs": epochs, "runs": chosen})
-  results_files.write(STUDY, script="benchmarks.gan_results", command=command,
+  markdown = render({"epochs": epochs, "runs": chosen, "floor": floor})
+  results_files.write(study_name(epochs), script="benchmarks.gan_results",
+                      command=command, floor=floor,
                       markdown=markdown, results_dir=results_dir, config=CONFIG_PATH,
                       epochs=epochs, final_step=final_step(epochs),
                       classifier_fd_num_samples=FD_NUM_SAMPLES, runs=chosen)
@@ -194,12 +266,15 @@ def main(argv=None) -> int:
   from tripjax.training import classifier
   classifier_params, _ = classifier.get_or_train(digits_classifier.get_config(),
                                                  args.classifier_workdir)
+  test_digits = data_lib.load_dataset("digits", "test", binarize=False).images
   runs = collect(jobs, root=args.workdir, epochs=args.epochs,
-                 classifier_params=classifier_params)
+                 classifier_params=classifier_params, reference_images=test_digits)
+  if not runs:
+    parser.error("no finished run to tabulate")
   rows = summarize(runs)
   table = write_results_files(
       runs, args.epochs, results_files.command_line("benchmarks.gan_results", argv),
-      args.results_dir)
+      args.results_dir, floor=real_digits_floor(classifier_params, test_digits))
   print(table)
   os.makedirs(args.workdir, exist_ok=True)
   with open(os.path.join(args.workdir, "results.md"), "w") as file:

@@ -44,3 +44,26 @@ def test_scores_of_a_set_against_itself_and_of_one_class(classifier_and_digits):
   one_class = digit_quality.digit_quality(params, digits[predicted == top], digits)
   assert one_class.class_tv == pytest.approx(1 - np.mean(predicted == top))
   assert one_class.classifier_fd > 0
+
+
+def test_scores_of_a_sampler_are_those_of_its_drawn_samples(classifier_and_digits):
+  """digit_quality_of_sampler scores `sampling.draw_samples`'s images, and its FD is
+  `classifier_fd_from_sampler`'s with the same seed and batch size (the same samples)."""
+  from tripjax.metrics import sampling
+  params, digits = classifier_and_digits
+
+  def sample_fn(key, num):  # real digits in a key-dependent order
+    return digits[jax.random.choice(key, len(digits), (num,))]
+
+  kwargs = dict(num_samples=130, batch_size=50, seed=3)
+  quality = digit_quality.digit_quality_of_sampler(sample_fn, digits, params, **kwargs)
+  images = sampling.draw_samples(sample_fn, **kwargs)
+  assert images.shape == (130, 28, 28, 1)
+  assert quality == digit_quality.digit_quality(params, images, digits, batch_size=50)
+  fd = sampling.classifier_fd_from_sampler(sample_fn, digits, params, progress=False,
+                                           **kwargs)
+  assert quality.classifier_fd == pytest.approx(fd, rel=1e-4, abs=1e-4)
+  other_seed = digit_quality.digit_quality_of_sampler(sample_fn, digits, params,
+                                                      num_samples=130, batch_size=50,
+                                                      seed=4)
+  assert other_seed.classifier_fd != quality.classifier_fd

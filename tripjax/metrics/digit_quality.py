@@ -20,6 +20,7 @@ import numpy as np
 from tripjax.metrics import classifier_fd
 from tripjax.metrics import condition_violation
 from tripjax.metrics import frechet
+from tripjax.metrics import sampling
 
 CONFIDENCE = 0.9
 
@@ -73,3 +74,18 @@ def digit_quality(classifier_params, images, reference_images, *,
       classifier_fd=frechet.frechet_distance_from_features(features, reference),
       confident_share=confident_share(probabilities, threshold),
       class_tv=class_tv(probabilities.argmax(-1), reference_probabilities.argmax(-1)))
+
+
+def digit_quality_of_sampler(sample_fn: sampling.SampleFn, reference_images,
+                             classifier_params, *, num_samples: int = 5_000,
+                             batch_size: int = 500, seed: int = 0,
+                             threshold: float = CONFIDENCE) -> DigitQuality:
+  """`digit_quality` of `num_samples` samples of `sample_fn` (key, n) -> (n, 28, 28, 1).
+
+  The samples are `sampling.draw_samples`'s, so the FD equals
+  `sampling.classifier_fd_from_sampler`'s with the same seed and batch size.
+  """
+  images = sampling.draw_samples(sample_fn, num_samples=num_samples,
+                                 batch_size=batch_size, seed=seed)
+  return digit_quality(classifier_params, images, reference_images, threshold=threshold,
+                       batch_size=batch_size)
