@@ -1,6 +1,7 @@
 """Regenerates the GAN results table on the offline digits: FD, confident share, class TV.
 
   python -m benchmarks.gan_results                      # 5 priors x 3 seeds
+  python -m benchmarks.gan_results --priors normal gmm_F gmm_L trip_F trip_L trip_L_pathwise
   python -m benchmarks.gan_results --epochs 10 --seeds 0 1 --priors normal trip_L
 
 Every (prior, seed) is one full `python -m train.gan --config
@@ -17,6 +18,8 @@ Priors: "normal" (N(0, I)); "gmm_F"/"gmm_L" (factorized GMM, N = 10 per variable
 "trip_F"/"trip_L" (TRIP, N = 10, m = 40). F = `prior.learnable=False`: the prior keeps
 its initialization (means uniform in [-1, 1], scales 1/N), as the paper's "fixed
 randomly initialized" priors; L = trained by the score-function gradient of eq. 10.
+These five are the default `--priors`; "trip_L_pathwise" is TRIP L with the pathwise
+gradient of the means and scales (`prior.gradient_estimator=pathwise`).
 
 Output: a markdown table of mean ± sd (sample sd, ddof = 1) over seeds of three scores
 of the same 5,000 samples of each run's final generator against the grey-level test
@@ -54,14 +57,26 @@ CONFIG_PATH = "configs/digits_wgangp_trip.py"
 DEFAULT_EPOCHS = digits_wgangp_trip.get_config().train.num_epochs
 CACHE_DIRNAME = "jax_cache"
 STUDY = "gan_digits"  # results/gan_digits.json and .md
-# name -> (prior.kind, prior.learnable, table label): the paper's rows.
+# name -> (prior.kind, prior.learnable, table label): the paper's rows; TRIP L with
+# the pathwise prior gradient (`prior.gradient_estimator`, issue 20) next to them.
 PRIOR_VARIANTS = {
     "normal": ("normal", True, "N(0, I)"),
     "gmm_F": ("gmm", False, "GMM F (factorized)"),
     "gmm_L": ("gmm", True, "GMM L (factorized)"),
     "trip_F": ("trip", False, "TRIP F"),
     "trip_L": ("trip", True, "TRIP L"),
+    "trip_L_pathwise": ("trip", True, "TRIP L, pathwise gradient"),
 }
+PAPER_PRIORS = ("normal", "gmm_F", "gmm_L", "trip_F", "trip_L")  # the default rows
+# Further --config. overrides of a variant.
+VARIANT_FIELDS = {"trip_L_pathwise": {"prior.gradient_estimator": "pathwise"}}
+
+
+def variant_fields(prior: str) -> dict:
+  """{config field: value} that make a run of this variant."""
+  kind, learnable, _ = PRIOR_VARIANTS[prior]
+  return {"prior.kind": kind, "prior.learnable": learnable,
+          **VARIANT_FIELDS.get(prior, {})}
 
 
 def run_workdir(root: str, prior: str, seed: int, epochs: int) -> str:
@@ -82,10 +97,10 @@ def is_finished(workdir: str, epochs: int) -> bool:
 
 def train_command(prior: str, seed: int, epochs: int, workdir: str) -> list[str]:
   """The `python -m train.gan` command of one run (the same command resumes it)."""
-  kind, learnable, _ = PRIOR_VARIANTS[prior]
   return [sys.executable, "-m", "train.gan", f"--config={CONFIG_PATH}",
-          f"--workdir={workdir}", f"--config.prior.kind={kind}",
-          f"--config.prior.learnable={learnable}", f"--config.train.seed={seed}",
+          f"--workdir={workdir}",
+          *[f"--config.{field}={value}" for field, value in variant_fields(prior).items()],
+          f"--config.train.seed={seed}",
           f"--config.train.num_epochs={epochs}", "--config.train.progress_bar=False"]
 
 
@@ -205,9 +220,7 @@ def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int, classifier_p
     print(f"{prior} seed {seed}: classifier FD {values[FD_METRIC]:.3f}, confident "
           f"{100 * values[CONFIDENT_METRIC]:.1f}%, class TV {values[TV_METRIC]:.3f}",
           flush=True)
-    kind, learnable, _ = PRIOR_VARIANTS[prior]
-    runs.append({"prior": prior,
-                 "fields": {"prior.kind": kind, "prior.learnable": learnable},
+    runs.append({"prior": prior, "fields": variant_fields(prior),
                  "seed": seed, "workdir": workdir, "step": step, **values,
                  "commits": results_files.run_commits(workdir)})
   return runs
@@ -243,7 +256,7 @@ def write_results_files(runs: list[dict], epochs: int, command: str,
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__,
                                    formatter_class=argparse.RawDescriptionHelpFormatter)
-  parser.add_argument("--priors", nargs="+", default=list(PRIOR_VARIANTS),
+  parser.add_argument("--priors", nargs="+", default=list(PAPER_PRIORS),
                       choices=list(PRIOR_VARIANTS))
   parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
   parser.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS,

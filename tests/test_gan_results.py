@@ -50,3 +50,25 @@ def test_the_quickstart_budget_writes_gan_digits_and_others_name_their_epochs():
   assert gan_results.study_name(gan_results.DEFAULT_EPOCHS) == "gan_digits"
   assert gan_results.study_name(40 if gan_results.DEFAULT_EPOCHS != 40 else 80) \
       .startswith("gan_digits_")
+
+
+def test_quickstart_rows_name_their_runs_by_the_fields_set_off_the_stock_config(tmp_path):
+  from benchmarks import gan_quickstart
+  from tripjax.configs import digits_wgangp_trip
+  from tripjax.training import workdirs
+  config = digits_wgangp_trip.get_config()
+  config.train.learning_rate = 1e-3
+  config.train.seed = 100
+  config.train.num_epochs = 320  # resumable: not a difference of the run
+  workdirs.save_config(config, str(tmp_path))
+  fields = gan_quickstart.changed_fields(str(tmp_path))
+  assert fields == {"train.learning_rate": 1e-3}
+  scores = {"classifier_fd": 12.345, "confident_share": 0.8125, "class_tv": 0.0625}
+  table = gan_quickstart.render({
+      "split": "validation", "num_samples": 5000, "floor": scores,
+      "runs": [{"fields": fields, "seed": 100, "step": 5000, **scores},
+               {"fields": {}, "seed": 100, "step": 2500, **scores}]})
+  assert "5,000 samples per run vs the validation digits" in table
+  assert "| real test digits | - | - | 12.35 | 81.2% | 0.062 |" in table
+  assert "| train.learning_rate=0.001 | 100 | 5000 | 12.35 | 81.2% | 0.062 |" in table
+  assert "| stock | 100 | 2500 |" in table
