@@ -95,7 +95,14 @@ def write(study: str, *, script: str, command: str, markdown: str, runs: list[di
     markdown: the table as README shows it (ends with a newline).
     runs: one JSON-serializable record per run (see the module docstring).
     **extra: further top-level keys the script's `render` reads.
+
+  Raises:
+    SystemExit: with a one-line message and nothing written, when `runs` is empty (a
+      sweep with no finished run must not replace a committed results file).
   """
+  if not runs:
+    raise SystemExit(f"{script}: no finished run for results/{study}; nothing written "
+                     f"(a committed {study}.json and .md stay as they are)")
   if not markdown.endswith("\n"):
     raise ValueError("markdown must end with a newline")
   os.makedirs(results_dir, exist_ok=True)
