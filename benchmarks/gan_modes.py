@@ -3,6 +3,7 @@
   nice -n 10 python -m benchmarks.gan_modes                  # the whole study (hours)
   python -m benchmarks.gan_modes --datasets ring8 --priors normal trip_L --seeds 0
   python -m benchmarks.gan_modes --smoke                     # seconds: the plumbing
+  python -m benchmarks.gan_modes --workdir runs/gan_modes_small --set "model.widths=(128,128,128)" --time 20
 
 Every run is one `python -m train.gan --config configs/<dataset>_wgangp.py` (MLPs,
 PacGAN's 4x400 generator and 3x200 critic, batch 256, n_critic 5; see the configs) for
@@ -12,6 +13,9 @@ PacGAN's 4x400 generator and 3x200 critic, batch 256, n_critic 5; see the config
 metrics are in its metrics.jsonl is skipped; an interrupted one resumes from its last
 checkpoint (the trainer's resume), so running the same command again finishes the study.
 The runs share one persistent XLA compilation cache (`<workdir>/jax_cache`).
+`--set FIELD=VALUE` (repeatable) sets a config field for every run, recorded in each
+run's fields and in the table's caption: tune the shared settings with it, each setting
+in its own `--workdir` (a workdir's runs refuse another config).
 
 Priors (`PRIORS`): N(0, I); the factorized GMM ("gmm", N = 10 Gaussians per latent
 variable) and TRIP (N = 10, ring rank m = 40), F = `prior.learnable=False` (the prior
@@ -44,6 +48,7 @@ Before starting each run the script waits while /tmp/tripjax_quiet exists.
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import math
 import os
@@ -133,8 +138,36 @@ def _number(value: Any) -> float:
   return float(value)
 
 
-def collect(jobs: list[tuple], *, root: str, steps: int) -> list[dict]:
-  """The final mode metrics of every finished run in `jobs` (unfinished ones left out)."""
+def parse_settings(settings: list[str]) -> tuple[tuple[str, Any], ...]:
+  """["field=value", ...] (`--set`) -> ((field, value), ...), values as Python literals
+  where they parse as one ("3e-4", "(128,128)") and as strings otherwise."""
+  pairs = []
+  for setting in settings:
+    field, separator, text = setting.partition("=")
+    if not separator or not field:
+      raise ValueError(f"--set takes FIELD=VALUE, got {setting!r}")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    pairs.append((field, value))
+  return tuple(pairs)
+
+
+def apply_settings(config, settings: tuple[tuple[str, Any], ...]) -> None:
+  """Sets each (field, value) of `settings` on the ConfigDict `config`."""
+  for field, value in settings:
+    *path, name = field.split(".")
+    section = config
+    for part in path:
+      section = section[part]
+    section[name] = value
+
+
+def collect(jobs: list[tuple], *, root: str, steps: int,
+            extra: tuple[tuple[str, Any], ...] = ()) -> list[dict]:
+  """The final mode metrics of every finished run in `jobs` (unfinished ones left out);
+  `extra`: the `--set` fields the runs were trained with."""
   runs = []
   for dataset, prior, latent_dim, seed in jobs:
     workdir = run_workdir(root, dataset, prior, latent_dim, seed, steps)
@@ -142,7 +175,7 @@ def collect(jobs: list[tuple], *, root: str, steps: int) -> list[dict]:
     if record is None:
       continue
     fields = {field: list(value) if isinstance(value, tuple) else value
-              for field, value in PRIORS[prior].overrides}
+              for field, value in PRIORS[prior].overrides + tuple(extra)}
     fields["model.latent_dim"] = latent_dim
     run = {"dataset": dataset, "prior": prior, "latent_dim": latent_dim,
            "fields": fields, "seed": seed, "workdir": workdir, "steps": steps,
@@ -166,10 +199,14 @@ def _cell(values: list[float], metric: str) -> str:
           else f"{mean:.{digits}f} ± {sd:.{digits}f}")
 
 
-def markdown_table(runs: list[dict], dataset: str, steps: int) -> str:
-  """One dataset's table: a row per (prior, latent size) with runs."""
+def markdown_table(runs: list[dict], dataset: str, steps: int,
+                   settings: list | tuple = ()) -> str:
+  """One dataset's table: a row per (prior, latent size) with runs; `settings`: the
+  (field, value) pairs every run set on top of the config (`--set`)."""
+  config = config_path(dataset) + "".join(f", {field}={vae_results._flag_value(value)}"
+                                          for field, value in settings)
   lines = [f"Mode coverage on the {DATASET_LABELS[dataset]}, WGAN-GP "
-           f"({config_path(dataset)}), {steps:,} generator steps; "
+           f"({config}), {steps:,} generator steps; "
            f"2,500 samples per run, mean ± sd over seeds; modes covered of "
            f"{NUM_MODES[dataset]} (higher is better), high-quality samples within 3 sd "
            f"of their mode (higher is better), reverse KL to uniform over modes (lower "
@@ -193,19 +230,22 @@ def render(results: dict) -> str:
   """The .md of a results file (`results_files.write`) from its runs."""
   datasets = [dataset for dataset in DATASETS
               if any(run["dataset"] == dataset for run in results["runs"])]
-  return "\n".join(markdown_table(results["runs"], dataset, results["steps"])
+  return "\n".join(markdown_table(results["runs"], dataset, results["steps"],
+                                  [tuple(pair) for pair in results.get("settings", ())])
                    for dataset in datasets)
 
 
 def write_results_files(runs: list[dict], steps: int, command: str,
-                        results_dir: str) -> str:
+                        results_dir: str, settings: tuple = ()) -> str:
   """Writes <results_dir>/gan_modes.json and .md; returns the markdown."""
   chosen = [{key: value for key, value in run.items() if key != "workdir"}
             for run in runs]
-  markdown = render({"steps": steps, "runs": chosen})
+  settings = [[field, list(value) if isinstance(value, tuple) else value]
+              for field, value in settings]
+  markdown = render({"steps": steps, "runs": chosen, "settings": settings})
   results_files.write(STUDY, script="benchmarks.gan_modes", command=command,
                       markdown=markdown, results_dir=results_dir, steps=steps,
-                      num_samples=2500, runs=chosen)
+                      num_samples=2500, settings=settings, runs=chosen)
   return markdown
 
 
@@ -266,7 +306,8 @@ def plot_panels(runs: list[dict], path: str, *, seed: int, latent_dim: int) -> b
   return True
 
 
-def time_steps(dataset: str, priors, latent_dims, repeats: int) -> list[dict]:
+def time_steps(dataset: str, priors, latent_dims, repeats: int,
+               extra: tuple[tuple[str, Any], ...] = ()) -> list[dict]:
   """Median wall and CPU seconds per generator step of the study's config, per (prior, latent)."""
   import statistics
   import time
@@ -284,9 +325,7 @@ def time_steps(dataset: str, priors, latent_dims, repeats: int) -> list[dict]:
   for prior in priors:
     for latent_dim in latent_dims:
       config = module.get_config()
-      for field, value in PRIORS[prior].overrides:
-        *path, name = field.split(".")
-        config[path[0]][name] = value
+      apply_settings(config, PRIORS[prior].overrides + tuple(extra))
       config.model.latent_dim = latent_dim
       model = gan.build_model(config, data_lib.POINT_SHAPE)
       optimizers = gan.make_optimizers(config)
@@ -336,16 +375,23 @@ def main(argv=None) -> int:
   parser.add_argument("--figure-latent", type=int, default=2)
   parser.add_argument("--time", type=int, default=0, metavar="K",
                       help="time K steps per prior and latent size (no training)")
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="a config field for every run (repeatable), e.g. "
+                           "train.learning_rate=3e-4 or model.widths=(128,128,128); "
+                           "give such a sweep its own --workdir")
   parser.add_argument("--smoke", action="store_true",
                       help="4-step runs of tiny networks under --workdir (plumbing only)")
   args = parser.parse_args(argv)
   if args.parallel < 1 or args.steps < 1 or min(args.latent_dims) < 1:
     parser.error("--parallel, --steps and --latent-dims must be positive")
-  extra: tuple[tuple[str, Any], ...] = ()
+  try:
+    extra = parse_settings(args.set)
+  except ValueError as error:
+    parser.error(str(error))
   if args.time:
     total = 0.0
     for dataset in args.datasets:
-      rows = time_steps(dataset, args.priors, args.latent_dims, args.time)
+      rows = time_steps(dataset, args.priors, args.latent_dims, args.time, extra)
       total += sum(row["seconds"] for row in rows) * args.steps * len(args.seeds)
     print(f"The study ({len(args.datasets)} datasets x {len(args.priors)} priors x "
           f"{len(args.latent_dims)} latent sizes x {len(args.seeds)} seeds x "
@@ -355,7 +401,7 @@ def main(argv=None) -> int:
   if args.smoke:
     args.datasets, args.priors, args.latent_dims, args.seeds = (
         ["ring8"], list(SMOKE_PRIORS), [2], [0])
-    args.steps, extra = SMOKE_STEPS, SMOKE_OVERRIDES
+    args.steps, extra = SMOKE_STEPS, SMOKE_OVERRIDES + extra
     args.results_dir = os.path.join(args.workdir, "results")
     args.figure = os.path.join(args.workdir, "gan_modes.png")
     args.figure_seed, args.figure_latent = 0, 2
@@ -369,9 +415,10 @@ def main(argv=None) -> int:
                                 f"{100 * _number(record['high_quality_share']):.1f}% "
                                 f"high quality, reverse KL {record['reverse_kl']}"),
         cache_dir=os.path.join(args.workdir, CACHE_DIRNAME), parallel=args.parallel)
-  runs = collect(jobs, root=args.workdir, steps=args.steps)
+  runs = collect(jobs, root=args.workdir, steps=args.steps, extra=extra)
   command = results_files.command_line("benchmarks.gan_modes", argv)
-  print(write_results_files(runs, args.steps, command, args.results_dir))
+  print(write_results_files(runs, args.steps, command, args.results_dir,
+                            () if args.smoke else extra))
   if plot_panels(runs, args.figure, seed=args.figure_seed, latent_dim=args.figure_latent):
     print(f"figure: {args.figure}")
   return 0
