@@ -117,3 +117,18 @@ def test_prior_gradients_table_has_scores_variance_over_each_row():
   assert "| 4, 10, 4 | cos | score | 1.00e-03 | 2 | 0.5 | 1.0 | 1.0 |" in table
   assert "| 4, 10, 4 | cos | pathwise | 1.00e-03 | 0.5 | 0.01 | 4.0 | 50.0 |" in table
   assert "| 16, 10, 8 | mlp | score | 3 | 6 | 9 | 1.0 | 1.0 |" in table
+
+
+def test_a_sweep_with_no_finished_run_writes_nothing(tmp_path):
+  """results_files.write refuses an empty table (a committed file must not be replaced
+  by one), and so does every results script that reaches it, e.g. gan_modes."""
+  from benchmarks import gan_modes
+  results_dir = tmp_path / "results"
+  with pytest.raises(SystemExit, match="no finished run for results/study_x"):
+    results_files.write("study_x", script="benchmarks.x", command="c", markdown="t\n",
+                        runs=[], results_dir=str(results_dir))
+  with pytest.raises(SystemExit, match="nothing written"):
+    gan_modes.main(["--workdir", str(tmp_path / "runs"), "--no-train", "--results-dir",
+                    str(results_dir), "--datasets", "ring8", "--priors", "normal",
+                    "--latent-dims", "2", "--seeds", "0"])
+  assert not results_dir.exists()
