@@ -3,7 +3,7 @@
   nice -n 10 python -m benchmarks.gan_modes                  # the whole study (hours)
   python -m benchmarks.gan_modes --datasets ring8 --priors normal trip_L --seeds 0
   python -m benchmarks.gan_modes --smoke                     # seconds: the plumbing
-  python -m benchmarks.gan_modes --workdir runs/gan_modes_small --set "model.widths=(128,128,128)" --time 20
+  python -m benchmarks.gan_modes --set "model.widths=(128,128,128)" --time 20
 
 Every run is one `python -m train.gan --config configs/<dataset>_wgangp.py` (MLPs,
 PacGAN's 4x400 generator and 3x200 critic, batch 256, n_critic 5; see the configs) for

@@ -130,10 +130,15 @@ def summarize(runs: list[dict]) -> list[dict]:
   return rows
 
 
-def markdown_table(rows: list[dict], epochs: int, floor: dict | None = None) -> str:
-  """The results as a markdown table; `floor`: the scores of real validation digits."""
+def markdown_table(rows: list[dict], epochs: int, floor: dict | None = None,
+                   learning_rates: tuple[float, ...] = ()) -> str:
+  """The results as a markdown table; `floor`: the scores of real validation digits;
+  `learning_rates`: the runs' Adam learning rates (named in the caption)."""
+  rates = (" at Adam learning rate " + " and ".join(f"{rate:g}" for rate in learning_rates)
+           if learning_rates else "")
   lines = [f"Offline digits (4,000 train grey-level MNIST digits), WGAN-GP, "
-           f"{CONFIG_PATH}, {epochs} epochs ({final_step(epochs):,} generator steps); "
+           f"{CONFIG_PATH}, {epochs} epochs ({final_step(epochs):,} generator steps)"
+           f"{rates}; "
            f"mean ± sd over seeds of {FD_NUM_SAMPLES:,} samples of the final generator "
            f"scored against the 500 test digits by the digit classifier: classifier FD "
            f"(lower is better), the share of samples whose top class has probability "
@@ -210,6 +215,7 @@ def real_digits_floor(classifier_params, reference_images) -> dict:
 def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int, classifier_params,
             reference_images) -> list[dict]:
   """The digit-quality scores of the final checkpoint of every finished run in `jobs`."""
+  from tripjax.training import workdirs
   runs = []
   for prior, seed in jobs:
     workdir = run_workdir(root, prior, seed, epochs)
@@ -221,6 +227,7 @@ def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int, classifier_p
           f"{100 * values[CONFIDENT_METRIC]:.1f}%, class TV {values[TV_METRIC]:.3f}",
           flush=True)
     runs.append({"prior": prior, "fields": variant_fields(prior),
+                 "learning_rate": workdirs.load_config(workdir).train.learning_rate,
                  "seed": seed, "workdir": workdir, "step": step, **values,
                  "commits": results_files.run_commits(workdir)})
   return runs
@@ -228,8 +235,10 @@ def collect(jobs: list[tuple[str, int]], *, root: str, epochs: int, classifier_p
 
 def render(results: dict) -> str:
   """The table of a results file (`results_files.write`) from its runs: its .md."""
+  rates = sorted({run["learning_rate"] for run in results["runs"]
+                  if "learning_rate" in run})
   return markdown_table(summarize(results["runs"]), results["epochs"],
-                        results.get("floor"))
+                        results.get("floor"), tuple(rates))
 
 
 def study_name(epochs: int) -> str:
@@ -282,8 +291,6 @@ def main(argv=None) -> int:
   test_digits = data_lib.load_dataset("digits", "test", binarize=False).images
   runs = collect(jobs, root=args.workdir, epochs=args.epochs,
                  classifier_params=classifier_params, reference_images=test_digits)
-  if not runs:
-    parser.error("no finished run to tabulate")
   rows = summarize(runs)
   table = write_results_files(
       runs, args.epochs, results_files.command_line("benchmarks.gan_results", argv),

@@ -36,6 +36,10 @@ def test_table_shows_one_seed_without_a_spread_and_renders_from_its_results():
       in table
   assert "| N(0, I) | 1 | 40.00 | 40.00 – 40.00 | 90.0% | 0.050 |" in table
   assert "GMM" not in table  # no runs, no row
+  assert "learning rate" not in table  # runs scored before it was recorded
+  rated = gan_results.render({"epochs": 40, "runs": [{**run, "learning_rate": 2e-4}
+                                                     for run in _runs()]})
+  assert "40 epochs (1,000 generator steps) at Adam learning rate 0.0002;" in rated
 
 
 def test_runs_scored_before_the_confident_share_show_n_a():

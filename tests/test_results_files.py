@@ -90,7 +90,7 @@ def test_vae_results_files_render_back_and_keep_no_workdir(tmp_path):
 def test_write_refuses_a_table_without_its_last_newline(tmp_path):
   with pytest.raises(ValueError, match="newline"):
     results_files.write("s", script="m", command="c", markdown="| a |",
-                        runs=[], results_dir=str(tmp_path))
+                        runs=[{"seed": 0}], results_dir=str(tmp_path))
 
 
 def test_gan_results_files_render_back(tmp_path):
@@ -99,11 +99,14 @@ def test_gan_results_files_render_back(tmp_path):
            "classifier_fd": fd, "commits": []}
           for prior, seed, fd in (("trip_L", 0, 50.0), ("trip_L", 1, 54.0),
                                   ("normal", 0, 60.0))]
-  markdown = gan_results.write_results_files(runs, 40, "cmd", str(tmp_path))
+  epochs = gan_results.DEFAULT_EPOCHS
+  markdown = gan_results.write_results_files(runs, epochs, "cmd", str(tmp_path))
   results = results_files.read(str(tmp_path / "gan_digits.json"))
   assert gan_results.render(results) == markdown == results["markdown"]
   assert "| TRIP L | 2 | 52.00 ± 2.83 |" in markdown
   assert (tmp_path / "gan_digits.md").read_text() == markdown
+  gan_results.write_results_files(runs, epochs + 1, "cmd", str(tmp_path))
+  assert (tmp_path / f"gan_digits_{epochs + 1}epochs.json").exists()
 
 
 def test_prior_gradients_table_has_scores_variance_over_each_row():
