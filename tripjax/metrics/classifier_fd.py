@@ -93,8 +93,15 @@ def predict_digits(params: Params, images, batch_size: int = 500) -> np.ndarray:
 
 def class_probabilities(params: Params, images, batch_size: int = 500) -> np.ndarray:
   """Class probabilities (N, 10) float32 (softmax of the logits) of images in [0, 1]."""
-  logits = _batched(params, images, batch_size)[0]
-  return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+  return features_and_probabilities(params, images, batch_size)[1]
+
+
+def features_and_probabilities(params: Params, images, batch_size: int = 500
+                               ) -> Tuple[np.ndarray, np.ndarray]:
+  """`classifier_features` (N, feature_dim) and `class_probabilities` (N, 10) of images
+  (N, 28, 28, 1) in [0, 1], from one pass of the classifier."""
+  logits, features = _batched(params, images, batch_size)
+  return features, np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
 
 
 def classifier_accuracy(params: Params, images, labels, batch_size: int = 500) -> float:

@@ -64,11 +64,9 @@ def digit_quality(classifier_params, images, reference_images, *,
     threshold: the probability a confident image's top class reaches.
     batch_size: the classifier's batch size.
   """
-  features = classifier_fd.classifier_features(classifier_params, images, batch_size)
-  reference = classifier_fd.classifier_features(classifier_params, reference_images,
-                                                batch_size)
-  probabilities = classifier_fd.class_probabilities(classifier_params, images, batch_size)
-  reference_probabilities = classifier_fd.class_probabilities(
+  features, probabilities = classifier_fd.features_and_probabilities(
+      classifier_params, images, batch_size)
+  reference, reference_probabilities = classifier_fd.features_and_probabilities(
       classifier_params, reference_images, batch_size)
   return DigitQuality(
       classifier_fd=frechet.frechet_distance_from_features(features, reference),
