@@ -48,7 +48,6 @@ Before starting each run the script waits while /tmp/tripjax_quiet exists.
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import math
 import os
@@ -138,30 +137,27 @@ def _number(value: Any) -> float:
   return float(value)
 
 
-def parse_settings(settings: list[str]) -> tuple[tuple[str, Any], ...]:
-  """["field=value", ...] (`--set`) -> ((field, value), ...), values as Python literals
-  where they parse as one ("3e-4", "(128,128)") and as strings otherwise."""
+def parse_settings(settings: list[str]) -> tuple[tuple[str, str], ...]:
+  """["field=value", ...] (`--set`) -> ((field, value text), ...), each checked against
+  both datasets' configs by the CLIs' own `cli.apply_override` (the field exists, the
+  value has its type).
+
+  Raises:
+    ValueError: a setting without "=".
+    ConfigError: an unknown field or a value of the wrong type (its message names both).
+  """
+  from tripjax.training import cli
+  from tripjax.training import config_files
+
   pairs = []
   for setting in settings:
     field, separator, text = setting.partition("=")
     if not separator or not field:
       raise ValueError(f"--set takes FIELD=VALUE, got {setting!r}")
-    try:
-      value = ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-      value = text
-    pairs.append((field, value))
+    for dataset in DATASETS:
+      cli.apply_override(config_files.load_config(config_path(dataset)), field, text)
+    pairs.append((field, text))
   return tuple(pairs)
-
-
-def apply_settings(config, settings: tuple[tuple[str, Any], ...]) -> None:
-  """Sets each (field, value) of `settings` on the ConfigDict `config`."""
-  for field, value in settings:
-    *path, name = field.split(".")
-    section = config
-    for part in path:
-      section = section[part]
-    section[name] = value
 
 
 def collect(jobs: list[tuple], *, root: str, steps: int,
@@ -240,8 +236,7 @@ def write_results_files(runs: list[dict], steps: int, command: str,
   """Writes <results_dir>/gan_modes.json and .md; returns the markdown."""
   chosen = [{key: value for key, value in run.items() if key != "workdir"}
             for run in runs]
-  settings = [[field, list(value) if isinstance(value, tuple) else value]
-              for field, value in settings]
+  settings = [list(pair) for pair in settings]
   markdown = render({"steps": steps, "runs": chosen, "settings": settings})
   results_files.write(STUDY, script="benchmarks.gan_modes", command=command,
                       markdown=markdown, results_dir=results_dir, steps=steps,
@@ -318,6 +313,7 @@ def time_steps(dataset: str, priors, latent_dims, repeats: int,
   from tripjax import data as data_lib
   from tripjax.configs import grid25_wgangp
   from tripjax.configs import ring8_wgangp
+  from tripjax.training import cli
   from tripjax.training import gan
 
   module = {"ring8": ring8_wgangp, "grid25": grid25_wgangp}[dataset]
@@ -325,7 +321,9 @@ def time_steps(dataset: str, priors, latent_dims, repeats: int,
   for prior in priors:
     for latent_dim in latent_dims:
       config = module.get_config()
-      apply_settings(config, PRIORS[prior].overrides + tuple(extra))
+      config.update_from_flattened_dict(dict(PRIORS[prior].overrides))
+      for field, text in extra:
+        cli.apply_override(config, field, text)
       config.model.latent_dim = latent_dim
       model = gan.build_model(config, data_lib.POINT_SHAPE)
       optimizers = gan.make_optimizers(config)

@@ -145,21 +145,29 @@ def test_gan_modes_smoke_trains_resumes_and_writes_results(tmp_path):
 
 def test_study_settings_reach_every_run_its_record_and_the_caption():
   from benchmarks import gan_modes
+  from tripjax.training import cli
+  from tripjax.training import config_checks
   settings = gan_modes.parse_settings(["train.learning_rate=3e-4",
                                        "model.widths=(128,128)", "model.critic_norm=none"])
-  assert settings == (("train.learning_rate", 3e-4), ("model.widths", (128, 128)),
+  assert settings == (("train.learning_rate", "3e-4"), ("model.widths", "(128,128)"),
                       ("model.critic_norm", "none"))
   with pytest.raises(ValueError, match="FIELD=VALUE"):
     gan_modes.parse_settings(["train.learning_rate"])
+  # Checked up front, as the CLIs check a --config. override: field and value named.
+  with pytest.raises(config_checks.ConfigError, match="train.learning_rat"):
+    gan_modes.parse_settings(["train.learning_rat=3e-4"])
+  with pytest.raises(config_checks.ConfigError, match="model.widths"):
+    gan_modes.parse_settings(["model.widths=wide"])
   command = gan_modes.train_command("ring8", "trip_L", 2, 0, 100, "w", settings)
-  assert "--config.train.learning_rate=0.0003" in command
-  assert "--config.model.widths=(128,128,)" in command
+  assert "--config.train.learning_rate=3e-4" in command
+  assert "--config.model.widths=(128,128)" in command
   config = ring8_wgangp.get_config()
-  gan_modes.apply_settings(config, settings)
+  for field, text in settings:
+    cli.apply_override(config, field, text)
   assert (config.train.learning_rate, config.model.widths) == (3e-4, (128, 128))
   run = {"dataset": "ring8", "prior": "normal", "latent_dim": 2, "seed": 0,
          "modes_covered": 8.0, "high_quality_share": 0.5, "reverse_kl": 0.01}
   table = gan_modes.render({"steps": 100, "runs": [run],
-                            "settings": [["train.learning_rate", 3e-4]]})
-  assert "(configs/ring8_wgangp.py, train.learning_rate=0.0003), 100 generator steps" \
+                            "settings": [["train.learning_rate", "3e-4"]]})
+  assert "(configs/ring8_wgangp.py, train.learning_rate=3e-4), 100 generator steps" \
       in table
