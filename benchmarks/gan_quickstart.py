@@ -22,6 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from benchmarks import results_files
+
 TARGETS = "targets (issue 20): classifier FD <= 15, confident >= 80%, class TV <= 0.1"
 
 
@@ -33,13 +35,12 @@ CONFIG_PATH = "configs/digits_wgangp_trip.py"
 IGNORED_FIELDS = ("train.progress_bar", "train.checkpoint_every_steps")
 
 
-def changed_fields(workdir: str) -> dict:
-  """{field: value} of the run's config where it differs from the stock quickstart's
-  (seed, epochs and bookkeeping fields left out)."""
+def changed_fields(saved) -> dict:
+  """{field: value} of a run's saved config where it differs from the stock
+  quickstart's (seed, epochs and bookkeeping fields left out)."""
   from tripjax.configs import digits_wgangp_trip
   from tripjax.training import workdirs
 
-  saved = workdirs.load_config(workdir)
   differences = workdirs.config_differences(saved, digits_wgangp_trip.get_config())
   return {field: value for field, value, _ in differences
           if field not in IGNORED_FIELDS and field != "train.seed"}
@@ -92,20 +93,18 @@ def main(argv=None) -> int:
   config.train.progress_bar = False
   params, _ = classifier_trainer.get_or_train(config, args.classifier_workdir,
                                               log=lambda text: print(text, file=sys.stderr))
-  from benchmarks import results_files
-
   reference = data_lib.load_dataset("digits", args.split, binarize=False).images
   other = data_lib.load_dataset("digits", _other(args.split), binarize=False).images
   floor = digit_quality.digit_quality(params, other, reference, batch_size=args.batch_size)
   runs = []
   for workdir in args.workdirs:
+    config = workdirs.load_config(workdir)
     for step in args.steps or [None]:
       sampler = trainers.load_checkpoint_sampler(workdir, step)
       quality = digit_quality.digit_quality_of_sampler(
           sampler.sample_fn, reference, params, num_samples=args.num_samples,
           batch_size=args.batch_size, seed=args.seed)
-      config = workdirs.load_config(workdir)
-      runs.append({"fields": changed_fields(workdir), "seed": config.train.seed,
+      runs.append({"fields": changed_fields(config), "seed": config.train.seed,
                    "step": sampler.position.step, **quality._asdict(),
                    "commits": results_files.run_commits(workdir)})
       print(f"{workdir} step {sampler.position.step}: {quality}", file=sys.stderr)

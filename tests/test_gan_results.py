@@ -65,7 +65,7 @@ def test_quickstart_rows_name_their_runs_by_the_fields_set_off_the_stock_config(
   config.train.seed = 100
   config.train.num_epochs = 320  # resumable: not a difference of the run
   workdirs.save_config(config, str(tmp_path))
-  fields = gan_quickstart.changed_fields(str(tmp_path))
+  fields = gan_quickstart.changed_fields(workdirs.load_config(str(tmp_path)))
   assert fields == {"train.learning_rate": 1e-3}
   scores = {"classifier_fd": 12.345, "confident_share": 0.8125, "class_tv": 0.0625}
   table = gan_quickstart.render({
